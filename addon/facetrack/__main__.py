@@ -1,0 +1,7 @@
+"""``python -m facetrack``."""
+
+import sys
+
+from facetrack.cli import main
+
+sys.exit(main())

@@ -1,0 +1,122 @@
+"""Reading frames from a file, an ``rtsp://`` / ``http(s)://`` URL or a webcam index.
+
+Decoding is OpenCV's FFmpeg backend. A frame that fails to decode in the middle of a file is
+skipped (and counted), never fatal; a source that yields no frame at all is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facetrack.errors import VideoSourceError
+from facetrack.inference.base import Frame
+
+_LOG = logging.getLogger(__name__)
+#: Consecutive failed reads after which a file is considered finished / a stream dropped.
+MAX_CONSECUTIVE_FAILURES = 25
+
+
+@dataclass(slots=True)
+class VideoSource:
+    """An opened source.
+
+    Attributes:
+        uri: what was opened (path, URL or webcam index as a string).
+        fps: nominal frame rate, frames/s (25 if the source does not say).
+        frame_count: frames in a file, ``None`` for live sources or when unknown.
+        width / height: frame size, pixels.
+        live: True for webcams and network streams (timestamps from the wall clock).
+    """
+
+    uri: str
+    capture: cv2.VideoCapture
+    fps: float
+    frame_count: int | None
+    width: int
+    height: int
+    live: bool
+    corrupt_frames: int = 0
+
+    def frames(self) -> Iterator[tuple[int, float, Frame]]:
+        """Yield ``(index, ts_seconds, frame_bgr)``; ``ts`` is the position in a file, or seconds
+        since opening for a live source. Ends at the end of a file or after
+        ``MAX_CONSECUTIVE_FAILURES`` failed reads of a stream."""
+        index = 0
+        failures = 0
+        start = time.monotonic()
+        while True:
+            ok, frame = self.capture.read()
+            if not ok or frame is None:
+                failures += 1
+                if not self.live or failures >= MAX_CONSECUTIVE_FAILURES:
+                    return
+                time.sleep(0.02)
+                continue
+            failures = 0
+            if frame.ndim != 3 or frame.dtype != np.uint8 or frame.shape[2] != 3:
+                self.corrupt_frames += 1
+                continue
+            ts = time.monotonic() - start if self.live else index / self.fps
+            yield index, ts, frame
+            index += 1
+
+    def close(self) -> None:
+        """Release the capture."""
+        self.capture.release()
+
+    def __enter__(self) -> VideoSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_source(source: str | int) -> VideoSource:
+    """Open a video file, a stream URL or a webcam index (an int or a string of digits).
+
+    Raises:
+        VideoSourceError: missing file, unsupported or corrupt content, unreachable stream or
+            camera; the message says which.
+    """
+    if isinstance(source, str) and source.strip().isdigit():
+        source = int(source.strip())
+    if isinstance(source, int):
+        cap = cv2.VideoCapture(source)
+        uri, live = f"webcam:{source}", True
+    else:
+        uri = source
+        live = "://" in source
+        if not live:
+            path = Path(source)
+            if not path.exists():
+                raise VideoSourceError(f"video file not found: {source}")
+            if not path.is_file():
+                raise VideoSourceError(f"not a video file: {source}")
+            if not os.access(path, os.R_OK):
+                raise VideoSourceError(f"video file not readable: {source}")
+        elif source.startswith("rtsp"):
+            # TCP avoids the smeared frames UDP packet loss gives on Wi-Fi cameras.
+            os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+        cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        cap.release()
+        raise VideoSourceError(f"cannot open video source {uri} (unsupported, corrupt or unreachable)")
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    if not 0.5 <= fps <= 240:
+        fps = 25.0
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+    height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    if not live and (width <= 0 or height <= 0):
+        cap.release()
+        raise VideoSourceError(f"cannot decode video file {uri}: no video stream")
+    _LOG.info("opened %s: %dx%d @ %.2f fps%s", uri, width, height, fps, f", {count} frames" if count > 0 else "")
+    return VideoSource(uri, cap, fps, count if count > 0 and not live else None, width, height, live)

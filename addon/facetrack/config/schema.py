@@ -1,0 +1,206 @@
+"""FaceTrackerConfig: the engine's configuration, in DeGirum FaceTrackerConfig vocabulary.
+
+Defaults and where they come from are written down in ``docs/configuration.md`` and
+``docs/thresholds.md`` (the measured ROC of SFace on ``shared/data``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import voluptuous as vol
+import yaml
+
+from facetrack.errors import ConfigError
+from facetrack.quality import FaceFilters
+
+#: Cosine similarity at or above which a probe is accepted as the nearest enrolled person.
+#: Chosen on shared/data (docs/thresholds.md): strangers accepted <= 5 % with a margin, genuine
+#: rank-1 >= 95 %. SFace's published threshold (OpenCV Zoo, LFW) is 0.363.
+DEFAULT_COSINE_THRESHOLD = 0.40
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerConfig:
+    """ByteTrack association (Zhang et al., ECCV 2022) parameters.
+
+    Attributes:
+        lost_track_seconds: how long a track that lost its face is kept for re-association, s.
+        track_activation_threshold: detector score needed to start a track.
+        high_conf_det_threshold: detections at or above it take part in ByteTrack's first
+            association stage, those below only in the second (recovery) stage.
+        minimum_iou_threshold: IoU below which a detection cannot continue a track.
+    """
+
+    lost_track_seconds: float = 1.0
+    track_activation_threshold: float = 0.6
+    high_conf_det_threshold: float = 0.6
+    minimum_iou_threshold: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityConfig:
+    """How matches of a track's embeddings are voted into its identity.
+
+    Attributes:
+        window: the last ``window`` usable matches of a track vote.
+        min_votes: votes a person needs (and a strict majority of the window) to name a track.
+        unknown_votes: votes below the threshold needed to declare a track unknown.
+        instant_margin: a first match at ``threshold + instant_margin`` or more names the track
+            at once (clear matches need no second vote).
+    """
+
+    window: int = 9
+    min_votes: int = 2
+    unknown_votes: int = 3
+    instant_margin: float = 0.15
+
+
+@dataclass(frozen=True, slots=True)
+class FaceTrackerConfig:
+    """Everything one camera pipeline needs. Units: pixels, frames or seconds as named."""
+
+    db_path: str = "faces.lance"
+    backend: str = "opencv"
+    detector_input_size: int = 640
+    detection_score_threshold: float = 0.5
+    nms_threshold: float = 0.3
+    cosine_similarity_threshold: float = DEFAULT_COSINE_THRESHOLD
+    credence_count: int = 3
+    reid_expiration_frames: int = 32
+    recent_gallery_seconds: float = 10.0
+    recent_gallery_threshold: float | None = None
+    scene_cut_threshold: float = 30.0
+    video_source: str | int | None = None
+    face_filters: FaceFilters = field(default_factory=FaceFilters)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON/YAML-serialisable)."""
+        d = asdict(self)
+        d["face_filters"]["pitch_range"] = list(self.face_filters.pitch_range)
+        return d
+
+
+def _unit(v: Any) -> float:
+    v = float(v)
+    if not 0.0 <= v <= 1.0:
+        raise vol.Invalid("must be between 0 and 1")
+    return v
+
+
+def _pair(v: Any) -> tuple[float, float]:
+    if not isinstance(v, list | tuple) or len(v) != 2:
+        raise vol.Invalid("must be a list of two numbers [min, max]")
+    lo, hi = float(v[0]), float(v[1])
+    if lo > hi:
+        raise vol.Invalid("min must not exceed max")
+    return lo, hi
+
+
+_POS_INT = vol.All(vol.Coerce(int), vol.Range(min=1))
+_NONNEG = vol.All(vol.Coerce(float), vol.Range(min=0.0))
+_UNIT = _unit
+
+FACE_FILTERS_SCHEMA = vol.Schema(
+    {
+        vol.Optional("min_face_size"): _NONNEG,
+        vol.Optional("min_score"): _UNIT,
+        vol.Optional("min_sharpness"): _NONNEG,
+        vol.Optional("max_yaw"): _NONNEG,
+        vol.Optional("pitch_range"): _pair,
+        vol.Optional("landmark_sanity"): bool,
+    }
+)
+TRACKER_SCHEMA = vol.Schema(
+    {
+        vol.Optional("lost_track_seconds"): _NONNEG,
+        vol.Optional("track_activation_threshold"): _UNIT,
+        vol.Optional("high_conf_det_threshold"): _UNIT,
+        vol.Optional("minimum_iou_threshold"): _UNIT,
+    }
+)
+IDENTITY_SCHEMA = vol.Schema(
+    {
+        vol.Optional("window"): _POS_INT,
+        vol.Optional("min_votes"): _POS_INT,
+        vol.Optional("unknown_votes"): _POS_INT,
+        vol.Optional("instant_margin"): _NONNEG,
+    }
+)
+CONFIG_SCHEMA = vol.Schema(
+    {
+        vol.Optional("db_path"): vol.All(str, vol.Length(min=1)),
+        vol.Optional("backend"): vol.In(["opencv"]),
+        vol.Optional("detector_input_size"): vol.All(vol.Coerce(int), vol.Range(min=32, max=4096)),
+        vol.Optional("detection_score_threshold"): _UNIT,
+        vol.Optional("nms_threshold"): _UNIT,
+        vol.Optional("cosine_similarity_threshold"): vol.All(vol.Coerce(float), vol.Range(min=-1.0, max=1.0)),
+        vol.Optional("credence_count"): _POS_INT,
+        vol.Optional("reid_expiration_frames"): _POS_INT,
+        vol.Optional("recent_gallery_seconds"): _NONNEG,
+        vol.Optional("recent_gallery_threshold"): vol.Any(None, vol.All(vol.Coerce(float), vol.Range(-1, 1))),
+        vol.Optional("scene_cut_threshold"): _NONNEG,
+        vol.Optional("video_source"): vol.Any(None, str, int),
+        vol.Optional("face_filters"): FACE_FILTERS_SCHEMA,
+        vol.Optional("tracker"): TRACKER_SCHEMA,
+        vol.Optional("identity"): IDENTITY_SCHEMA,
+    }
+)
+
+
+def _path(err: vol.Invalid) -> str:
+    return ".".join(str(p) for p in err.path) or "<root>"
+
+
+def parse_config(raw: Any, **overrides: Any) -> FaceTrackerConfig:
+    """Validate a raw mapping and build a :class:`FaceTrackerConfig`.
+
+    ``overrides`` (top-level keys) are applied after validation of ``raw`` and validated too.
+
+    Raises:
+        ConfigError: unknown key or bad value; the message names the key (``face_filters.min_score``).
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration must be a mapping of keys to values, got {type(raw).__name__}")
+    merged = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        data = CONFIG_SCHEMA(merged)
+    except vol.MultipleInvalid as err:
+        problems = []
+        for e in err.errors:
+            if isinstance(e, vol.Invalid) and e.error_message == "extra keys not allowed":
+                problems.append(f"unknown key '{_path(e)}'")
+            else:
+                problems.append(f"'{_path(e)}': {e.error_message}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    ff = FaceFilters(**data.pop("face_filters", {}))
+    tr = TrackerConfig(**data.pop("tracker", {}))
+    ident = IdentityConfig(**data.pop("identity", {}))
+    return FaceTrackerConfig(face_filters=ff, tracker=tr, identity=ident, **data)
+
+
+def load_config(path: str | Path | None, **overrides: Any) -> FaceTrackerConfig:
+    """Load a YAML (``.yaml``/``.yml``) or JSON file and validate it; ``None`` gives the defaults.
+
+    Raises:
+        ConfigError: missing or unparsable file, or invalid content (see :func:`parse_config`).
+    """
+    if path is None:
+        return parse_config({}, **overrides)
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read configuration file {p}: {err.strerror}") from None
+    try:
+        raw = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot parse configuration file {p}: {err}") from None
+    return parse_config(raw, **overrides)

@@ -1,0 +1,25 @@
+"""Exceptions raised by the engine; each carries a message meant for the user."""
+
+
+class FaceTrackError(Exception):
+    """Base class of every error FaceTrack reports to the user."""
+
+
+class ImageReadError(FaceTrackError):
+    """An image file is missing, unreadable or not an image."""
+
+
+class VideoSourceError(FaceTrackError):
+    """A video source (file, RTSP URL, webcam) cannot be opened or read."""
+
+
+class ModelMismatchError(FaceTrackError):
+    """The face library was built with another embedding model than the backend's."""
+
+
+class LibraryError(FaceTrackError):
+    """A face library operation failed (unknown person, bad argument, corrupt table)."""
+
+
+class ConfigError(FaceTrackError):
+    """The configuration is invalid; the message names the key."""

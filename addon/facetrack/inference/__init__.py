@@ -1,0 +1,9 @@
+"""Inference backends: face detection (box, score, 5 landmarks) and face embedding.
+
+One implementation per backend behind :class:`InferenceBackend`; :func:`create_backend`
+picks one from the configuration.
+"""
+
+from facetrack.inference.base import Detection, InferenceBackend, create_backend
+
+__all__ = ["Detection", "InferenceBackend", "create_backend"]

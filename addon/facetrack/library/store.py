@@ -1,0 +1,416 @@
+"""Face library on LanceDB with an in-memory nearest-neighbour index.
+
+Storage: one Lance table, ``faces``, one row per embedding (with its person's id, name and
+metadata). Every operation is a single Lance commit (one ``add``, ``update`` or ``delete``), and
+a Lance commit is atomic (a new manifest version is written last), so a crash in the middle of an
+enrolment leaves the library exactly as it was. The embedding model the library is bound to is
+stored in the table's schema metadata.
+
+Matching never touches the disk: the embeddings live in a ``(N, D) float32`` matrix and a match is
+one matrix-vector product (about 0.1 ms at 10k x 128 on one core). Filters sent to LanceDB are
+built with ``lancedb.expr`` (typed column/literal expressions), never by string formatting, and
+names are never part of a filter.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+from lancedb.expr import col, lit
+
+from facetrack.errors import LibraryError, ModelMismatchError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from facetrack.inference.base import FloatArray
+
+TABLE = "faces"
+SCHEMA_VERSION = "1"
+MAX_NAME_LENGTH = 100
+_META_MODEL = b"facetrack.model_id"
+_META_DIM = b"facetrack.embedding_dim"
+_META_VERSION = b"facetrack.schema_version"
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A person of the library.
+
+    Attributes:
+        person_id: 32 hex characters, stable across renames.
+        name: display name, unique in the library.
+        metadata: free JSON-serialisable attributes given at enrolment.
+        embedding_count: number of embeddings enrolled.
+        created_at: epoch seconds of the first enrolment.
+    """
+
+    person_id: str
+    name: str
+    metadata: dict[str, Any]
+    embedding_count: int
+    created_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-friendly dict."""
+        return {
+            "person_id": self.person_id,
+            "name": self.name,
+            "metadata": self.metadata,
+            "embeddings": self.embedding_count,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingRecord:
+    """One enrolled embedding: its id, owner, source (file path or ``camera/track``) and JPEG crop."""
+
+    embedding_id: str
+    person_id: str
+    source: str
+    created_at: float
+    crop_jpeg: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Nearest enrolled embedding to a probe.
+
+    Attributes:
+        person_id / name: the owner of the nearest embedding, or ``None`` below the threshold.
+        similarity: cosine similarity to the nearest embedding, ``[-1, 1]`` (reported even when
+            below the threshold).
+        embedding_id: id of the nearest embedding (``None`` for an empty library).
+    """
+
+    person_id: str | None
+    name: str | None
+    similarity: float
+    embedding_id: str | None
+
+
+def _normalise_name(name: str) -> str:
+    if not isinstance(name, str):
+        raise LibraryError(f"a person's name must be a string, got {type(name).__name__}")
+    clean = " ".join(name.split())
+    if not clean:
+        raise LibraryError("a person's name must not be empty")
+    if len(clean) > MAX_NAME_LENGTH:
+        raise LibraryError(f"a person's name is limited to {MAX_NAME_LENGTH} characters")
+    if any(ord(c) < 32 for c in clean):
+        raise LibraryError("a person's name must not contain control characters")
+    return clean
+
+
+class FaceLibrary:
+    """Persons and their embeddings, bound to one embedding model.
+
+    Args:
+        db_path: LanceDB directory (created if missing), e.g. ``faces.lance``.
+        model_id: embedding model of the backend in use (``InferenceBackend.model_id``).
+        embedding_dim: ``D`` of that model.
+
+    Raises:
+        ModelMismatchError: the library at ``db_path`` was built with another model.
+        LibraryError: ``db_path`` exists but is not a FaceTrack library.
+
+    Thread-safe: writes are serialised and the index is swapped atomically.
+    """
+
+    def __init__(self, db_path: str | Path, model_id: str, embedding_dim: int) -> None:
+        self.db_path = str(db_path)
+        self.model_id = model_id
+        self.embedding_dim = int(embedding_dim)
+        self._lock = threading.RLock()
+        self._schema = pa.schema(
+            [
+                pa.field("embedding_id", pa.string(), nullable=False),
+                pa.field("person_id", pa.string(), nullable=False),
+                pa.field("name", pa.string(), nullable=False),
+                pa.field("metadata", pa.string()),
+                pa.field("vector", pa.list_(pa.float32(), self.embedding_dim), nullable=False),
+                pa.field("crop", pa.binary()),
+                pa.field("source", pa.string()),
+                pa.field("created_at", pa.float64()),
+            ],
+            metadata={
+                _META_MODEL: model_id.encode(),
+                _META_DIM: str(self.embedding_dim).encode(),
+                _META_VERSION: SCHEMA_VERSION.encode(),
+            },
+        )
+        path = Path(self.db_path)
+        if path.exists() and not path.is_dir():
+            raise LibraryError(f"{self.db_path} is a file, not a face library directory")
+        self._db = lancedb.connect(self.db_path)
+        if TABLE in self._db.list_tables().tables:
+            self._table = self._db.open_table(TABLE)
+            self._check_model(self._table.schema)
+        elif path.exists() and any(path.iterdir()):
+            raise LibraryError(f"{self.db_path} exists but holds no FaceTrack face library")
+        else:
+            self._table = self._db.create_table(TABLE, schema=self._schema)
+        self._version = -1
+        self._load_index()
+
+    # ---- model binding -------------------------------------------------------------------
+
+    def _check_model(self, schema: pa.Schema) -> None:
+        meta = schema.metadata or {}
+        stored = meta.get(_META_MODEL, b"").decode() or None
+        if stored is None:
+            raise LibraryError(f"{self.db_path} is not a FaceTrack face library (no model_id recorded)")
+        if stored != self.model_id:
+            raise ModelMismatchError(
+                f"the face library at {self.db_path} was built with the embedding model {stored!r}, "
+                f"but the backend computes {self.model_id!r} embeddings; embeddings of different models "
+                "cannot be compared. Use the backend that built it, or enrol the people again into a "
+                "new library (another db_path)."
+            )
+
+    # ---- index ---------------------------------------------------------------------------
+
+    def _load_index(self) -> None:
+        arrow = self._table.to_arrow().select(
+            ["embedding_id", "person_id", "name", "metadata", "vector", "source", "created_at"]
+        )
+        n = arrow.num_rows
+        if n:
+            flat = arrow.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            matrix = np.ascontiguousarray(flat, dtype=np.float32).reshape(n, self.embedding_dim)
+        else:
+            matrix = np.zeros((0, self.embedding_dim), dtype=np.float32)
+        ids = arrow.column("embedding_id").to_pylist()
+        pids = arrow.column("person_id").to_pylist()
+        names = arrow.column("name").to_pylist()
+        metas = arrow.column("metadata").to_pylist()
+        created = arrow.column("created_at").to_pylist()
+        sources = arrow.column("source").to_pylist()
+        persons: dict[str, dict[str, Any]] = {}
+        for pid, name, meta, ts in zip(pids, names, metas, created, strict=True):
+            p = persons.setdefault(pid, {"name": name, "meta": meta, "newest": ts, "count": 0, "created": ts})
+            p["count"] += 1
+            p["created"] = min(p["created"], ts)
+            if ts >= p["newest"]:
+                p["newest"], p["meta"] = ts, meta
+        # Swap everything at once so a concurrent match never sees a half-built index.
+        self._index = (
+            matrix,
+            np.array(ids, dtype=object),
+            np.array(pids, dtype=object),
+            {
+                pid: Person(pid, p["name"], json.loads(p["meta"] or "{}"), p["count"], p["created"])
+                for pid, p in persons.items()
+            },
+            dict(zip(ids, sources, strict=True)),
+        )
+        self._version = self._table.version
+
+    def refresh(self) -> bool:
+        """Reload the index if another process changed the library; True when it did."""
+        with self._lock:
+            self._table.checkout_latest()
+            if self._table.version != self._version:
+                self._load_index()
+                return True
+            return False
+
+    def __len__(self) -> int:
+        """Number of enrolled embeddings."""
+        return int(self._index[0].shape[0])
+
+    # ---- queries ---------------------------------------------------------------------------
+
+    def persons(self) -> list[Person]:
+        """All persons, sorted by name."""
+        return sorted(self._index[3].values(), key=lambda p: p.name.casefold())
+
+    def person(self, name: str) -> Person | None:
+        """The person called ``name`` (whitespace-normalised, exact), or ``None``."""
+        clean = _normalise_name(name)
+        return next((p for p in self._index[3].values() if p.name == clean), None)
+
+    def person_by_id(self, person_id: str) -> Person | None:
+        """The person with ``person_id``, or ``None``."""
+        return self._index[3].get(person_id)
+
+    def embeddings(self, name: str) -> list[EmbeddingRecord]:
+        """The embeddings (with JPEG crops) of the person called ``name``.
+
+        Raises:
+            LibraryError: no such person.
+        """
+        person = self._require(name)
+        rows = (
+            self._table.search()
+            .where(col("person_id") == lit(person.person_id))
+            .select(["embedding_id", "person_id", "source", "created_at", "crop"])
+            .limit(None)
+            .to_arrow()
+            .to_pylist()
+        )
+        return sorted(
+            (
+                EmbeddingRecord(r["embedding_id"], r["person_id"], r["source"] or "", r["created_at"], r["crop"] or b"")
+                for r in rows
+            ),
+            key=lambda e: e.created_at,
+        )
+
+    def match(self, probes: FloatArray, threshold: float) -> list[Match]:
+        """Nearest-neighbour identification by cosine similarity.
+
+        Args:
+            probes: ``(N, D)`` or ``(D,)`` float32, L2-normalised embeddings.
+            threshold: cosine similarity at or above which the nearest person is accepted.
+
+        Returns:
+            One :class:`Match` per probe; ``person_id``/``name`` are ``None`` below ``threshold``.
+        """
+        matrix, ids, pids, persons, _ = self._index
+        q = np.atleast_2d(np.asarray(probes, dtype=np.float32))
+        if q.shape[1] != self.embedding_dim:
+            raise ValueError(f"probe dimension {q.shape[1]} != library dimension {self.embedding_dim}")
+        if matrix.shape[0] == 0:
+            return [Match(None, None, 0.0, None) for _ in range(q.shape[0])]
+        sims = q @ matrix.T
+        best = np.argmax(sims, axis=1)
+        out = []
+        for i, j in enumerate(best):
+            sim = float(sims[i, j])
+            pid = str(pids[j])
+            if sim >= threshold:
+                out.append(Match(pid, persons[pid].name, sim, str(ids[j])))
+            else:
+                out.append(Match(None, None, sim, str(ids[j])))
+        return out
+
+    # ---- writes ----------------------------------------------------------------------------
+
+    def _require(self, name: str) -> Person:
+        person = self.person(name)
+        if person is None:
+            raise LibraryError(f"no person called {_normalise_name(name)!r} in the face library")
+        return person
+
+    def enroll(
+        self,
+        name: str,
+        embeddings: FloatArray,
+        crops_jpeg: Sequence[bytes],
+        sources: Sequence[str],
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Person:
+        """Add embeddings to the person ``name`` (created if new) in one atomic commit.
+
+        Args:
+            name: display name; whitespace is normalised.
+            embeddings: ``(N, D) float32``, L2-normalised, ``N >= 1``.
+            crops_jpeg: N JPEG-encoded aligned face crops.
+            sources: N source descriptions (file path, ``camera/track_id``...).
+            metadata: optional JSON-serialisable attributes; replaces the person's metadata
+                when given.
+
+        Raises:
+            LibraryError: bad name, empty or mis-shaped embeddings, unserialisable metadata.
+        """
+        clean = _normalise_name(name)
+        emb = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        n = emb.shape[0]
+        if n == 0 or emb.shape[1] != self.embedding_dim:
+            raise LibraryError(f"expected (N>=1, {self.embedding_dim}) embeddings, got {emb.shape}")
+        if not np.all(np.isfinite(emb)):
+            raise LibraryError("embeddings contain NaN or infinity")
+        if len(crops_jpeg) != n or len(sources) != n:
+            raise LibraryError("embeddings, crops and sources must have the same length")
+        with self._lock:
+            existing = self.person(clean)
+            pid = existing.person_id if existing else uuid.uuid4().hex
+            meta = dict(metadata) if metadata is not None else (existing.metadata if existing else {})
+            try:
+                meta_json = json.dumps(meta, sort_keys=True)
+            except (TypeError, ValueError) as err:
+                raise LibraryError(f"person metadata is not JSON-serialisable: {err}") from err
+            now = time.time()
+            rows = pa.table(
+                {
+                    "embedding_id": [uuid.uuid4().hex for _ in range(n)],
+                    "person_id": [pid] * n,
+                    "name": [clean] * n,
+                    "metadata": [meta_json] * n,
+                    "vector": pa.FixedSizeListArray.from_arrays(
+                        pa.array(emb.reshape(-1), pa.float32()), self.embedding_dim
+                    ),
+                    "crop": [bytes(c) for c in crops_jpeg],
+                    "source": [str(s) for s in sources],
+                    "created_at": [now] * n,
+                },
+                schema=self._schema,
+            )
+            # One commit: all of the enrolment or none of it. New metadata rides on the new rows
+            # (the newest row's metadata is the person's), so no second commit is needed.
+            self._table.add(rows)
+            self._load_index()
+            person = self.person_by_id(pid)
+            assert person is not None
+            return person
+
+    def rename(self, old: str, new: str) -> Person:
+        """Rename a person (one commit).
+
+        Raises:
+            LibraryError: no person ``old``, or ``new`` is already taken by another person.
+        """
+        clean_new = _normalise_name(new)
+        with self._lock:
+            person = self._require(old)
+            other = self.person(clean_new)
+            if other is not None and other.person_id != person.person_id:
+                raise LibraryError(f"a person called {clean_new!r} already exists")
+            self._table.update(where=col("person_id") == lit(person.person_id), values={"name": clean_new})
+            self._load_index()
+            renamed = self.person_by_id(person.person_id)
+            assert renamed is not None
+            return renamed
+
+    def forget(self, name: str) -> int:
+        """Remove a person and all their embeddings (one commit); returns how many embeddings.
+
+        Raises:
+            LibraryError: no such person.
+        """
+        with self._lock:
+            person = self._require(name)
+            self._table.delete(col("person_id") == lit(person.person_id))
+            self._load_index()
+            return person.embedding_count
+
+    def delete_embedding(self, embedding_id: str) -> Person | None:
+        """Remove one embedding (e.g. a wrong face: "this was not Bob").
+
+        Returns:
+            The owner as it is now, or ``None`` if that was their last embedding (the person is
+            then gone from the library).
+
+        Raises:
+            LibraryError: no embedding with that id.
+        """
+        with self._lock:
+            _, ids, pids, _, _ = self._index
+            hits = np.flatnonzero(ids == embedding_id) if len(ids) else np.array([], dtype=int)
+            if hits.size == 0:
+                raise LibraryError(f"no embedding with id {embedding_id!r}")
+            pid = str(pids[hits[0]])
+            self._table.delete(col("embedding_id") == lit(str(embedding_id)))
+            self._load_index()
+            return self.person_by_id(pid)

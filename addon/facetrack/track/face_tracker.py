@@ -1,0 +1,368 @@
+"""Per-camera face tracker: detections in, confirmed named tracks and events out.
+
+Association is ByteTrack (Zhang et al., "ByteTrack: Multi-Object Tracking by Associating Every
+Detection Box", ECCV 2022) as implemented by Roboflow's ``trackers`` package
+(``trackers.ByteTrackTracker``, Apache-2.0). It was chosen over supervision's ByteTrack (moved
+out of supervision into ``trackers`` in 2025), degirum_tools' ObjectTracker (tied to DeGirum
+result objects and the DeGirum runtime) and the unmaintained ``bytetracker`` package: it is
+maintained, typed, has a plain numpy/scipy core and takes our boxes and scores directly. Its
+``minimum_consecutive_frames`` is our ``credence_count``.
+
+On top of it this module adds what face recognition needs:
+- adaptive re-identification: a confirmed track is embedded on confirmation, then after 1, 2,
+  4, 8, ... frames, capped at ``reid_expiration_frames``; the backoff resets when an embedding
+  disagrees with the track's identity;
+- identity by vote (:mod:`facetrack.track.identity`), from usable faces only
+  (:mod:`facetrack.quality`);
+- scene cuts end every track (:mod:`facetrack.track.scene`);
+- a short gallery of recently ended tracks gives a returning person their identity back at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import supervision as sv
+from trackers import ByteTrackTracker
+
+from facetrack.config import FaceTrackerConfig
+from facetrack.events import TrackEvent
+from facetrack.inference.base import Detection, FloatArray, Frame, InferenceBackend
+from facetrack.library import FaceLibrary
+from facetrack.quality import FaceQuality, assess
+from facetrack.track.identity import IdentityState, IdentityVoter, Vote
+from facetrack.track.scene import SceneCutDetector
+
+_LOG = logging.getLogger(__name__)
+#: Best face crops kept per track (for enrolment from a track and snapshots).
+BEST_CROPS = 3
+
+
+@dataclass(order=True, slots=True)
+class BestCrop:
+    """A face crop of a track, ranked by :attr:`FaceQuality.rank`."""
+
+    rank: float
+    frame: int = field(compare=False)
+    crop: Frame = field(compare=False, repr=False)
+    embedding: FloatArray = field(compare=False, repr=False)
+
+
+@dataclass(slots=True)
+class Track:
+    """State of one confirmed track."""
+
+    track_id: int
+    first_frame: int
+    first_ts: float
+    voter: IdentityVoter
+    detection: Detection
+    last_frame: int
+    last_ts: float
+    next_embed_frame: int
+    interval: int = 1
+    embeddings: int = 0
+    embedding_sum: FloatArray | None = None
+    best: list[BestCrop] = field(default_factory=list)
+    last_quality: FaceQuality | None = None
+    reacquired_from: int | None = None
+
+    @property
+    def mean_embedding(self) -> FloatArray | None:
+        """L2-normalised mean of the track's usable embeddings, ``(D,) float32``."""
+        if self.embedding_sum is None:
+            return None
+        n = float(np.linalg.norm(self.embedding_sum))
+        return (self.embedding_sum / max(n, 1e-12)).astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedFace:
+    """A face in the current frame, for drawing and state: its track, identity and box."""
+
+    track_id: int
+    detection: Detection
+    state: IdentityState
+    person: str | None
+    similarity: float | None
+
+
+@dataclass(slots=True)
+class FrameResult:
+    """Output of :meth:`FaceTracker.process` for one frame."""
+
+    faces: list[TrackedFace]
+    events: list[TrackEvent]
+    embeddings: int
+    scene_cut: bool = False
+    detections: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    ts: float
+    track_id: int
+    embedding: FloatArray
+    state: IdentityState
+    person_id: str | None
+    name: str | None
+    votes: tuple[Vote, ...]
+
+
+class FaceTracker:
+    """Tracks faces in one camera's frames and names them from a :class:`FaceLibrary`.
+
+    Args:
+        backend: inference backend (detection + embedding).
+        library: the face library to match against (may be shared by several trackers).
+        config: thresholds and tracking parameters.
+        fps: nominal frame rate of the source, frames/s (scales ByteTrack's lost-track buffer).
+    """
+
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        library: FaceLibrary,
+        config: FaceTrackerConfig,
+        fps: float = 25.0,
+    ) -> None:
+        self.backend = backend
+        self.library = library
+        self.config = config
+        self.fps = fps if fps and fps > 0 else 25.0
+        self._ids = itertools.count(1)
+        self._scene = SceneCutDetector(config.scene_cut_threshold)
+        self._tracks: dict[int, Track] = {}
+        self._map: dict[int, int] = {}  # ByteTrack id -> our track id (ByteTrack ids restart on reset)
+        self._recent: deque[_Ended] = deque(maxlen=64)
+        self._bytetrack = self._new_bytetrack()
+        self.total_embeddings = 0
+        self.total_tracks = 0
+
+    def _new_bytetrack(self) -> ByteTrackTracker:
+        t = self.config.tracker
+        return ByteTrackTracker(
+            lost_track_buffer=max(0, round(t.lost_track_seconds * 30)),  # in 30-fps frames by contract
+            frame_rate=self.fps,
+            track_activation_threshold=t.track_activation_threshold,
+            minimum_consecutive_frames=self.config.credence_count,
+            minimum_iou_threshold=t.minimum_iou_threshold,
+            high_conf_det_threshold=t.high_conf_det_threshold,
+        )
+
+    @property
+    def tracks(self) -> dict[int, Track]:
+        """Confirmed tracks alive now, by track id."""
+        return self._tracks
+
+    # ---- main entry ----------------------------------------------------------------------
+
+    def process(self, frame_bgr: Frame, frame_index: int, ts: float) -> FrameResult:
+        """Detect, associate, embed where due, and report events for one frame.
+
+        Args:
+            frame_bgr: ``(H, W, 3) uint8`` BGR.
+            frame_index: 0-based index in the source.
+            ts: seconds since the start of the source.
+        """
+        events: list[TrackEvent] = []
+        cut = self._scene(frame_bgr)
+        if cut:
+            _LOG.info("scene cut at frame %d (score %.1f): ending %d tracks",
+                      frame_index, self._scene.last_score, len(self._tracks))
+            for tid in list(self._tracks):
+                events.append(self._end(tid, frame_index, "scene_cut"))
+            self._bytetrack.reset()
+            self._map.clear()
+
+        detections = self.backend.detect(frame_bgr)
+        tracked = self._associate(detections)
+
+        # Tracks ByteTrack has dropped (lost for longer than its buffer) have ended.
+        alive = {t.tracker_id for t in self._bytetrack.tracks if t.tracker_id != -1}
+        for bt_id in [b for b in self._map if b not in alive]:
+            events.append(self._end(self._map.pop(bt_id), frame_index, "lost"))
+
+        due: list[tuple[Track, Detection]] = []
+        for bt_id, det in tracked:
+            tid = self._map.get(bt_id)
+            if tid is None:
+                tid = next(self._ids)
+                self._map[bt_id] = tid
+                track = Track(
+                    track_id=tid,
+                    first_frame=frame_index,
+                    first_ts=ts,
+                    voter=IdentityVoter(self.config.identity, self.config.cosine_similarity_threshold),
+                    detection=det,
+                    last_frame=frame_index,
+                    last_ts=ts,
+                    next_embed_frame=frame_index,
+                )
+                self._tracks[tid] = track
+                self.total_tracks += 1
+                events.append(self._event("track_started", track, frame_index, ts))
+            track = self._tracks[tid]
+            track.detection, track.last_frame, track.last_ts = det, frame_index, ts
+            if frame_index >= track.next_embed_frame:
+                due.append((track, det))
+
+        n_emb = self._reidentify(frame_bgr, due, frame_index, ts, events)
+
+        faces = [
+            TrackedFace(
+                tid, t.detection, t.voter.state, t.voter.name, t.voter.similarity
+            )
+            for tid, t in self._tracks.items()
+            if t.last_frame == frame_index
+        ]
+        return FrameResult(faces, events, n_emb, cut, len(detections))
+
+    def finish(self, frame_index: int) -> list[TrackEvent]:
+        """End every track (end of the source); returns their ``track_ended`` events."""
+        return [self._end(tid, frame_index, "end_of_stream") for tid in list(self._tracks)]
+
+    # ---- steps ---------------------------------------------------------------------------
+
+    def _associate(self, detections: list[Detection]) -> list[tuple[int, Detection]]:
+        if detections:
+            sv_det = sv.Detections(
+                xyxy=np.stack([d.box for d in detections]).astype(np.float32),
+                confidence=np.array([d.score for d in detections], dtype=np.float32),
+                data={"index": np.arange(len(detections))},
+            )
+        else:
+            sv_det = sv.Detections.empty()
+            sv_det.data = {"index": np.zeros(0, dtype=int)}
+        result = self._bytetrack.update(sv_det)
+        if len(result) == 0 or result.tracker_id is None:
+            return []
+        return [
+            (int(bt_id), detections[int(i)])
+            for bt_id, i in zip(result.tracker_id, result.data["index"], strict=True)
+            if bt_id != -1
+        ]
+
+    def _reidentify(
+        self,
+        frame: Frame,
+        due: list[tuple[Track, Detection]],
+        frame_index: int,
+        ts: float,
+        events: list[TrackEvent],
+    ) -> int:
+        """Embed the usable faces of due tracks (one batch) and vote their matches."""
+        usable: list[tuple[Track, Frame, FaceQuality]] = []
+        for track, det in due:
+            crop = self.backend.aligned_crop(frame, det)
+            q = assess(det, crop, self.config.face_filters)
+            track.last_quality = q
+            if q.usable:
+                usable.append((track, crop, q))
+            # An unusable face keeps the track due: the next usable frame gets embedded.
+        if not usable:
+            return 0
+        embs = self._embed_crops([c for _, c, _ in usable], frame, [t.detection for t, _, _ in usable])
+        matches = self.library.match(embs, self.config.cosine_similarity_threshold)
+        self.total_embeddings += len(usable)
+        for (track, crop, q), emb, m in zip(usable, embs, matches, strict=True):
+            track.embeddings += 1
+            track.embedding_sum = emb.copy() if track.embedding_sum is None else track.embedding_sum + emb
+            self._keep_best(track, BestCrop(q.rank, frame_index, crop, emb))
+            vote = Vote(m.person_id, m.name, m.similarity)
+            voter = track.voter
+            reacquired = voter.state is IdentityState.PENDING and not voter.votes and self._from_recent(track, emb)
+            agrees = reacquired or voter.agrees(vote)
+            if voter.add(vote) or reacquired:
+                events.append(
+                    self._event("identity", track, frame_index, ts, "recent_gallery" if reacquired else "vote")
+                )
+            # Backoff: embed again after 1, 2, 4, ... frames (capped); a disagreeing embedding starts over.
+            if track.embeddings == 1 or not agrees:
+                track.interval = 1
+            else:
+                track.interval = min(track.interval * 2, self.config.reid_expiration_frames)
+            track.next_embed_frame = frame_index + track.interval
+        return len(usable)
+
+    def _embed_crops(self, crops: list[Frame], frame: Frame, dets: list[Detection]) -> FloatArray:
+        embed_crops = getattr(self.backend, "embed_crops", None)
+        if embed_crops is not None:
+            return np.asarray(embed_crops(crops), dtype=np.float32)
+        return self.backend.embed(frame, dets)
+
+    def _from_recent(self, track: Track, emb: FloatArray) -> bool:
+        """Give a new track the identity of a matching recently ended track; True if it did."""
+        horizon = track.last_ts - self.config.recent_gallery_seconds
+        candidates = [e for e in self._recent if e.ts >= horizon]
+        if not candidates:
+            return False
+        sims = np.stack([e.embedding for e in candidates]) @ emb
+        j = int(np.argmax(sims))
+        thr = self.config.recent_gallery_threshold
+        if thr is None:
+            thr = self.config.cosine_similarity_threshold
+        best = candidates[j]
+        if float(sims[j]) < thr or best.state is IdentityState.PENDING:
+            return False
+        track.voter.adopt(best.state, best.person_id, best.name, list(best.votes))
+        track.reacquired_from = best.track_id
+        _LOG.debug("track %d reacquired identity of track %d (cos %.3f)", track.track_id, best.track_id, sims[j])
+        return True
+
+    @staticmethod
+    def _keep_best(track: Track, crop: BestCrop) -> None:
+        if len(track.best) < BEST_CROPS:
+            heapq.heappush(track.best, crop)
+        elif crop.rank > track.best[0].rank:
+            heapq.heapreplace(track.best, crop)
+
+    def _end(self, tid: int, frame_index: int, reason: str) -> TrackEvent:
+        track = self._tracks.pop(tid)
+        for bt_id in [b for b, t in self._map.items() if t == tid]:
+            del self._map[bt_id]
+        mean = track.mean_embedding
+        if mean is not None and track.voter.state is not IdentityState.PENDING:
+            self._recent.append(
+                _Ended(
+                    track.last_ts,
+                    tid,
+                    mean,
+                    track.voter.state,
+                    track.voter.person_id,
+                    track.voter.name,
+                    tuple(track.voter.votes),
+                )
+            )
+        return self._event("track_ended", track, frame_index, track.last_ts, reason)
+
+    @staticmethod
+    def _event(
+        kind: str, track: Track, frame_index: int, ts: float, reason: str | None = None
+    ) -> TrackEvent:
+        v = track.voter
+        return TrackEvent(
+            type=kind,  # type: ignore[arg-type]
+            frame=frame_index,
+            ts=ts,
+            track_id=track.track_id,
+            person=v.name,
+            person_id=v.person_id,
+            similarity=v.similarity,
+            bbox=[float(x) for x in track.detection.box],
+            reason=reason,
+        )
+
+
+def encode_jpeg(img: Frame, quality: int = 90) -> bytes:
+    """JPEG bytes of a BGR image."""
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return bytes(buf)
