@@ -35,7 +35,7 @@ def draw_faces(frame: Frame, faces: Iterable[TrackedFace]) -> Frame:
     scale = max(0.4, h / 1400)
     for face in faces:
         colour = COLOURS[face.state]
-        x1, y1, x2, y2 = (int(round(float(v))) for v in face.detection.box)
+        x1, y1, x2, y2 = (round(float(v)) for v in face.detection.box)
         cv2.rectangle(frame, (x1, y1), (x2, y2), colour, thick)
         text = label(face)
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)

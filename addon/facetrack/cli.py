@@ -145,8 +145,13 @@ def cmd_track(args: argparse.Namespace) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
-    _LOG.info("%d frames at %.1f frames/s, %d embeddings, %d tracks",
-              summary.frames, summary.fps, summary.embeddings, summary.tracks)
+    _LOG.info(
+        "%d frames at %.1f frames/s, %d embeddings, %d tracks",
+        summary.frames,
+        summary.fps,
+        summary.embeddings,
+        summary.tracks,
+    )
     return 0
 
 

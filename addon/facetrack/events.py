@@ -16,8 +16,10 @@ class TrackEvent:
         type: ``track_started`` (confirmed after ``credence_count`` frames), ``identity`` (the
             decided identity is first known or changes; ``person`` ``None`` means decided unknown)
             or ``track_ended``.
-        frame: frame index (0-based) the event was decided on.
-        ts: seconds since the start of the source (file position, or wall clock for live sources).
+        frame: frame index (0-based) the event was decided on; for ``track_ended``, the last frame
+            the face was seen.
+        ts: seconds since the start of the source at ``frame`` (file position, or wall clock for
+            live sources).
         track_id: stable id of the track within this pipeline.
         person / person_id: decided identity, ``None`` while unknown or undecided.
         similarity: mean cosine similarity of the votes for ``person`` (or the best similarity

@@ -69,11 +69,9 @@ def run_pipeline(
     writer: VideoWriter | None = None
     bar = tqdm(total=video.frame_count, unit="frame", disable=not progress or video.live, leave=False)
     frames = failed = 0
-    last_index = -1
     started = time.perf_counter()
     try:
         for index, ts, frame in video.frames():
-            last_index = index
             try:
                 result = tracker.process(frame, index, ts)
             except Exception:  # one bad frame must never stop a camera
@@ -90,7 +88,7 @@ def run_pipeline(
             bar.update(1)
             if max_frames is not None and frames >= max_frames:
                 break
-        for event in tracker.finish(last_index):
+        for event in tracker.finish():
             on_event(event)
     finally:
         bar.close()
@@ -102,5 +100,6 @@ def run_pipeline(
 
         raise VideoSourceError(f"no frame could be decoded from {video.uri}")
     elapsed = time.perf_counter() - started
-    return Summary(frames, frames / elapsed if elapsed > 0 else 0.0, tracker.total_embeddings,
-                   tracker.total_tracks, failed)
+    return Summary(
+        frames, frames / elapsed if elapsed > 0 else 0.0, tracker.total_embeddings, tracker.total_tracks, failed
+    )

@@ -82,9 +82,7 @@ def landmark_geometry(det: Detection) -> tuple[float, float, bool]:
     pitch = nose_down / mouth_down if mouth_down > 1e-6 else 0.0
     x1, y1, x2, y2 = det.box.astype(np.float64)
     mx, my = 0.2 * (x2 - x1), 0.2 * (y2 - y1)
-    inside = bool(
-        np.all((lm[:, 0] >= x1 - mx) & (lm[:, 0] <= x2 + mx) & (lm[:, 1] >= y1 - my) & (lm[:, 1] <= y2 + my))
-    )
+    inside = bool(np.all((lm[:, 0] >= x1 - mx) & (lm[:, 0] <= x2 + mx) & (lm[:, 1] >= y1 - my) & (lm[:, 1] <= y2 + my)))
     sane = inside and mouth_down > 0.15 * eye_dist and eye_dist > 0.15 * max(x2 - x1, 1.0)
     return yaw, pitch, sane
 

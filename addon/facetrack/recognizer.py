@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from facetrack.config import FaceTrackerConfig
 from facetrack.errors import FaceTrackError
 from facetrack.images import read_image
@@ -18,12 +20,15 @@ from facetrack.library import FaceLibrary, Person
 from facetrack.quality import FaceFilters, assess
 from facetrack.track.face_tracker import encode_jpeg
 
+#: Detector score an enrolment face needs: OpenCV's YuNet default (0.9). Posed photos clear it
+#: (every face of shared/data's labels.csv scores >= 0.9), animal faces and patterns do not.
+ENROL_MIN_SCORE = 0.9
 #: Two faces count as "of similar size" (ambiguous enrolment photo) when the second largest is at
 #: least this fraction of the largest (shorter box side).
 SIMILAR_SIZE_RATIO = 0.6
 
 
-class SkipImage(FaceTrackError):
+class UnusableImageError(FaceTrackError):
     """An enrolment image was not used; the message is the reason."""
 
 
@@ -31,13 +36,13 @@ def pick_enrolment_face(detections: list[Detection]) -> Detection:
     """The face to enrol from a photo: the only face, or a clearly dominant one.
 
     Raises:
-        SkipImage: no face, or several faces of similar size (whose face would be enrolled?).
+        UnusableImageError: no face, or several faces of similar size (whose face would be enrolled?).
     """
     if not detections:
-        raise SkipImage("no face found")
+        raise UnusableImageError("no face found")
     ranked = sorted(detections, key=lambda d: -d.size)
     if len(ranked) > 1 and ranked[1].size >= SIMILAR_SIZE_RATIO * ranked[0].size:
-        raise SkipImage(f"{len(ranked)} faces of similar size: crop the photo to one person")
+        raise UnusableImageError(f"{len(ranked)} faces of similar size: crop the photo to one person")
     return ranked[0]
 
 
@@ -68,11 +73,12 @@ class FaceRecognizer:
         self.backend = backend
         self.config = config
         self.library = library
-        # Enrolment photos are posed stills: blur and size filters apply, pose a little looser.
+        # Enrolment photos are posed stills: a confident detection, blur and size filters, pose a
+        # little looser than for video.
         ff = config.face_filters
         self.enrol_filters = FaceFilters(
             min_face_size=ff.min_face_size,
-            min_score=ff.min_score,
+            min_score=max(ff.min_score, ENROL_MIN_SCORE),
             min_sharpness=ff.min_sharpness,
             max_yaw=max(ff.max_yaw, 0.35),
             pitch_range=ff.pitch_range,
@@ -92,13 +98,14 @@ class FaceRecognizer:
         """``((D,) float32 embedding, JPEG aligned crop)`` of the enrolment face of ``image``.
 
         Raises:
-            SkipImage: no usable face (none, several, too small, blurred, turned away).
+            UnusableImageError: no usable face (none, several, too small, blurred, turned away).
         """
-        det = pick_enrolment_face(self.backend.detect(image))
+        confident = [d for d in self.backend.detect(image) if d.score >= self.enrol_filters.min_score]
+        det = pick_enrolment_face(confident)
         crop = self.backend.aligned_crop(image, det)
         q = assess(det, crop, self.enrol_filters)
         if not q.usable:
-            raise SkipImage(q.reason or "unusable face")
+            raise UnusableImageError(q.reason or "unusable face")
         emb = self.backend.embed(image, [det])[0]
         return emb, encode_jpeg(crop)
 
@@ -126,8 +133,6 @@ class FaceRecognizer:
             sources.append(str(path))
         if not embs:
             return EnrolmentResult(name, lib.person(name), 0, skipped)
-        import numpy as np
-
         person = lib.enroll(name, np.stack(embs), crops, sources, metadata)
         return EnrolmentResult(person.name, person, len(embs), skipped)
 
@@ -150,7 +155,7 @@ class FaceRecognizer:
         ]
 
     def verify(self, image1: Frame, image2: Frame) -> dict[str, Any]:
-        """1:1 verification on the largest face of each image.
+        """1:1 verification on the largest face of each image (among faces scoring >= 0.9, if any).
 
         Raises:
             FaceTrackError: no face in one of the images.
@@ -160,7 +165,9 @@ class FaceRecognizer:
             dets = self.backend.detect(img)
             if not dets:
                 raise FaceTrackError(f"no face found in image {i}")
-            largest = max(dets, key=lambda d: d.size)
+            # Prefer confident faces: a large low-score false positive must not win "largest".
+            confident = [d for d in dets if d.score >= ENROL_MIN_SCORE] or dets
+            largest = max(confident, key=lambda d: d.size)
             embs.append(self.backend.embed(img, [largest])[0])
         sim = float(embs[0] @ embs[1])
         thr = self.config.cosine_similarity_threshold

@@ -65,7 +65,7 @@ class VideoSource:
                 self.corrupt_frames += 1
                 continue
             ts = time.monotonic() - start if self.live else index / self.fps
-            yield index, ts, frame
+            yield index, ts, np.ascontiguousarray(frame, dtype=np.uint8)
             index += 1
 
     def close(self) -> None:

@@ -117,9 +117,10 @@ def check_frame(frame_bgr: Any) -> Frame:
 
 def l2_normalise(x: npt.NDArray[Any]) -> FloatArray:
     """Row-wise L2 normalisation of a ``(N, D)`` array to ``float32``; zero rows stay zero."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+    arr: FloatArray = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    out: FloatArray = (arr / np.maximum(norms, 1e-12)).astype(np.float32)
+    return out
 
 
 def create_backend(backend: str = "opencv", **options: Any) -> InferenceBackend:

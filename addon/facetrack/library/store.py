@@ -219,7 +219,7 @@ class FaceLibrary:
     def refresh(self) -> bool:
         """Reload the index if another process changed the library; True when it did."""
         with self._lock:
-            self._table.checkout_latest()
+            self._table.checkout_latest()  # type: ignore[no-untyped-call]
             if self._table.version != self._version:
                 self._load_index()
                 return True

@@ -33,7 +33,7 @@ from trackers import ByteTrackTracker
 
 from facetrack.config import FaceTrackerConfig
 from facetrack.events import TrackEvent
-from facetrack.inference.base import Detection, FloatArray, Frame, InferenceBackend
+from facetrack.inference.base import Detection, FloatArray, Frame, InferenceBackend, check_frame
 from facetrack.library import FaceLibrary
 from facetrack.quality import FaceQuality, assess
 from facetrack.track.identity import IdentityState, IdentityVoter, Vote
@@ -170,14 +170,22 @@ class FaceTracker:
             frame_bgr: ``(H, W, 3) uint8`` BGR.
             frame_index: 0-based index in the source.
             ts: seconds since the start of the source.
+
+        Raises:
+            ValueError: ``frame_bgr`` is not an ``(H, W, 3) uint8`` array (the tracker stays usable).
         """
+        frame_bgr = check_frame(frame_bgr)
         events: list[TrackEvent] = []
         cut = self._scene(frame_bgr)
         if cut:
-            _LOG.info("scene cut at frame %d (score %.1f): ending %d tracks",
-                      frame_index, self._scene.last_score, len(self._tracks))
+            _LOG.info(
+                "scene cut at frame %d (score %.1f): ending %d tracks",
+                frame_index,
+                self._scene.last_score,
+                len(self._tracks),
+            )
             for tid in list(self._tracks):
-                events.append(self._end(tid, frame_index, "scene_cut"))
+                events.append(self._end(tid, "scene_cut"))
             self._bytetrack.reset()
             self._map.clear()
 
@@ -187,12 +195,11 @@ class FaceTracker:
         # Tracks ByteTrack has dropped (lost for longer than its buffer) have ended.
         alive = {t.tracker_id for t in self._bytetrack.tracks if t.tracker_id != -1}
         for bt_id in [b for b in self._map if b not in alive]:
-            events.append(self._end(self._map.pop(bt_id), frame_index, "lost"))
+            events.append(self._end(self._map.pop(bt_id), "lost"))
 
         due: list[tuple[Track, Detection]] = []
         for bt_id, det in tracked:
-            tid = self._map.get(bt_id)
-            if tid is None:
+            if bt_id not in self._map:
                 tid = next(self._ids)
                 self._map[bt_id] = tid
                 track = Track(
@@ -208,7 +215,7 @@ class FaceTracker:
                 self._tracks[tid] = track
                 self.total_tracks += 1
                 events.append(self._event("track_started", track, frame_index, ts))
-            track = self._tracks[tid]
+            track = self._tracks[self._map[bt_id]]
             track.detection, track.last_frame, track.last_ts = det, frame_index, ts
             if frame_index >= track.next_embed_frame:
                 due.append((track, det))
@@ -216,17 +223,15 @@ class FaceTracker:
         n_emb = self._reidentify(frame_bgr, due, frame_index, ts, events)
 
         faces = [
-            TrackedFace(
-                tid, t.detection, t.voter.state, t.voter.name, t.voter.similarity
-            )
+            TrackedFace(tid, t.detection, t.voter.state, t.voter.name, t.voter.similarity)
             for tid, t in self._tracks.items()
             if t.last_frame == frame_index
         ]
         return FrameResult(faces, events, n_emb, cut, len(detections))
 
-    def finish(self, frame_index: int) -> list[TrackEvent]:
+    def finish(self) -> list[TrackEvent]:
         """End every track (end of the source); returns their ``track_ended`` events."""
-        return [self._end(tid, frame_index, "end_of_stream") for tid in list(self._tracks)]
+        return [self._end(tid, "end_of_stream") for tid in list(self._tracks)]
 
     # ---- steps ---------------------------------------------------------------------------
 
@@ -323,7 +328,7 @@ class FaceTracker:
         elif crop.rank > track.best[0].rank:
             heapq.heapreplace(track.best, crop)
 
-    def _end(self, tid: int, frame_index: int, reason: str) -> TrackEvent:
+    def _end(self, tid: int, reason: str) -> TrackEvent:
         track = self._tracks.pop(tid)
         for bt_id in [b for b, t in self._map.items() if t == tid]:
             del self._map[bt_id]
@@ -340,12 +345,11 @@ class FaceTracker:
                     tuple(track.voter.votes),
                 )
             )
-        return self._event("track_ended", track, frame_index, track.last_ts, reason)
+        # Reported at the last frame the face was seen (the tracker notices the loss later).
+        return self._event("track_ended", track, track.last_frame, track.last_ts, reason)
 
     @staticmethod
-    def _event(
-        kind: str, track: Track, frame_index: int, ts: float, reason: str | None = None
-    ) -> TrackEvent:
+    def _event(kind: str, track: Track, frame_index: int, ts: float, reason: str | None = None) -> TrackEvent:
         v = track.voter
         return TrackEvent(
             type=kind,  # type: ignore[arg-type]

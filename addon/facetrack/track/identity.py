@@ -97,16 +97,12 @@ class IdentityVoter:
             first = self.votes[0]
             if best_pid is not None and best_n >= cfg.min_votes and majority:
                 self._set(IdentityState.KNOWN, best_pid, names[best_pid])
-            elif (
-                n == 1
-                and first.person_id is not None
-                and first.similarity >= self.threshold + cfg.instant_margin
-            ):
+            elif n == 1 and first.person_id is not None and first.similarity >= self.threshold + cfg.instant_margin:
                 self._set(IdentityState.KNOWN, first.person_id, first.name)
             elif unknown >= cfg.unknown_votes and unknown * 2 > n:
                 self._set(IdentityState.UNKNOWN, None, None)
         elif self.state is IdentityState.KNOWN:
-            current = counts.get(self.person_id, 0)
+            current = counts.get(self.person_id, 0) if self.person_id is not None else 0
             if best_pid != self.person_id and best_n >= cfg.min_votes and best_n > current and majority:
                 self._set(IdentityState.KNOWN, best_pid, names[best_pid])
             elif unknown >= cfg.unknown_votes and unknown > 2 * current:

@@ -1,0 +1,60 @@
+"""Shared fixtures: real data from ../shared, one inference backend per session."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+from facetrack.config import FaceTrackerConfig, parse_config
+from facetrack.inference import InferenceBackend, create_backend
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FACETRACK_SHARED", ROOT.parent / "shared")).resolve()
+DATA = SHARED / "data"
+VIDEO = DATA / "facenet_pytorch" / "examples" / "video.mp4"
+
+
+def _require_shared() -> None:
+    if not (DATA / "labels.csv").exists():
+        pytest.fail(f"shared test data not found at {DATA} (set FACETRACK_SHARED)")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """``../shared/data``: real labelled photos and clips."""
+    _require_shared()
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def video_path() -> Path:
+    """The multi-face tracking clip (1920x1080, 25 fps, 105 frames)."""
+    _require_shared()
+    return VIDEO
+
+
+@pytest.fixture(scope="session")
+def labels(data_dir: Path) -> list[dict[str, str]]:
+    """Rows of ``labels.csv`` without derived copies / duplicates (non-empty ``note``)."""
+    with (data_dir / "labels.csv").open(newline="") as f:
+        return [r for r in csv.DictReader(f) if not r["note"]]
+
+
+@pytest.fixture(scope="session")
+def config() -> FaceTrackerConfig:
+    """The default configuration."""
+    return parse_config({})
+
+
+@pytest.fixture(scope="session")
+def backend(config: FaceTrackerConfig) -> InferenceBackend:
+    """The default OpenCV backend, shared by the session (models load once)."""
+    return create_backend(
+        config.backend,
+        detector_input_size=config.detector_input_size,
+        score_threshold=config.detection_score_threshold,
+        nms_threshold=config.nms_threshold,
+    )

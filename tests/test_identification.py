@@ -1,0 +1,129 @@
+"""Identification (1:N) and verification (1:1) on real photos, at the default threshold.
+
+The suggested split of ``shared/data/README.md``: enrol the first 2 images (sorted by path) of each
+person with >= 4 images, 1 for people with 2-3; query with the rest; people with a single image are
+strangers who must come back unknown. Probes are judged on their largest detected face. The
+measured curve behind the default threshold is in ``docs/thresholds.md``
+(``benchmarks/threshold_curve.py``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from facetrack.config import FaceTrackerConfig
+from facetrack.images import read_image
+from facetrack.inference import InferenceBackend
+from facetrack.library import FaceLibrary
+from facetrack.recognizer import FaceRecognizer
+
+MIN_RANK1 = 0.95
+MAX_STRANGER_ACCEPT = 0.05
+
+
+@dataclass
+class Split:
+    enrol: dict[str, list[str]]
+    queries: list[tuple[str, str]]
+    strangers: list[tuple[str, str]]
+
+
+def suggested_split(labels: list[dict[str, str]]) -> Split:
+    by_person: dict[str, list[str]] = defaultdict(list)
+    for row in labels:
+        by_person[row["person"]].append(row["path"])
+    split = Split({}, [], [])
+    for person, unsorted in sorted(by_person.items()):
+        paths = sorted(unsorted)
+        if len(paths) == 1:
+            split.strangers.append((paths[0], person))
+            continue
+        k = 2 if len(paths) >= 4 else 1
+        split.enrol[person] = paths[:k]
+        split.queries += [(p, person) for p in paths[k:]]
+    return split
+
+
+def largest_face(result: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The recognised face with the longest shorter box side (``None`` when no face was found)."""
+    if not result:
+        return None
+    return max(result, key=lambda r: min(r["bbox"][2] - r["bbox"][0], r["bbox"][3] - r["bbox"][1]))
+
+
+@pytest.fixture(scope="module")
+def split(labels: list[dict[str, str]]) -> Split:
+    s = suggested_split(labels)
+    assert len(s.enrol) >= 10 and len(s.queries) >= 50 and len(s.strangers) >= 3, "unexpected labels.csv"
+    return s
+
+
+@pytest.fixture(scope="module")
+def recognised(
+    backend: InferenceBackend,
+    config: FaceTrackerConfig,
+    data_dir: Path,
+    split: Split,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Any]:
+    """Enrol the split through ``FaceRecognizer.enroll``, then recognise every probe."""
+    lib = FaceLibrary(tmp_path_factory.mktemp("ident") / "faces.lance", backend.model_id, backend.embedding_dim)
+    rec = FaceRecognizer(backend, config, lib)
+    skipped = []
+    for person, paths in split.enrol.items():
+        res = rec.enroll(person, [data_dir / p for p in paths])
+        skipped += res.skipped
+    genuine = [(person, largest_face(rec.recognize(read_image(data_dir / p)))) for p, person in split.queries]
+    strangers = [(person, largest_face(rec.recognize(read_image(data_dir / p)))) for p, person in split.strangers]
+    return {"genuine": genuine, "strangers": strangers, "skipped": skipped, "library": lib}
+
+
+def test_every_person_enrolled(recognised: dict[str, Any], split: Split) -> None:
+    lib: FaceLibrary = recognised["library"]
+    assert {p.name for p in lib.persons()} == set(split.enrol), recognised["skipped"]
+
+
+def test_genuine_rank1_accuracy(recognised: dict[str, Any], config: FaceTrackerConfig) -> None:
+    genuine = recognised["genuine"]
+    hits = [face is not None and face["person"] == person for person, face in genuine]
+    misses = [
+        (person, face and (face["person"], face["similarity"]))
+        for (person, face), h in zip(genuine, hits, strict=True)
+        if not h
+    ]
+    rank1 = sum(hits) / len(hits)
+    assert rank1 >= MIN_RANK1, (
+        f"rank-1 {rank1:.3f} ({sum(hits)}/{len(hits)}) at threshold {config.cosine_similarity_threshold}: {misses}"
+    )
+
+
+def test_strangers_come_back_unknown(recognised: dict[str, Any], config: FaceTrackerConfig) -> None:
+    strangers = recognised["strangers"]
+    accepted = [(person, face["person"], face["similarity"]) for person, face in strangers if face and face["person"]]
+    rate = len(accepted) / len(strangers)
+    assert rate <= MAX_STRANGER_ACCEPT, (
+        f"{len(accepted)}/{len(strangers)} strangers accepted at threshold "
+        f"{config.cosine_similarity_threshold}: {accepted}"
+    )
+
+
+def test_verify_genuine_and_impostor_pair(
+    backend: InferenceBackend, config: FaceTrackerConfig, data_dir: Path, split: Split
+) -> None:
+    rec = FaceRecognizer(backend, config)
+    # Genuine: the first enrolment image and the first query image of the person with most photos.
+    person = max(split.enrol, key=lambda n: sum(1 for _, q in split.queries if q == n))
+    query = next(p for p, q in split.queries if q == person)
+    same = rec.verify(read_image(data_dir / split.enrol[person][0]), read_image(data_dir / query))
+    assert same["same_person"] is True, same
+    assert same["similarity"] >= config.cosine_similarity_threshold
+    # Impostor: first enrolment images of two different enrolled persons.
+    a, b = sorted(split.enrol)[:2]
+    diff = rec.verify(read_image(data_dir / split.enrol[a][0]), read_image(data_dir / split.enrol[b][0]))
+    assert diff["same_person"] is False, (a, b, diff)
+    assert diff["similarity"] < config.cosine_similarity_threshold

@@ -1,0 +1,214 @@
+"""Tracker logic on scripted detections: credence, backoff, voting, quality gate, scene cut, gallery.
+
+The inference backend is replaced by a scripted one (boxes and embeddings given per frame) so
+each rule can be checked frame by frame; the real-video behaviour is in test_tracking.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facetrack.config import FaceTrackerConfig, parse_config
+from facetrack.events import TrackEvent
+from facetrack.inference.base import Detection, FloatArray, Frame, InferenceBackend
+from facetrack.library import FaceLibrary
+from facetrack.track import FaceTracker
+from facetrack.track.identity import IdentityState, IdentityVoter, Vote
+
+D = 128
+RNG = np.random.default_rng(42)
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+ANNA = unit(RNG.standard_normal(D))
+BOB = unit(RNG.standard_normal(D))
+
+
+def near(base: np.ndarray, noise: float = 0.1) -> np.ndarray:
+    return unit(base + noise * RNG.standard_normal(D).astype(np.float32))
+
+
+def face(x: float, y: float, s: float = 100.0, score: float = 0.95) -> Detection:
+    """A frontal face box at (x, y) of size s with plausible landmarks."""
+    lm = np.array(
+        [[x + 0.3 * s, y + 0.4 * s], [x + 0.7 * s, y + 0.4 * s], [x + 0.5 * s, y + 0.6 * s],
+         [x + 0.35 * s, y + 0.8 * s], [x + 0.65 * s, y + 0.8 * s]],
+        dtype=np.float32,
+    )  # fmt: skip
+    return Detection(np.array([x, y, x + s, y + s], np.float32), score, lm)
+
+
+@dataclass
+class ScriptedBackend(InferenceBackend):
+    """Returns the detections and embeddings scripted for the current frame."""
+
+    dets: dict[int, list[Detection]] = field(default_factory=dict)
+    embs: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    frame: int = 0
+    embedded_frames: list[int] = field(default_factory=list)
+    model_id: str = "scripted"
+    embedding_dim: int = D
+
+    def detect(self, frame_bgr: Frame) -> list[Detection]:
+        return list(self.dets.get(self.frame, []))
+
+    def aligned_crop(self, frame_bgr: Frame, detection: Detection) -> Frame:
+        return np.random.default_rng(0).integers(0, 255, (112, 112, 3), dtype=np.uint8)  # sharp texture
+
+    def embed(self, frame_bgr: Frame, detections: Sequence[Detection]) -> FloatArray:
+        return self.embed_crops([frame_bgr] * len(detections))
+
+    def embed_crops(self, crops: Sequence[Frame]) -> FloatArray:
+        self.embedded_frames.append(self.frame)
+        script = self.embs.get(self.frame)
+        out = [script[i] if script else ANNA for i in range(len(crops))]
+        return np.stack(out).astype(np.float32)
+
+
+BLANK = np.full((480, 640, 3), 90, np.uint8)
+
+
+def run(
+    backend: ScriptedBackend, cfg: FaceTrackerConfig, lib: FaceLibrary, frames: int, frame_fn=lambda i: BLANK
+) -> tuple[FaceTracker, list[TrackEvent]]:
+    tracker = FaceTracker(backend, lib, cfg, fps=25.0)
+    events: list[TrackEvent] = []
+    for i in range(frames):
+        backend.frame = i
+        events += tracker.process(frame_fn(i), i, i / 25.0).events
+    events += tracker.finish()
+    return tracker, events
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> FaceLibrary:
+    lib = FaceLibrary(tmp_path / "db", "scripted", D)
+    lib.enroll("Anna", np.stack([ANNA]), [b""], ["a"])
+    lib.enroll("Bob", np.stack([BOB]), [b""], ["b"])
+    return lib
+
+
+def test_credence_count_delays_confirmation(lib: FaceLibrary) -> None:
+    cfg = parse_config({"credence_count": 4})
+    be = ScriptedBackend(dets={i: [face(100, 100)] for i in range(10)})
+    _, events = run(be, cfg, lib, 10)
+    started = [e for e in events if e.type == "track_started"]
+    assert len(started) == 1 and started[0].frame == 3  # 4th consecutive frame (0-based 3)
+    # A face seen for fewer frames than credence_count never becomes a track.
+    be = ScriptedBackend(dets={i: [face(100, 100)] for i in range(3)})
+    _, events = run(be, cfg, lib, 10)
+    assert events == []
+
+
+def test_backoff_schedule_doubles_up_to_cap(lib: FaceLibrary) -> None:
+    cfg = parse_config({"credence_count": 2, "reid_expiration_frames": 8})
+    be = ScriptedBackend(dets={i: [face(100 + i, 100)] for i in range(40)})
+    run(be, cfg, lib, 40)
+    # Confirmed on frame 1, embedded at once, then after 1, 2, 4, 8, 8, ... frames.
+    assert be.embedded_frames == [1, 2, 4, 8, 16, 24, 32]
+
+
+def test_disagreement_resets_backoff(lib: FaceLibrary) -> None:
+    cfg = parse_config({"credence_count": 2, "reid_expiration_frames": 8})
+    embs = {i: [ANNA] for i in range(40)}
+    embs[16] = [BOB]  # one frame disagrees
+    be = ScriptedBackend(dets={i: [face(100 + i, 100)] for i in range(40)}, embs=embs)
+    _, events = run(be, cfg, lib, 40)
+    assert be.embedded_frames[:6] == [1, 2, 4, 8, 16, 17]
+    # ... and that one bad frame did not rename Anna.
+    names = [e.person for e in events if e.type == "identity"]
+    assert names == ["Anna"]
+
+
+def test_identity_needs_votes_and_stays_unknown_rather_than_doubtful(lib: FaceLibrary) -> None:
+    cfg = parse_config({"credence_count": 2, "reid_expiration_frames": 1})
+    # A weak match to Anna (just above the threshold) is not enough on its own ...
+    thr = cfg.cosine_similarity_threshold
+    weak = unit(ANNA * (thr + 0.02) + BOB * 0 + unit(RNG.standard_normal(D)) * np.sqrt(1 - (thr + 0.02) ** 2))
+    weak = unit(weak)
+    sim = float(weak @ ANNA)
+    assert thr <= sim < thr + cfg.identity.instant_margin
+    stranger = unit(RNG.standard_normal(D))
+    embs = {1: [weak], 2: [stranger], 3: [stranger], 4: [stranger], 5: [stranger]}
+    be = ScriptedBackend(dets={i: [face(100, 100)] for i in range(6)}, embs=embs)
+    _, events = run(be, cfg, lib, 6)
+    ident = [e for e in events if e.type == "identity"]
+    # ... and with strangers' votes following, the track is decided unknown, never Anna.
+    assert [e.person for e in ident] == [None]
+    assert ident[0].frame == 4  # weak Anna + 3 stranger votes: unknown has the majority
+
+
+def test_clear_first_match_names_at_once(lib: FaceLibrary) -> None:
+    cfg = parse_config({"credence_count": 2})
+    be = ScriptedBackend(dets={i: [face(100, 100)] for i in range(3)}, embs={1: [near(BOB, 0.02)]})
+    _, events = run(be, cfg, lib, 3)
+    ident = [e for e in events if e.type == "identity"]
+    assert ident[0].frame == 1 and ident[0].person == "Bob" and ident[0].similarity > 0.9
+
+
+def test_voter_switches_only_on_a_majority() -> None:
+    cfg = parse_config({}).identity
+    v = IdentityVoter(cfg, 0.4)
+    assert v.add(Vote("a", "Anna", 0.5)) is False  # weak single vote: pending
+    assert v.add(Vote("a", "Anna", 0.5)) is True and v.state is IdentityState.KNOWN
+    v.add(Vote("b", "Bob", 0.6))
+    v.add(Vote(None, None, 0.2))
+    v.add(Vote("b", "Bob", 0.6))
+    assert v.name == "Anna"  # Bob 2 of 5: more than nobody, but no majority
+    v.add(Vote("b", "Bob", 0.6))
+    assert v.name == "Anna"  # Bob 3 of 6 is still no strict majority ...
+    v.add(Vote("b", "Bob", 0.6))
+    assert v.name == "Bob"  # ... 4 of 7 is
+
+
+def test_unusable_faces_do_not_vote(lib: FaceLibrary) -> None:
+    cfg = parse_config({"credence_count": 2, "face_filters": {"min_face_size": 60}})
+    be = ScriptedBackend(dets={i: [face(100, 100, s=40)] for i in range(10)})  # too small
+    tracker, events = run(be, cfg, lib, 10)
+    assert [e.type for e in events] == ["track_started", "track_ended"]
+    assert be.embedded_frames == [] and tracker.total_embeddings == 0
+    # Turned away: nose far off the eye midpoint.
+    turned = face(100, 100)
+    lm = turned.landmarks.copy()
+    lm[2, 0] += 45
+    turned = Detection(turned.box, turned.score, lm)
+    be = ScriptedBackend(dets={i: [turned] for i in range(10)})
+    run(be, parse_config({"credence_count": 2}), lib, 10)
+    assert be.embedded_frames == []
+
+
+def test_scene_cut_ends_tracks_and_new_ids_follow(lib: FaceLibrary) -> None:
+    cfg = parse_config({"credence_count": 2})
+    bright = np.full((480, 640, 3), 230, np.uint8)
+    bright[:, :, 0] = 20
+    be = ScriptedBackend(dets={i: [face(100, 100)] for i in range(20)})
+    _, events = run(be, cfg, lib, 20, frame_fn=lambda i: BLANK if i < 10 else bright)
+    ended = [e for e in events if e.type == "track_ended"]
+    started = [e for e in events if e.type == "track_started"]
+    assert ended[0].reason == "scene_cut" and ended[0].frame == 9
+    assert [e.track_id for e in started] == [1, 2]  # same place, new scene: a new track
+    assert started[1].frame == 11
+
+
+def test_recent_gallery_gives_identity_back_at_once(lib: FaceLibrary) -> None:
+    # instant_margin 0.5: no single vote is "clear", so only the gallery can name track 2 at once.
+    cfg = parse_config(
+        {"credence_count": 2, "tracker": {"lost_track_seconds": 0.2}, "identity": {"instant_margin": 0.5}}
+    )
+    dets = {i: [face(100, 100)] for i in range(0, 15)}
+    dets.update({i: [face(400, 200)] for i in range(40, 50)})  # returns elsewhere, 1 s later
+    embs = {i: [near(ANNA, 0.1)] for i in range(50)}
+    be = ScriptedBackend(dets=dets, embs=embs)
+    _, events = run(be, cfg, lib, 50)
+    ident = [e for e in events if e.type == "identity"]
+    assert [(e.track_id, e.person) for e in ident] == [(1, "Anna"), (2, "Anna")]
+    second = ident[1]
+    assert second.reason == "recent_gallery" and second.frame == 41  # on its first embedding
