@@ -200,3 +200,28 @@ def test_match_is_fast_at_10k(tmp_path: Path) -> None:
     assert len(lib) == 10_000
     m = lib.match(emb[1234], 0.99)[0]
     assert m.name == "Many" and m.similarity == pytest.approx(1.0, abs=1e-5)
+
+
+def test_two_writers_see_each_other_after_writing(tmp_path: Path) -> None:
+    rng = np.random.default_rng(10)
+    a = FaceLibrary(tmp_path / "db", "test_model", D)
+    b = FaceLibrary(tmp_path / "db", "test_model", D)
+    _enrol(a, "Anna", _unit(rng, 1))
+    _enrol(b, "Bob", _unit(rng, 1))  # b was stale: its index must now hold Anna too
+    assert {p.name for p in b.persons()} == {"Anna", "Bob"} and len(b) == 2
+
+
+def test_compaction_keeps_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import facetrack.library.store as store
+
+    monkeypatch.setattr(store, "COMPACT_EVERY", 3)
+    rng = np.random.default_rng(11)
+    lib = FaceLibrary(tmp_path / "db", "test_model", D)
+    emb = _unit(rng, 7)
+    for i in range(7):
+        _enrol(lib, f"P{i}", emb[i : i + 1])
+    lib.forget("P3")
+    reopened = FaceLibrary(tmp_path / "db", "test_model", D)
+    assert sorted(p.name for p in reopened.persons()) == ["P0", "P1", "P2", "P4", "P5", "P6"]
+    assert reopened.match(emb[5], 0.99)[0].name == "P5"
+    assert len(reopened.embeddings("P6")) == 1

@@ -71,7 +71,7 @@ class FaceTrackerConfig:
     nms_threshold: float = 0.3
     cosine_similarity_threshold: float = DEFAULT_COSINE_THRESHOLD
     credence_count: int = 3
-    reid_expiration_frames: int = 32
+    reid_expiration_frames: int = 64
     recent_gallery_seconds: float = 10.0
     recent_gallery_threshold: float | None = None
     scene_cut_threshold: float = 30.0

@@ -15,24 +15,30 @@ names are never part of a filter.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import lancedb
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 from lancedb.expr import col, lit
 
 from facetrack.errors import LibraryError, ModelMismatchError
+from facetrack.inference.base import FloatArray
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from facetrack.inference.base import FloatArray
+_LOG = logging.getLogger(__name__)
+#: Compact the table (merge data files, drop versions older than an hour) every N writes.
+COMPACT_EVERY = 50
 
 TABLE = "faces"
 SCHEMA_VERSION = "1"
@@ -99,6 +105,22 @@ class Match:
     embedding_id: str | None
 
 
+class _Row(NamedTuple):
+    embedding_id: str
+    person_id: str
+    name: str
+    metadata: str | None
+    created_at: float
+
+
+class _Index(NamedTuple):
+    matrix: FloatArray  # (N, D) float32
+    ids: npt.NDArray[np.object_]
+    person_ids: npt.NDArray[np.object_]
+    persons: dict[str, Person]
+    rows: list[_Row]
+
+
 def _normalise_name(name: str) -> str:
     if not isinstance(name, str):
         raise LibraryError(f"a person's name must be a string, got {type(name).__name__}")
@@ -161,6 +183,7 @@ class FaceLibrary:
         else:
             self._table = self._db.create_table(TABLE, schema=self._schema)
         self._version = -1
+        self._writes = 0
         self._load_index()
 
     # ---- model binding -------------------------------------------------------------------
@@ -181,8 +204,12 @@ class FaceLibrary:
     # ---- index ---------------------------------------------------------------------------
 
     def _load_index(self) -> None:
-        arrow = self._table.to_arrow().select(
-            ["embedding_id", "person_id", "name", "metadata", "vector", "source", "created_at"]
+        """Read ids, names and vectors (never the crops) from disk and rebuild the index."""
+        arrow = (
+            self._table.search()
+            .select(["embedding_id", "person_id", "name", "metadata", "vector", "created_at"])
+            .limit(None)
+            .to_arrow()
         )
         n = arrow.num_rows
         if n:
@@ -190,31 +217,62 @@ class FaceLibrary:
             matrix = np.ascontiguousarray(flat, dtype=np.float32).reshape(n, self.embedding_dim)
         else:
             matrix = np.zeros((0, self.embedding_dim), dtype=np.float32)
-        ids = arrow.column("embedding_id").to_pylist()
-        pids = arrow.column("person_id").to_pylist()
-        names = arrow.column("name").to_pylist()
-        metas = arrow.column("metadata").to_pylist()
-        created = arrow.column("created_at").to_pylist()
-        sources = arrow.column("source").to_pylist()
+        rows = [
+            _Row(*r)
+            for r in zip(
+                arrow.column("embedding_id").to_pylist(),
+                arrow.column("person_id").to_pylist(),
+                arrow.column("name").to_pylist(),
+                arrow.column("metadata").to_pylist(),
+                arrow.column("created_at").to_pylist(),
+                strict=True,
+            )
+        ]
+        self._set_index(matrix, rows)
+        self._version = self._table.version
+
+    def _set_index(self, matrix: FloatArray, rows: list[_Row]) -> None:
         persons: dict[str, dict[str, Any]] = {}
-        for pid, name, meta, ts in zip(pids, names, metas, created, strict=True):
-            p = persons.setdefault(pid, {"name": name, "meta": meta, "newest": ts, "count": 0, "created": ts})
+        for r in rows:
+            p = persons.setdefault(
+                r.person_id,
+                {"name": r.name, "meta": r.metadata, "newest": r.created_at, "count": 0, "created": r.created_at},
+            )
             p["count"] += 1
-            p["created"] = min(p["created"], ts)
-            if ts >= p["newest"]:
-                p["newest"], p["meta"] = ts, meta
+            p["created"] = min(p["created"], r.created_at)
+            if r.created_at >= p["newest"]:
+                p["newest"], p["meta"] = r.created_at, r.metadata
         # Swap everything at once so a concurrent match never sees a half-built index.
-        self._index = (
+        self._index = _Index(
             matrix,
-            np.array(ids, dtype=object),
-            np.array(pids, dtype=object),
+            np.array([r.embedding_id for r in rows], dtype=object),
+            np.array([r.person_id for r in rows], dtype=object),
             {
                 pid: Person(pid, p["name"], json.loads(p["meta"] or "{}"), p["count"], p["created"])
                 for pid, p in persons.items()
             },
-            dict(zip(ids, sources, strict=True)),
+            rows,
         )
-        self._version = self._table.version
+
+    def _commit(self, matrix: FloatArray, rows: list[_Row]) -> None:
+        """Apply a committed write to the in-memory index and compact now and then.
+
+        The index is updated in memory (no re-read of the table) unless another process wrote in
+        between, which shows as a version jump of more than one.
+        """
+        if self._table.version == self._version + 1:
+            self._set_index(matrix, rows)
+            self._version = self._table.version
+        else:
+            self._load_index()
+        self._writes += 1
+        if self._writes % COMPACT_EVERY == 0:
+            # Each commit adds a data file; compaction keeps opening and scanning fast.
+            try:
+                self._table.optimize(cleanup_older_than=timedelta(hours=1))
+            except Exception:  # compaction is an optimisation: never fail a write for it
+                _LOG.exception("face library compaction failed")
+            self._version = self._table.version
 
     def refresh(self) -> bool:
         """Reload the index if another process changed the library; True when it did."""
@@ -227,22 +285,22 @@ class FaceLibrary:
 
     def __len__(self) -> int:
         """Number of enrolled embeddings."""
-        return int(self._index[0].shape[0])
+        return int(self._index.matrix.shape[0])
 
     # ---- queries ---------------------------------------------------------------------------
 
     def persons(self) -> list[Person]:
         """All persons, sorted by name."""
-        return sorted(self._index[3].values(), key=lambda p: p.name.casefold())
+        return sorted(self._index.persons.values(), key=lambda p: p.name.casefold())
 
     def person(self, name: str) -> Person | None:
         """The person called ``name`` (whitespace-normalised, exact), or ``None``."""
         clean = _normalise_name(name)
-        return next((p for p in self._index[3].values() if p.name == clean), None)
+        return next((p for p in self._index.persons.values() if p.name == clean), None)
 
     def person_by_id(self, person_id: str) -> Person | None:
         """The person with ``person_id``, or ``None``."""
-        return self._index[3].get(person_id)
+        return self._index.persons.get(person_id)
 
     def embeddings(self, name: str) -> list[EmbeddingRecord]:
         """The embeddings (with JPEG crops) of the person called ``name``.
@@ -360,7 +418,9 @@ class FaceLibrary:
             # One commit: all of the enrolment or none of it. New metadata rides on the new rows
             # (the newest row's metadata is the person's), so no second commit is needed.
             self._table.add(rows)
-            self._load_index()
+            idx = self._index
+            new_rows = [_Row(e, pid, clean, meta_json, now) for e in rows.column("embedding_id").to_pylist()]
+            self._commit(np.concatenate([idx.matrix, emb]), idx.rows + new_rows)
             person = self.person_by_id(pid)
             assert person is not None
             return person
@@ -378,7 +438,11 @@ class FaceLibrary:
             if other is not None and other.person_id != person.person_id:
                 raise LibraryError(f"a person called {clean_new!r} already exists")
             self._table.update(where=col("person_id") == lit(person.person_id), values={"name": clean_new})
-            self._load_index()
+            idx = self._index
+            self._commit(
+                idx.matrix,
+                [r._replace(name=clean_new) if r.person_id == person.person_id else r for r in idx.rows],
+            )
             renamed = self.person_by_id(person.person_id)
             assert renamed is not None
             return renamed
@@ -392,7 +456,8 @@ class FaceLibrary:
         with self._lock:
             person = self._require(name)
             self._table.delete(col("person_id") == lit(person.person_id))
-            self._load_index()
+            keep = self._index.person_ids != person.person_id
+            self._commit(self._index.matrix[keep], [r for r, k in zip(self._index.rows, keep, strict=True) if k])
             return person.embedding_count
 
     def delete_embedding(self, embedding_id: str) -> Person | None:
@@ -406,11 +471,11 @@ class FaceLibrary:
             LibraryError: no embedding with that id.
         """
         with self._lock:
-            _, ids, pids, _, _ = self._index
-            hits = np.flatnonzero(ids == embedding_id) if len(ids) else np.array([], dtype=int)
-            if hits.size == 0:
+            idx = self._index
+            keep = idx.ids != embedding_id
+            if keep.all():
                 raise LibraryError(f"no embedding with id {embedding_id!r}")
-            pid = str(pids[hits[0]])
+            pid = str(idx.person_ids[~keep][0])
             self._table.delete(col("embedding_id") == lit(str(embedding_id)))
-            self._load_index()
+            self._commit(idx.matrix[keep], [r for r, k in zip(idx.rows, keep, strict=True) if k])
             return self.person_by_id(pid)

@@ -11,7 +11,9 @@ maintained, typed, has a plain numpy/scipy core and takes our boxes and scores d
 On top of it this module adds what face recognition needs:
 - adaptive re-identification: a confirmed track is embedded on confirmation, then after 1, 2,
   4, 8, ... frames, capped at ``reid_expiration_frames``; the backoff resets when an embedding
-  disagrees with the track's identity;
+  disagrees with the track's identity, and wherever ByteTrack's association is least certain
+  (a track re-associated after missed frames, or two faces overlapping), which is where id
+  swaps happen; so the cap can be long without a swap going unnoticed for long;
 - identity by vote (:mod:`facetrack.track.identity`), from usable faces only
   (:mod:`facetrack.quality`);
 - scene cuts end every track (:mod:`facetrack.track.scene`);
@@ -42,6 +44,11 @@ from facetrack.track.scene import SceneCutDetector
 _LOG = logging.getLogger(__name__)
 #: Best face crops kept per track (for enrolment from a track and snapshots).
 BEST_CROPS = 3
+#: Two tracked faces overlapping at least this much (IoU) are re-identified at once.
+OVERLAP_IOU = 0.3
+#: A track re-associated after more missed frames than this is re-identified at once (short
+#: gaps are the detector flickering on small faces, not a possible swap).
+REASSOCIATION_GAP_FRAMES = 8
 
 
 @dataclass(order=True, slots=True)
@@ -216,9 +223,15 @@ class FaceTracker:
                 self.total_tracks += 1
                 events.append(self._event("track_started", track, frame_index, ts))
             track = self._tracks[self._map[bt_id]]
+            if frame_index - track.last_frame > REASSOCIATION_GAP_FRAMES:
+                # Re-associated after a miss: the association is the least certain here, so
+                # re-identify now instead of trusting the backoff.
+                track.interval, track.next_embed_frame = 1, frame_index
             track.detection, track.last_frame, track.last_ts = det, frame_index, ts
-            if frame_index >= track.next_embed_frame:
-                due.append((track, det))
+        self._recheck_overlaps(frame_index)
+        for track in self._tracks.values():
+            if track.last_frame == frame_index and frame_index >= track.next_embed_frame:
+                due.append((track, track.detection))
 
         n_emb = self._reidentify(frame_bgr, due, frame_index, ts, events)
 
@@ -253,6 +266,23 @@ class FaceTracker:
             for bt_id, i in zip(result.tracker_id, result.data["index"], strict=True)
             if bt_id != -1
         ]
+
+    def _recheck_overlaps(self, frame_index: int) -> None:
+        """Faces that overlap are where ByteTrack can swap ids: re-identify both now."""
+        current = [t for t in self._tracks.values() if t.last_frame == frame_index]
+        if len(current) < 2:
+            return
+        boxes = np.stack([t.detection.box for t in current]).astype(np.float64)
+        x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+        y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+        x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+        y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+        inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        iou = inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
+        np.fill_diagonal(iou, 0.0)
+        for k in np.flatnonzero(iou.max(axis=1) >= OVERLAP_IOU):
+            current[k].interval, current[k].next_embed_frame = 1, frame_index
 
     def _reidentify(
         self,
