@@ -67,7 +67,7 @@ def track(path: Path, backend: InferenceBackend, lib: FaceLibrary, config: FaceT
 
 
 @pytest.fixture(scope="module")
-def run(demo, backend, library, config):  # noqa: ANN001, ANN201
+def run(demo, backend, library, config):
     path, truth = demo
     events, per_frame = track(path, backend, library, config)
     return truth, events, per_frame
@@ -77,7 +77,7 @@ def appearances(truth: dict) -> list[tuple[str, int, int]]:
     return [(p, a, b) for p, a, b, *_ in compose.APPEARANCES]
 
 
-def test_each_appearance_is_one_track_with_the_right_identity(run) -> None:  # noqa: ANN001
+def test_each_appearance_is_one_track_with_the_right_identity(run) -> None:
     truth, events, per_frame = run
     final_identity: dict[int, str | None] = {}
     for e in events:
@@ -102,7 +102,7 @@ def test_each_appearance_is_one_track_with_the_right_identity(run) -> None:  # n
         assert final_identity.get(tid, "undecided") == expected, f"{person}: {final_identity.get(tid)}"
 
 
-def test_identity_never_flips_and_stranger_is_decided_unknown(run) -> None:  # noqa: ANN001
+def test_identity_never_flips_and_stranger_is_decided_unknown(run) -> None:
     _, events, _ = run
     by_track: dict[int, list[str | None]] = {}
     for e in events:
@@ -116,7 +116,7 @@ def test_identity_never_flips_and_stranger_is_decided_unknown(run) -> None:  # n
     )
 
 
-def test_returning_person_is_named_on_the_first_embedding(run, config: FaceTrackerConfig) -> None:  # noqa: ANN001
+def test_returning_person_is_named_on_the_first_embedding(run, config: FaceTrackerConfig) -> None:
     _, events, _ = run
     person, a, _b, *_ = compose.APPEARANCES[3]
     started = [e for e in events if e.type == "track_started" and a <= e.frame <= a + 10]
@@ -127,7 +127,7 @@ def test_returning_person_is_named_on_the_first_embedding(run, config: FaceTrack
     assert ident.frame == started[0].frame  # named on confirmation, by the gallery or a clear match
 
 
-def test_embeddings_are_a_fraction_of_per_frame(backend, library, config, demo) -> None:  # noqa: ANN001
+def test_embeddings_are_a_fraction_of_per_frame(backend, library, config, demo) -> None:
     path, _ = demo
     tracker = FaceTracker(backend, library, config, fps=25.0)
     faces = 0
@@ -145,7 +145,7 @@ def test_scene_cut_in_spliced_footage_ends_tracks(
     video_path: Path,
     backend,
     library,
-    config,  # noqa: ANN001
+    config,
 ) -> None:
     demo_path, _ = demo
     spliced = tmp_path / "spliced.mp4"
