@@ -58,10 +58,13 @@ class ScriptedBackend(InferenceBackend):
     embedding_dim: int = D
 
     def detect(self, frame_bgr: Frame) -> list[Detection]:
-        return list(self.dets.get(self.frame, []))
+        return self.dets.get(self.frame, [])
 
     def aligned_crop(self, frame_bgr: Frame, detection: Detection) -> Frame:
-        return np.random.default_rng(0).integers(0, 255, (112, 112, 3), dtype=np.uint8)  # sharp texture
+        crop = np.random.default_rng(0).integers(0, 255, (112, 112, 3), dtype=np.uint8)  # sharp texture
+        # Tag the crop with the detection's index so embed_crops returns that face's embedding.
+        crop[0, 0, 0] = next(i for i, d in enumerate(self.dets.get(self.frame, [])) if d is detection)
+        return crop
 
     def embed(self, frame_bgr: Frame, detections: Sequence[Detection]) -> FloatArray:
         return self.embed_crops([frame_bgr] * len(detections))
@@ -69,7 +72,7 @@ class ScriptedBackend(InferenceBackend):
     def embed_crops(self, crops: Sequence[Frame]) -> FloatArray:
         self.embedded_frames.append(self.frame)
         script = self.embs.get(self.frame)
-        out = [script[i] if script else ANNA for i in range(len(crops))]
+        out = [script[int(c[0, 0, 0])] if script else ANNA for c in crops]
         return np.stack(out).astype(np.float32)
 
 
@@ -212,3 +215,25 @@ def test_recent_gallery_gives_identity_back_at_once(lib: FaceLibrary) -> None:
     assert [(e.track_id, e.person) for e in ident] == [(1, "Anna"), (2, "Anna")]
     second = ident[1]
     assert second.reason == "recent_gallery" and second.frame == 41  # on its first embedding
+
+
+def test_occlusion_swap_splits_and_the_old_face_gets_its_track_back(tmp_path: Path) -> None:
+    empty = FaceLibrary(tmp_path / "empty", "scripted", D)
+    cfg = parse_config({"credence_count": 2, "reid_expiration_frames": 4})
+    a, b = unit(RNG.standard_normal(D)), unit(RNG.standard_normal(D))
+    dets = {i: [face(100 + i, 100)] for i in range(30)}  # one box moving steadily
+    embs = {i: [near(a, 0.02)] for i in range(20)}
+    embs.update({i: [near(b, 0.02)] for i in range(20, 30)})  # ... whose face becomes b at 20
+    dets.update({i: [face(130, 100), face(500, 300)] for i in range(30, 40)})  # a comes back elsewhere
+    embs.update({i: [near(b, 0.02), near(a, 0.02)] for i in range(30, 40)})
+    be = ScriptedBackend(dets=dets, embs=embs)
+    _, events = run(be, cfg, empty, 40)
+    started = [(e.track_id, e.frame) for e in events if e.type == "track_started"]
+    # Track 1 (a) confirmed at 1; the swap is confirmed on the second odd face and b gets track 2.
+    assert started[0] == (1, 1)
+    swap_frame = started[1][1]
+    assert started[1][0] == 2 and 20 < swap_frame <= 20 + 4 + 2
+    # a's face reappears: it continues track 1 instead of starting a third track.
+    assert len(started) == 2
+    ends = {e.track_id: e.reason for e in events if e.type == "track_ended"}
+    assert ends == {1: "end_of_stream", 2: "end_of_stream"}

@@ -34,12 +34,19 @@ class TrackerConfig:
         high_conf_det_threshold: detections at or above it take part in ByteTrack's first
             association stage, those below only in the second (recovery) stage.
         minimum_iou_threshold: IoU below which a detection cannot continue a track.
+        revive_threshold: cosine similarity between a new track's first face and a lost track's
+            mean embedding at which the new detections continue the lost track (same id).
+        appearance_split_threshold: a track whose new embedding falls below this cosine
+            similarity to the track's mean embedding holds another face now: it is ended and a new
+            track starts (catches ByteTrack id swaps, even with an empty face library).
     """
 
     lost_track_seconds: float = 1.0
-    track_activation_threshold: float = 0.6
-    high_conf_det_threshold: float = 0.6
+    track_activation_threshold: float = 0.7
+    high_conf_det_threshold: float = 0.7
     minimum_iou_threshold: float = 0.1
+    revive_threshold: float = 0.45
+    appearance_split_threshold: float = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +130,8 @@ TRACKER_SCHEMA = vol.Schema(
         vol.Optional("track_activation_threshold"): _UNIT,
         vol.Optional("high_conf_det_threshold"): _UNIT,
         vol.Optional("minimum_iou_threshold"): _UNIT,
+        vol.Optional("revive_threshold"): vol.All(vol.Coerce(float), vol.Range(min=-1.0, max=1.0)),
+        vol.Optional("appearance_split_threshold"): vol.All(vol.Coerce(float), vol.Range(min=-1.0, max=1.0)),
     }
 )
 IDENTITY_SCHEMA = vol.Schema(

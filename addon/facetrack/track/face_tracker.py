@@ -26,7 +26,7 @@ import heapq
 import itertools
 import logging
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -36,7 +36,7 @@ from trackers import ByteTrackTracker
 from facetrack.config import FaceTrackerConfig
 from facetrack.events import TrackEvent
 from facetrack.inference.base import Detection, FloatArray, Frame, InferenceBackend, check_frame
-from facetrack.library import FaceLibrary
+from facetrack.library import FaceLibrary, Match
 from facetrack.quality import FaceQuality, assess
 from facetrack.track.identity import IdentityState, IdentityVoter, Vote
 from facetrack.track.scene import SceneCutDetector
@@ -49,6 +49,10 @@ OVERLAP_IOU = 0.3
 #: A track re-associated after more missed frames than this is re-identified at once (short
 #: gaps are the detector flickering on small faces, not a possible swap).
 REASSOCIATION_GAP_FRAMES = 8
+#: A detection score below this fraction of the previous frame's, or a box area changing by more
+#: than this factor between frames, also triggers re-identification (occlusion onsets).
+SCORE_DROP_RATIO = 0.75
+AREA_JUMP_RATIO = 1.4
 
 
 @dataclass(order=True, slots=True)
@@ -79,6 +83,7 @@ class Track:
     best: list[BestCrop] = field(default_factory=list)
     last_quality: FaceQuality | None = None
     reacquired_from: int | None = None
+    suspect: tuple[_Probe, Match] | None = None  # an odd embedding awaiting confirmation
 
     @property
     def mean_embedding(self) -> FloatArray | None:
@@ -109,6 +114,13 @@ class FrameResult:
     embeddings: int
     scene_cut: bool = False
     detections: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    crop: Frame
+    quality: FaceQuality
+    embedding: FloatArray | None  # (D,) float32, None for an unusable face
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +161,7 @@ class FaceTracker:
         self._map: dict[int, int] = {}  # ByteTrack id -> our track id (ByteTrack ids restart on reset)
         self._recent: deque[_Ended] = deque(maxlen=64)
         self._bytetrack = self._new_bytetrack()
+        self._check_filters = replace(config.face_filters, min_score=0.0)
         self.total_embeddings = 0
         self.total_tracks = 0
 
@@ -203,36 +216,41 @@ class FaceTracker:
         alive = {t.tracker_id for t in self._bytetrack.tracks if t.tracker_id != -1}
         for bt_id in [b for b in self._map if b not in alive]:
             events.append(self._end(self._map.pop(bt_id), "lost"))
+        # Tracks detached from ByteTrack (after an appearance change) expire on our own clock.
+        mapped = set(self._map.values())
+        lost_frames = round(self.config.tracker.lost_track_seconds * self.fps)
+        for tid in [
+            t for t, tr in self._tracks.items() if t not in mapped and frame_index - tr.last_frame > lost_frames
+        ]:
+            events.append(self._end(tid, "lost"))
 
-        due: list[tuple[Track, Detection]] = []
+        # Continue the tracks ByteTrack kept; a new ByteTrack id is first offered to the tracks
+        # that are lost right now (the same face back after an occlusion that ByteTrack's motion
+        # model could not bridge), and only otherwise starts a new track.
+        lost = [t for t in self._tracks.values() if t.mean_embedding is not None]
+        probes: dict[int, _Probe] = {}
         for bt_id, det in tracked:
-            if bt_id not in self._map:
-                tid = next(self._ids)
-                self._map[bt_id] = tid
-                track = Track(
-                    track_id=tid,
-                    first_frame=frame_index,
-                    first_ts=ts,
-                    voter=IdentityVoter(self.config.identity, self.config.cosine_similarity_threshold),
-                    detection=det,
-                    last_frame=frame_index,
-                    last_ts=ts,
-                    next_embed_frame=frame_index,
-                )
-                self._tracks[tid] = track
-                self.total_tracks += 1
-                events.append(self._event("track_started", track, frame_index, ts))
-            track = self._tracks[self._map[bt_id]]
-            if frame_index - track.last_frame > REASSOCIATION_GAP_FRAMES:
-                # Re-associated after a miss: the association is the least certain here, so
-                # re-identify now instead of trusting the backoff.
-                track.interval, track.next_embed_frame = 1, frame_index
-            track.detection, track.last_frame, track.last_ts = det, frame_index, ts
-        self._recheck_overlaps(frame_index)
-        for track in self._tracks.values():
-            if track.last_frame == frame_index and frame_index >= track.next_embed_frame:
-                due.append((track, track.detection))
-
+            if bt_id in self._map:
+                self._continue(self._tracks[self._map[bt_id]], det, frame_index, ts)
+        lost = [t for t in lost if t.last_frame < frame_index]
+        for bt_id, det in tracked:
+            if bt_id in self._map:
+                continue
+            probe = self._probe(frame_bgr, det) if lost else None
+            track = self._revive(lost, probe, bt_id) if probe is not None else None
+            if track is None:
+                track = self._start(bt_id, det, frame_index, ts, events)
+            else:
+                lost.remove(track)
+                self._continue(track, det, frame_index, ts)
+            if probe is not None:
+                probes[track.track_id] = probe
+        self._recheck_overlaps(frame_index, detections)
+        due = [
+            (t, probes.get(t.track_id))
+            for t in list(self._tracks.values())
+            if t.last_frame == frame_index and frame_index >= t.next_embed_frame
+        ]
         n_emb = self._reidentify(frame_bgr, due, frame_index, ts, events)
 
         faces = [
@@ -267,64 +285,184 @@ class FaceTracker:
             if bt_id != -1
         ]
 
-    def _recheck_overlaps(self, frame_index: int) -> None:
-        """Faces that overlap are where ByteTrack can swap ids: re-identify both now."""
+    def _recheck_overlaps(self, frame_index: int, detections: list[Detection]) -> None:
+        """A tracked face that another detection overlaps is where ByteTrack can swap ids
+        (one head passing in front of another): re-identify it now."""
         current = [t for t in self._tracks.values() if t.last_frame == frame_index]
-        if len(current) < 2:
+        if not current or len(detections) < 2:
             return
-        boxes = np.stack([t.detection.box for t in current]).astype(np.float64)
-        x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
-        y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
-        x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
-        y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+        tboxes = np.stack([t.detection.box for t in current]).astype(np.float64)
+        dboxes = np.stack([d.box for d in detections]).astype(np.float64)
+        x1 = np.maximum(tboxes[:, None, 0], dboxes[None, :, 0])
+        y1 = np.maximum(tboxes[:, None, 1], dboxes[None, :, 1])
+        x2 = np.minimum(tboxes[:, None, 2], dboxes[None, :, 2])
+        y2 = np.minimum(tboxes[:, None, 3], dboxes[None, :, 3])
         inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        iou = inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
-        np.fill_diagonal(iou, 0.0)
-        for k in np.flatnonzero(iou.max(axis=1) >= OVERLAP_IOU):
-            current[k].interval, current[k].next_embed_frame = 1, frame_index
+        ta = (tboxes[:, 2] - tboxes[:, 0]) * (tboxes[:, 3] - tboxes[:, 1])
+        da = (dboxes[:, 2] - dboxes[:, 0]) * (dboxes[:, 3] - dboxes[:, 1])
+        iou = inter / np.maximum(ta[:, None] + da[None, :] - inter, 1e-9)
+        for k, track in enumerate(current):
+            own = [j for j, d in enumerate(detections) if d is track.detection]
+            iou[k, own] = 0.0
+        for row in np.flatnonzero(iou.max(axis=1) >= OVERLAP_IOU):
+            current[int(row)].interval, current[int(row)].next_embed_frame = 1, frame_index
+
+    def _start(self, bt_id: int, det: Detection, frame_index: int, ts: float, events: list[TrackEvent]) -> Track:
+        """A new confirmed track for ByteTrack id ``bt_id``: emits ``track_started``."""
+        tid = next(self._ids)
+        self._map[bt_id] = tid
+        track = Track(
+            track_id=tid,
+            first_frame=frame_index,
+            first_ts=ts,
+            voter=IdentityVoter(self.config.identity, self.config.cosine_similarity_threshold),
+            detection=det,
+            last_frame=frame_index,
+            last_ts=ts,
+            next_embed_frame=frame_index,
+        )
+        self._tracks[tid] = track
+        self.total_tracks += 1
+        events.append(self._event("track_started", track, frame_index, ts))
+        return track
+
+    @staticmethod
+    def _continue(track: Track, det: Detection, frame_index: int, ts: float) -> None:
+        prev = track.detection
+        area_ratio = (det.width * det.height) / max(prev.width * prev.height, 1e-6)
+        if (
+            frame_index - track.last_frame > REASSOCIATION_GAP_FRAMES
+            or det.score < SCORE_DROP_RATIO * prev.score
+            or not 1 / AREA_JUMP_RATIO <= area_ratio <= AREA_JUMP_RATIO
+        ):
+            # Re-associated after a miss, or the face suddenly less face-like or resized: where
+            # the association is least certain (an occlusion, another head in front), re-identify
+            # now instead of trusting the backoff.
+            track.interval, track.next_embed_frame = 1, frame_index
+        track.detection, track.last_frame, track.last_ts = det, frame_index, ts
+
+    def _probe(self, frame: Frame, det: Detection) -> _Probe:
+        """Aligned crop, quality and (for a usable face) embedding of one detection."""
+        crop = self.backend.aligned_crop(frame, det)
+        q = assess(det, crop, self.config.face_filters)
+        emb = self._embed_crops([crop], frame, [det])[0] if q.usable else None
+        if emb is not None:
+            self.total_embeddings += 1
+        return _Probe(crop, q, emb)
+
+    def _revive(self, lost: list[Track], probe: _Probe, bt_id: int) -> Track | None:
+        """The lost track whose face ``probe`` is (by mean embedding), re-mapped to ``bt_id``."""
+        if probe.embedding is None or not lost:
+            return None
+        means = np.stack([t.mean_embedding for t in lost if t.mean_embedding is not None])
+        sims = means @ probe.embedding
+        j = int(np.argmax(sims))
+        if float(sims[j]) < self.config.tracker.revive_threshold:
+            return None
+        track = lost[j]
+        old_ids = {b for b, t in self._map.items() if t == track.track_id}
+        for b in old_ids:
+            del self._map[b]
+        # Retire ByteTrack's stale tracklet so it cannot come back as a second track.
+        self._bytetrack.tracks = [t for t in self._bytetrack.tracks if t.tracker_id not in old_ids]
+        self._map[bt_id] = track.track_id
+        _LOG.debug("track %d revived by new detection (cos %.3f)", track.track_id, sims[j])
+        return track
 
     def _reidentify(
         self,
         frame: Frame,
-        due: list[tuple[Track, Detection]],
+        due: list[tuple[Track, _Probe | None]],
         frame_index: int,
         ts: float,
         events: list[TrackEvent],
     ) -> int:
         """Embed the usable faces of due tracks (one batch) and vote their matches."""
-        usable: list[tuple[Track, Frame, FaceQuality]] = []
-        for track, det in due:
-            crop = self.backend.aligned_crop(frame, det)
-            q = assess(det, crop, self.config.face_filters)
-            track.last_quality = q
-            if q.usable:
-                usable.append((track, crop, q))
-            # An unusable face keeps the track due: the next usable frame gets embedded.
-        if not usable:
-            return 0
-        embs = self._embed_crops([c for _, c, _ in usable], frame, [t.detection for t, _, _ in usable])
-        matches = self.library.match(embs, self.config.cosine_similarity_threshold)
-        self.total_embeddings += len(usable)
-        for (track, crop, q), emb, m in zip(usable, embs, matches, strict=True):
-            track.embeddings += 1
-            track.embedding_sum = emb.copy() if track.embedding_sum is None else track.embedding_sum + emb
-            self._keep_best(track, BestCrop(q.rank, frame_index, crop, emb))
-            vote = Vote(m.person_id, m.name, m.similarity)
-            voter = track.voter
-            reacquired = voter.state is IdentityState.PENDING and not voter.votes and self._from_recent(track, emb)
-            agrees = reacquired or voter.agrees(vote)
-            if voter.add(vote) or reacquired:
-                events.append(
-                    self._event("identity", track, frame_index, ts, "recent_gallery" if reacquired else "vote")
-                )
-            # Backoff: embed again after 1, 2, 4, ... frames (capped); a disagreeing embedding starts over.
-            if track.embeddings == 1 or not agrees:
-                track.interval = 1
+        probes: list[tuple[Track, _Probe]] = []
+        todo: list[tuple[Track, Frame, FaceQuality]] = []
+        for track, probe in due:
+            if probe is not None:
+                probes.append((track, probe))
+                continue
+            crop = self.backend.aligned_crop(frame, track.detection)
+            q = assess(track.detection, crop, self.config.face_filters)
+            if q.usable or (track.suspect is not None and assess(track.detection, crop, self._check_filters).usable):
+                # A face only a low detector score keeps from voting can still confirm or clear
+                # a suspected swap: an occluding head is exactly where scores drop.
+                todo.append((track, crop, q))
             else:
-                track.interval = min(track.interval * 2, self.config.reid_expiration_frames)
-            track.next_embed_frame = frame_index + track.interval
-        return len(usable)
+                # An unusable face keeps the track due: the next usable frame gets embedded.
+                track.last_quality = q
+        if todo:
+            embs = self._embed_crops([c for _, c, _ in todo], frame, [t.detection for t, _, _ in todo])
+            self.total_embeddings += len(todo)
+            probes += [(t, _Probe(c, q, e)) for (t, c, q), e in zip(todo, embs, strict=True)]
+        usable = [(t, p) for t, p in probes if p.embedding is not None]
+        for track, p in probes:
+            track.last_quality = p.quality
+        if not usable:
+            return len(todo)
+        matches = self.library.match(
+            np.stack([p.embedding for _, p in usable if p.embedding is not None]),
+            self.config.cosine_similarity_threshold,
+        )
+        for (track, p), m in zip(usable, matches, strict=True):
+            self._consistent_vote(track, p, m, frame_index, ts, events)
+        return len(todo)
+
+    def _consistent_vote(
+        self, track: Track, p: _Probe, m: Match, frame_index: int, ts: float, events: list[TrackEvent]
+    ) -> None:
+        """Vote ``p`` into ``track`` unless the face is not the track's (an occlusion swap).
+
+        A face far from the track's mean embedding is held back as a suspect (one odd frame may be
+        a bad frame); a second one in a row means ByteTrack followed the box onto another person
+        (one head passing in front of another): the box gets a new track, starting with the
+        suspect, and the old track keeps its identity and waits, lost, for its face to come back
+        (see :meth:`_revive`). ``p`` with an unusable quality is such a check only, never a vote.
+        """
+        assert p.embedding is not None
+        mean = track.mean_embedding
+        sim = float(mean @ p.embedding) if mean is not None else 1.0
+        if sim >= self.config.tracker.appearance_split_threshold:
+            track.suspect = None
+            if p.quality.usable:
+                self._vote(track, p, m, frame_index, ts, events)
+            return
+        _LOG.debug("track %d frame %d: face differs from the track (cos %.3f)", track.track_id, frame_index, sim)
+        if track.suspect is None:
+            if p.quality.usable:
+                track.suspect = (p, m)
+                track.interval, track.next_embed_frame = 1, frame_index + 1
+            return
+        suspect, track.suspect = track.suspect, None
+        bt_ids = [b for b, t in self._map.items() if t == track.track_id]
+        for b in bt_ids:
+            del self._map[b]
+        new = self._start(bt_ids[0], track.detection, frame_index, ts, events)
+        self._vote(new, *suspect, frame_index, ts, events)
+        if p.quality.usable:
+            self._vote(new, p, m, frame_index, ts, events)
+
+    def _vote(self, track: Track, p: _Probe, m: Match, frame_index: int, ts: float, events: list[TrackEvent]) -> None:
+        """Add one usable embedding to a track: mean, best crops, identity vote, backoff."""
+        emb = p.embedding
+        assert emb is not None
+        track.embeddings += 1
+        track.embedding_sum = emb.copy() if track.embedding_sum is None else track.embedding_sum + emb
+        self._keep_best(track, BestCrop(p.quality.rank, frame_index, p.crop, emb))
+        vote = Vote(m.person_id, m.name, m.similarity)
+        voter = track.voter
+        reacquired = voter.state is IdentityState.PENDING and not voter.votes and self._from_recent(track, emb)
+        agrees = reacquired or voter.agrees(vote)
+        if voter.add(vote) or reacquired:
+            events.append(self._event("identity", track, frame_index, ts, "recent_gallery" if reacquired else "vote"))
+        # Backoff: embed again after 1, 2, 4, ... frames (capped); a disagreeing embedding starts over.
+        if track.embeddings == 1 or not agrees:
+            track.interval = 1
+        else:
+            track.interval = min(track.interval * 2, self.config.reid_expiration_frames)
+        track.next_embed_frame = frame_index + track.interval
 
     def _embed_crops(self, crops: list[Frame], frame: Frame, dets: list[Detection]) -> FloatArray:
         embed_crops = getattr(self.backend, "embed_crops", None)
