@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 _LOG = logging.getLogger(__name__)
-#: Compact the table (merge data files, drop versions older than an hour) every N writes.
+#: Compact the table every N writes: merge data files, and drop versions older than 10 s (a
+#: bulk enrolment would otherwise keep every rewrite; readers always check out the latest version).
 COMPACT_EVERY = 50
 
 TABLE = "faces"
@@ -269,7 +270,7 @@ class FaceLibrary:
         if self._writes % COMPACT_EVERY == 0:
             # Each commit adds a data file; compaction keeps opening and scanning fast.
             try:
-                self._table.optimize(cleanup_older_than=timedelta(hours=1))
+                self._table.optimize(cleanup_older_than=timedelta(seconds=10))
             except Exception:  # compaction is an optimisation: never fail a write for it
                 _LOG.exception("face library compaction failed")
             self._version = self._table.version

@@ -16,6 +16,11 @@ On top of it this module adds what face recognition needs:
   swaps happen; so the cap can be long without a swap going unnoticed for long;
 - identity by vote (:mod:`facetrack.track.identity`), from usable faces only
   (:mod:`facetrack.quality`);
+- appearance consistency: two consecutive embeddings far from the track's mean embedding mean
+  ByteTrack followed the box onto another face (one head passing in front of another); the box
+  gets a new track and the old track waits, lost, for its face;
+- revival: a new ByteTrack track whose first face matches a lost track's mean embedding continues
+  that track (same id), bridging occlusions ByteTrack's motion model cannot;
 - scene cuts end every track (:mod:`facetrack.track.scene`);
 - a short gallery of recently ended tracks gives a returning person their identity back at once.
 """
@@ -195,6 +200,7 @@ class FaceTracker:
             ValueError: ``frame_bgr`` is not an ``(H, W, 3) uint8`` array (the tracker stays usable).
         """
         frame_bgr = check_frame(frame_bgr)
+        embeddings_before = self.total_embeddings
         events: list[TrackEvent] = []
         cut = self._scene(frame_bgr)
         if cut:
@@ -251,14 +257,14 @@ class FaceTracker:
             for t in list(self._tracks.values())
             if t.last_frame == frame_index and frame_index >= t.next_embed_frame
         ]
-        n_emb = self._reidentify(frame_bgr, due, frame_index, ts, events)
+        self._reidentify(frame_bgr, due, frame_index, ts, events)
 
         faces = [
             TrackedFace(tid, t.detection, t.voter.state, t.voter.name, t.voter.similarity)
             for tid, t in self._tracks.items()
             if t.last_frame == frame_index
         ]
-        return FrameResult(faces, events, n_emb, cut, len(detections))
+        return FrameResult(faces, events, self.total_embeddings - embeddings_before, cut, len(detections))
 
     def finish(self) -> list[TrackEvent]:
         """End every track (end of the source); returns their ``track_ended`` events."""
@@ -376,7 +382,7 @@ class FaceTracker:
         frame_index: int,
         ts: float,
         events: list[TrackEvent],
-    ) -> int:
+    ) -> None:
         """Embed the usable faces of due tracks (one batch) and vote their matches."""
         probes: list[tuple[Track, _Probe]] = []
         todo: list[tuple[Track, Frame, FaceQuality]] = []
@@ -401,14 +407,13 @@ class FaceTracker:
         for track, p in probes:
             track.last_quality = p.quality
         if not usable:
-            return len(todo)
+            return
         matches = self.library.match(
             np.stack([p.embedding for _, p in usable if p.embedding is not None]),
             self.config.cosine_similarity_threshold,
         )
         for (track, p), m in zip(usable, matches, strict=True):
             self._consistent_vote(track, p, m, frame_index, ts, events)
-        return len(todo)
 
     def _consistent_vote(
         self, track: Track, p: _Probe, m: Match, frame_index: int, ts: float, events: list[TrackEvent]
