@@ -254,9 +254,7 @@ def report_identification(r: IdentResult) -> None:
     no_face_g = [pr.path for pr in r.genuine if pr.emb is None]
     no_face_s = [pr.path for pr in r.strangers if pr.emb is None]
     print(f"genuine probes: {n_g} (no face: {len(no_face_g)} {no_face_g})")
-    print(
-        f"stranger probes: {n_s} (no face: {len(no_face_s)} {no_face_s}) {[pr.person for pr in r.strangers]}"
-    )
+    print(f"stranger probes: {n_s} (no face: {len(no_face_s)} {no_face_s}) {[pr.person for pr in r.strangers]}")
     n_loo = int(np.sum(np.isfinite(r.loo_sims)))
     print(f"leave-persons-out impostor probes: {n_loo}")
     print(
@@ -293,10 +291,7 @@ def report_identification(r: IdentResult) -> None:
         if row["rank1"] >= 0.95 and row["loo_fa"] <= 0.05 and row["stranger_fa"] / max(n_s, 1) <= 0.05
     ]
     if ok:
-        print(
-            "\nthresholds with rank-1 >= 95 %, stranger FA <= 5 % and LOO FA <= 5 %:"
-            f" {min(ok):.2f}..{max(ok):.2f}"
-        )
+        print(f"\nthresholds with rank-1 >= 95 %, stranger FA <= 5 % and LOO FA <= 5 %: {min(ok):.2f}..{max(ok):.2f}")
     else:
         print("\nno threshold gives rank-1 >= 95 % with stranger / LOO FA <= 5 %")
 
@@ -439,9 +434,7 @@ def run_lfw(data: Path, size: int = 100) -> list[tuple[float, int, int]]:
     backend = create_backend(detector_input_size=640, score_threshold=float(DET_THRESHOLDS[0]), threads=1)
     best = []
     for p in patches:
-        grey = cv2.resize(
-            (np.clip(p, 0, 1) * 255).astype(np.uint8), (size, size), interpolation=cv2.INTER_CUBIC
-        )
+        grey = cv2.resize((np.clip(p, 0, 1) * 255).astype(np.uint8), (size, size), interpolation=cv2.INTER_CUBIC)
         dets = backend.detect(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
         best.append(max((d.score for d in dets), default=0.0))
     b = np.array(best)

@@ -155,6 +155,15 @@ def cmd_track(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from facetrack.config.service import load_service_config
+    from facetrack.service import FaceTrackService
+
+    service = FaceTrackService(load_service_config(args.config))
+    service.run()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (one sub-command per operation)."""
     p = argparse.ArgumentParser(prog="facetrack", description="Face tracking and recognition engine.")
@@ -213,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-frames", type=int, help="stop after this many frames")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     sp.set_defaults(func=cmd_track)
+
+    sp = sub.add_parser("serve", help="run every configured camera, publishing over MQTT")
+    sp.add_argument("--config", required=True, help="service configuration (YAML or JSON)")
+    sp.set_defaults(func=cmd_serve)
     return p
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -49,6 +49,8 @@ from facetrack.track.scene import SceneCutDetector
 _LOG = logging.getLogger(__name__)
 #: Best face crops kept per track (for enrolment from a track and snapshots).
 BEST_CROPS = 3
+#: Ended tracks whose best crops are kept (for enrolment from a recent track).
+ENDED_CROPS = 32
 #: Two tracked faces overlapping at least this much (IoU) are re-identified at once.
 OVERLAP_IOU = 0.3
 #: A track re-associated after more missed frames than this is re-identified at once (short
@@ -165,6 +167,8 @@ class FaceTracker:
         self._tracks: dict[int, Track] = {}
         self._map: dict[int, int] = {}  # ByteTrack id -> our track id (ByteTrack ids restart on reset)
         self._recent: deque[_Ended] = deque(maxlen=64)
+        #: Best crops of recently ended tracks (for enrolment from a track), newest last.
+        self.ended_crops: OrderedDict[int, list[BestCrop]] = OrderedDict()
         self._bytetrack = self._new_bytetrack()
         self._check_filters = replace(config.face_filters, min_score=0.0)
         self.total_embeddings = 0
@@ -505,6 +509,10 @@ class FaceTracker:
         track = self._tracks.pop(tid)
         for bt_id in [b for b, t in self._map.items() if t == tid]:
             del self._map[bt_id]
+        if track.best:
+            self.ended_crops[tid] = list(track.best)
+            while len(self.ended_crops) > ENDED_CROPS:
+                self.ended_crops.popitem(last=False)
         mean = track.mean_embedding
         if mean is not None and track.voter.state is not IdentityState.PENDING:
             self._recent.append(

@@ -1,0 +1,211 @@
+"""MQTT commands: ``<prefix>/command/<verb>`` with a ``request_id``, answered on
+``<prefix>/response/<request_id>`` (``docs/mqtt.md``).
+
+Verbs: ``enroll`` (base64 JPEG/PNG, or a path inside the media folder), ``enroll_track`` (best
+crops of a live or recent track), ``forget``, ``rename``, ``list``. Commands run one at a time on
+their own thread (enrolment computes embeddings), never on the MQTT network thread. A malformed,
+oversized or unknown command gets an error response; one without a usable ``request_id`` is
+answered on ``<prefix>/response/invalid``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import queue
+import re
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import voluptuous as vol
+
+from facetrack.comms.payloads import response_payload
+from facetrack.errors import FaceTrackError, LibraryError
+from facetrack.images import decode_image, read_image
+from facetrack.recognizer import FaceRecognizer
+from facetrack.track.face_tracker import encode_jpeg
+
+if TYPE_CHECKING:
+    from facetrack.service import FaceTrackService
+
+_LOG = logging.getLogger(__name__)
+#: Largest accepted command payload (a base64 photo of ~6 MB).
+MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
+#: Commands waiting; beyond, new ones are refused with ``busy``.
+MAX_PENDING = 32
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+_NAME = vol.All(str, vol.Length(min=1, max=100))
+SCHEMAS: dict[str, vol.Schema] = {
+    "enroll": vol.Schema(
+        {
+            vol.Required("request_id"): str,
+            vol.Required("name"): _NAME,
+            vol.Exclusive("image_base64", "image"): vol.All(str, vol.Length(min=8)),
+            vol.Exclusive("image_path", "image"): vol.All(str, vol.Length(min=1, max=1024)),
+            vol.Optional("metadata"): dict,
+        }
+    ),
+    "enroll_track": vol.Schema(
+        {
+            vol.Required("request_id"): str,
+            vol.Required("camera"): str,
+            vol.Required("track_id"): vol.All(int, vol.Range(min=1)),
+            vol.Required("name"): _NAME,
+            vol.Optional("max_embeddings", default=3): vol.All(int, vol.Range(min=1, max=3)),
+        }
+    ),
+    "forget": vol.Schema({vol.Required("request_id"): str, vol.Required("name"): _NAME}),
+    "rename": vol.Schema(
+        {vol.Required("request_id"): str, vol.Required("name"): _NAME, vol.Required("new_name"): _NAME}
+    ),
+    "list": vol.Schema({vol.Required("request_id"): str}),
+}
+
+
+class CommandError(Exception):
+    """A command failed; ``code`` is machine-readable (``bad_request``, ``not_found``, ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class CommandHandler:
+    """Validates, queues and executes commands for a :class:`FaceTrackService`."""
+
+    def __init__(self, service: FaceTrackService) -> None:
+        self.service = service
+        self._queue: queue.Queue[tuple[str, str, dict[str, Any]] | None] = queue.Queue(MAX_PENDING)
+        self._thread = threading.Thread(target=self._loop, name="commands", daemon=True)
+        self.recognizer = FaceRecognizer(service.command_backend, service.config.defaults, service.library)
+
+    def start(self) -> None:
+        """Start the command thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish the queued commands and stop."""
+        try:
+            self._queue.put(None, timeout=5)
+        except queue.Full:
+            return
+        self._thread.join(timeout=30)
+
+    def _respond(
+        self, request_id: str, verb: str, result: dict[str, Any] | None = None, error: tuple[str, str] | None = None
+    ) -> None:
+        self.service._publish(("response", request_id), response_payload(request_id, verb, result, error), 1, False)
+
+    def submit(self, verb: str, payload: bytes) -> None:
+        """Validate a raw command (network thread: cheap checks only) and queue it."""
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            self._respond("invalid", verb, error=("too_large", f"payload over {MAX_PAYLOAD_BYTES} bytes"))
+            return
+        try:
+            body = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            self._respond("invalid", verb, error=("bad_request", "payload is not JSON"))
+            return
+        request_id = body.get("request_id") if isinstance(body, dict) else None
+        if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
+            self._respond("invalid", verb, error=("bad_request", "request_id must match [A-Za-z0-9_-]{1,64}"))
+            return
+        schema = SCHEMAS.get(verb)
+        if schema is None:
+            self._respond(request_id, verb, error=("unknown_command", f"unknown command {verb!r}"))
+            return
+        try:
+            data = schema(body)
+        except vol.Invalid as err:
+            self._respond(request_id, verb, error=("bad_request", str(err)))
+            return
+        try:
+            self._queue.put_nowait((verb, request_id, data))
+        except queue.Full:
+            self._respond(request_id, verb, error=("busy", "too many pending commands"))
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            verb, request_id, data = item
+            try:
+                result = getattr(self, f"_cmd_{verb}")(data)
+            except CommandError as err:
+                self._respond(request_id, verb, error=(err.code, str(err)))
+            except LibraryError as err:
+                code = "not_found" if "no person" in str(err) or "no embedding" in str(err) else "bad_request"
+                self._respond(request_id, verb, error=(code, str(err)))
+            except FaceTrackError as err:
+                self._respond(request_id, verb, error=("bad_request", str(err)))
+            except Exception as err:
+                _LOG.exception("command %s failed", verb)
+                self._respond(request_id, verb, error=("internal", type(err).__name__))
+            else:
+                self._respond(request_id, verb, result)
+                if verb != "list":
+                    self.service.publish_persons()
+
+    # ---- verbs ---------------------------------------------------------------------------------
+
+    def _image(self, data: dict[str, Any]) -> Any:
+        if "image_base64" in data:
+            try:
+                raw = base64.b64decode(data["image_base64"], validate=True)
+            except (binascii.Error, ValueError):
+                raise CommandError("bad_request", "image_base64 is not valid base64") from None
+            return decode_image(raw, "image_base64")
+        if "image_path" in data:
+            media = self.service.config.media_dir
+            if not media:
+                raise CommandError("bad_request", "image_path needs media_dir in the configuration")
+            root = Path(media).resolve()
+            path = (root / data["image_path"]).resolve()
+            if not path.is_relative_to(root):
+                raise CommandError("forbidden", "image_path must stay inside the media folder")
+            return read_image(path)
+        raise CommandError("bad_request", "give image_base64 or image_path")
+
+    def _cmd_enroll(self, data: dict[str, Any]) -> dict[str, Any]:
+        image = self._image(data)
+        emb, crop = self.recognizer.enrolment_embedding(image)  # UnusableImageError: no/several faces
+        source = "mqtt:" + (data.get("image_path") or "image_base64")
+        person = self.service.library.enroll(data["name"], emb[None, :], [crop], [source], data.get("metadata"))
+        return {"person": person.name, "person_id": person.person_id, "embeddings": person.embedding_count}
+
+    def _cmd_enroll_track(self, data: dict[str, Any]) -> dict[str, Any]:
+        worker = self.service.worker(data["camera"])
+        if worker is None:
+            raise CommandError("not_found", f"no camera {data['camera']!r}")
+        crops = worker.best_crops(data["track_id"])[: data["max_embeddings"]]
+        if not crops:
+            raise CommandError("not_found", f"no usable face of track {data['track_id']} on {data['camera']}")
+        embs = np.stack([c.embedding for c in crops])
+        person = self.service.library.enroll(
+            data["name"],
+            embs,
+            [encode_jpeg(c.crop) for c in crops],
+            [f"{data['camera']}/track/{data['track_id']}"] * len(crops),
+        )
+        return {
+            "person": person.name,
+            "person_id": person.person_id,
+            "enrolled": len(crops),
+            "embeddings": person.embedding_count,
+        }
+
+    def _cmd_forget(self, data: dict[str, Any]) -> dict[str, Any]:
+        removed = self.service.library.forget(data["name"])
+        return {"person": data["name"], "embeddings_removed": removed}
+
+    def _cmd_rename(self, data: dict[str, Any]) -> dict[str, Any]:
+        person = self.service.library.rename(data["name"], data["new_name"])
+        return {"person": person.name, "person_id": person.person_id, "previous": data["name"]}
+
+    def _cmd_list(self, _data: dict[str, Any]) -> dict[str, Any]:
+        return {"persons": self.service.persons_payload()["persons"]}

@@ -1,0 +1,1 @@
+"""Communication with the rest of the house: MQTT."""

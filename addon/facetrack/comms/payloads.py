@@ -1,0 +1,101 @@
+"""JSON payloads of the MQTT contract (``docs/mqtt.md``, schemas in ``docs/schemas/``).
+
+Pure functions from engine objects to plain dicts, so the payloads are easy to test against the
+JSON Schemas.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from facetrack.alerts import Alert
+from facetrack.events import TrackEvent
+
+
+def iso(epoch: float) -> str:
+    """ISO 8601 UTC with milliseconds, e.g. ``2026-11-22T00:15:03.120Z``."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _sim(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 4)
+
+
+def track_payload(camera: str, event: TrackEvent, epoch: float) -> dict[str, Any]:
+    """``<prefix>/<camera>/track``: one track event; ``epoch`` is the frame's capture time (s)."""
+    return {
+        "event_id": uuid.uuid4().hex,
+        "type": event.type,
+        "camera": camera,
+        "track_id": event.track_id,
+        "person": event.person,
+        "person_id": event.person_id,
+        "similarity": _sim(event.similarity),
+        "bbox": [round(float(v), 1) for v in event.bbox],
+        "frame": event.frame,
+        "reason": event.reason,
+        "time": iso(epoch),
+        "ts": round(epoch, 3),
+    }
+
+
+def alert_payload(
+    alert: Alert, epoch: float, snapshot_url: str | None = None, clip_url: str | None = None
+) -> dict[str, Any]:
+    """``<prefix>/<camera>/alert``: ``epoch`` is the capture time of the deciding frame (s)."""
+    e = alert.event
+    return {
+        "alert_id": alert.alert_id,
+        "camera": alert.camera,
+        "alert_mode": alert.mode.value,
+        "kind": "known_face" if e.person_id is not None else "unknown_face",
+        "track_id": e.track_id,
+        "person": e.person,
+        "person_id": e.person_id,
+        "similarity": _sim(e.similarity),
+        "bbox": [round(float(v), 1) for v in e.bbox],
+        "snapshot_url": snapshot_url,
+        "clip_url": clip_url,
+        "time": iso(epoch),
+        "ts": round(epoch, 3),
+    }
+
+
+def state_payload(
+    camera: str,
+    state: str,
+    fps: float,
+    faces: int,
+    error: str | None,
+    stream_url: str | None = None,
+    snapshot_url: str | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """``<prefix>/<camera>/state`` (retained): ``state`` is ``starting``, ``online`` or ``offline``."""
+    import time
+
+    t = time.time() if now is None else now
+    return {
+        "camera": camera,
+        "state": state,
+        "fps": round(fps, 2),
+        "faces": faces,
+        "error": error,
+        "stream_url": stream_url,
+        "snapshot_url": snapshot_url,
+        "time": iso(t),
+    }
+
+
+def response_payload(
+    request_id: str, verb: str, result: dict[str, Any] | None = None, error: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """``<prefix>/response/<request_id>``: ``ok`` with ``result``, or ``error`` {code, message}."""
+    out: dict[str, Any] = {"request_id": request_id, "command": verb, "ok": error is None}
+    if error is None:
+        out["result"] = result or {}
+    else:
+        out["error"] = {"code": error[0], "message": error[1]}
+    return out

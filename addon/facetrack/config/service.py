@@ -1,0 +1,297 @@
+"""ServiceConfig: ``facetrack serve`` (several cameras, MQTT, alerts, notifications).
+
+The file holds the :class:`~facetrack.config.schema.FaceTrackerConfig` keys at the top level
+(defaults for every camera, and the shared ``db_path``), plus ``mqtt``, ``alerts``,
+``notifications`` and ``cameras``. Each camera may override the per-camera keys listed in
+:data:`CAMERA_OVERRIDES`. See ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import voluptuous as vol
+import yaml
+
+from facetrack.config.schema import CONFIG_SCHEMA, FaceTrackerConfig, parse_config
+from facetrack.errors import ConfigError
+
+
+class AlertMode(StrEnum):
+    """When a confirmed track raises an alert (DeGirum ``AlertMode``)."""
+
+    NONE = "NONE"
+    ON_UNKNOWNS = "ON_UNKNOWNS"
+    ON_KNOWNS = "ON_KNOWNS"
+    ON_ALL = "ON_ALL"
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """MQTT over TLS: ``ca_file`` (PEM) to verify the broker, optional client certificate,
+    ``insecure`` to skip hostname verification (self-signed test brokers only)."""
+
+    enabled: bool = False
+    ca_file: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    insecure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MQTTConfig:
+    """Broker connection and topic layout (``docs/mqtt.md``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    client_id: str = "facetrack"
+    topic_prefix: str = "facetrack"
+    keepalive: int = 30
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    discovery: bool = False
+    discovery_prefix: str = "homeassistant"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertConfig:
+    """Alert policy.
+
+    Attributes:
+        alert_mode: which confirmed tracks alert.
+        alert_once: at most one alert per track.
+        cooldown_seconds: at most one alert per person (or for unknown faces, per camera) within
+            this many seconds, across tracks.
+    """
+
+    alert_mode: AlertMode = AlertMode.ON_UNKNOWNS
+    alert_once: bool = True
+    cooldown_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationSettings:
+    """Apprise notifications (DeGirum ``notification_config`` / ``notification_message``)."""
+
+    urls: tuple[str, ...] = field(default=(), repr=False)
+    message: str = "${person} seen on ${camera} at ${time} (similarity ${similarity})"
+    title: str = "FaceTrack: ${camera}"
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class CameraConfig:
+    """One camera: a unique ``name`` (``[a-z0-9_]``, used in topics), its ``source`` (file,
+    ``rtsp://`` URL or webcam index), its tracking config (defaults + overrides) and alerts."""
+
+    name: str
+    source: str | int
+    tracking: FaceTrackerConfig
+    alerts: AlertConfig
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """Everything ``facetrack serve`` needs."""
+
+    defaults: FaceTrackerConfig
+    cameras: tuple[CameraConfig, ...]
+    mqtt: MQTTConfig = field(default_factory=MQTTConfig)
+    alerts: AlertConfig = field(default_factory=AlertConfig)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    media_dir: str | None = None
+    reconnect_max_seconds: float = 60.0
+
+    @property
+    def db_path(self) -> str:
+        """The face library shared by every camera."""
+        return self.defaults.db_path
+
+
+#: Per-camera keys a camera entry may override (besides ``name``, ``source``, ``enabled``).
+CAMERA_OVERRIDES = (
+    "detector_input_size",
+    "detection_score_threshold",
+    "cosine_similarity_threshold",
+    "credence_count",
+    "reid_expiration_frames",
+    "scene_cut_threshold",
+    "face_filters",
+    "tracker",
+    "identity",
+)
+_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
+_TOPIC = re.compile(r"^[A-Za-z0-9_\-/]{1,64}$")
+
+
+def _topic_prefix(v: Any) -> str:
+    s = str(v).strip("/")
+    if not _TOPIC.match(s) or "//" in s:
+        raise vol.Invalid("must be letters, digits, '_', '-' and '/' (no MQTT wildcards)")
+    return s
+
+
+def _camera_name(v: Any) -> str:
+    s = str(v)
+    if not _NAME.match(s):
+        raise vol.Invalid("must be 1-32 characters of a-z, 0-9 and '_' (it is used in MQTT topics)")
+    return s
+
+
+_ALERT_MODE = vol.All(vol.Upper, vol.In([m.value for m in AlertMode]))
+ALERTS_SCHEMA = vol.Schema(
+    {
+        vol.Optional("alert_mode"): _ALERT_MODE,
+        vol.Optional("alert_once"): bool,
+        vol.Optional("cooldown_seconds"): vol.All(vol.Coerce(float), vol.Range(min=0)),
+    }
+)
+_camera_keys: dict[Any, Any] = {
+    vol.Required("name"): _camera_name,
+    vol.Required("source"): vol.Any(vol.All(str, vol.Length(min=1)), vol.All(int, vol.Range(min=0))),
+    vol.Optional("enabled"): bool,
+    **{k: v for k, v in CONFIG_SCHEMA.schema.items() if str(k) in CAMERA_OVERRIDES},
+    **ALERTS_SCHEMA.schema,
+}
+CAMERA_SCHEMA = vol.Schema(_camera_keys)
+SERVICE_SCHEMA = vol.Schema(
+    {
+        **{k: v for k, v in CONFIG_SCHEMA.schema.items() if str(k) != "video_source"},
+        vol.Required("cameras"): vol.All([CAMERA_SCHEMA], vol.Length(min=1)),
+        vol.Optional("mqtt"): vol.Schema(
+            {
+                vol.Optional("host"): vol.All(str, vol.Length(min=1)),
+                vol.Optional("port"): vol.All(vol.Coerce(int), vol.Range(min=1, max=65535)),
+                vol.Optional("username"): vol.Any(None, str),
+                vol.Optional("password"): vol.Any(None, str),
+                vol.Optional("client_id"): vol.All(str, vol.Length(min=1, max=64)),
+                vol.Optional("topic_prefix"): _topic_prefix,
+                vol.Optional("keepalive"): vol.All(vol.Coerce(int), vol.Range(min=5, max=3600)),
+                vol.Optional("tls"): vol.Schema(
+                    {
+                        vol.Optional("enabled"): bool,
+                        vol.Optional("ca_file"): vol.Any(None, str),
+                        vol.Optional("certfile"): vol.Any(None, str),
+                        vol.Optional("keyfile"): vol.Any(None, str),
+                        vol.Optional("insecure"): bool,
+                    }
+                ),
+                vol.Optional("discovery"): bool,
+                vol.Optional("discovery_prefix"): _topic_prefix,
+            }
+        ),
+        vol.Optional("alerts"): ALERTS_SCHEMA,
+        vol.Optional("notifications"): vol.Schema(
+            {
+                vol.Optional("urls"): vol.Any(None, [vol.All(str, vol.Length(min=3))]),
+                vol.Optional("message"): vol.All(str, vol.Length(min=1, max=1000)),
+                vol.Optional("title"): vol.All(str, vol.Length(max=200)),
+                vol.Optional("timeout_seconds"): vol.All(vol.Coerce(float), vol.Range(min=0.5, max=120)),
+            }
+        ),
+        vol.Optional("media_dir"): vol.Any(None, str),
+        vol.Optional("reconnect_max_seconds"): vol.All(vol.Coerce(float), vol.Range(min=1, max=3600)),
+    }
+)
+
+
+def _errors(err: vol.MultipleInvalid) -> str:
+    out = []
+    for e in err.errors:
+        path = ".".join(str(p) for p in e.path) or "<root>"
+        if e.error_message == "extra keys not allowed":
+            out.append(f"unknown key '{path}'")
+        else:
+            out.append(f"'{path}': {e.error_message}")
+    return "; ".join(out)
+
+
+def parse_service_config(raw: Any) -> ServiceConfig:
+    """Validate a raw mapping into a :class:`ServiceConfig`.
+
+    Raises:
+        ConfigError: unknown key or bad value (named, e.g. ``cameras.1.source``), duplicate
+            camera names, or a TLS file that does not exist.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration must be a mapping of keys to values, got {type(raw).__name__}")
+    try:
+        data = SERVICE_SCHEMA(raw)
+    except vol.MultipleInvalid as err:
+        raise ConfigError("invalid configuration: " + _errors(err)) from None
+    cams_raw = data.pop("cameras")
+    mqtt_raw = data.pop("mqtt", {})
+    alerts_raw = data.pop("alerts", {})
+    notif_raw = data.pop("notifications", {}) or {}
+    media_dir = data.pop("media_dir", None)
+    reconnect = data.pop("reconnect_max_seconds", 60.0)
+    defaults = parse_config(data)
+    alerts = AlertConfig(
+        **{**alerts_raw, **({"alert_mode": AlertMode(alerts_raw["alert_mode"])} if "alert_mode" in alerts_raw else {})}
+    )
+    names = [c["name"] for c in cams_raw]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"invalid configuration: duplicate camera name(s) {', '.join(dupes)}")
+    cameras = []
+    for cam in cams_raw:
+        overrides = {k: cam[k] for k in CAMERA_OVERRIDES if k in cam}
+        merged = {**data, **overrides}
+        for nested in ("face_filters", "tracker", "identity"):
+            if nested in data and nested in overrides:
+                merged[nested] = {**data[nested], **overrides[nested]}
+        cam_alerts = {k: cam[k] for k in ("alert_mode", "alert_once", "cooldown_seconds") if k in cam}
+        if "alert_mode" in cam_alerts:
+            cam_alerts["alert_mode"] = AlertMode(cam_alerts["alert_mode"])
+        cameras.append(
+            CameraConfig(
+                name=cam["name"],
+                source=cam["source"],
+                tracking=parse_config(merged),
+                alerts=AlertConfig(**{**_alert_dict(alerts), **cam_alerts}),
+                enabled=cam.get("enabled", True),
+            )
+        )
+    tls = TLSConfig(**mqtt_raw.pop("tls", {}))
+    for label, path in (("ca_file", tls.ca_file), ("certfile", tls.certfile), ("keyfile", tls.keyfile)):
+        if path and not Path(path).is_file():
+            raise ConfigError(f"invalid configuration: 'mqtt.tls.{label}': file not found: {path}")
+    notifications = NotificationSettings(**{**notif_raw, "urls": tuple(notif_raw.get("urls") or ())})
+    return ServiceConfig(
+        defaults=defaults,
+        cameras=tuple(cameras),
+        mqtt=MQTTConfig(**mqtt_raw, tls=tls),
+        alerts=alerts,
+        notifications=notifications,
+        media_dir=media_dir,
+        reconnect_max_seconds=reconnect,
+    )
+
+
+def _alert_dict(a: AlertConfig) -> dict[str, Any]:
+    return {"alert_mode": a.alert_mode, "alert_once": a.alert_once, "cooldown_seconds": a.cooldown_seconds}
+
+
+def load_service_config(path: str | Path) -> ServiceConfig:
+    """Load a YAML or JSON service configuration file.
+
+    Raises:
+        ConfigError: unreadable, unparsable or invalid (see :func:`parse_service_config`).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read configuration file {p}: {err.strerror}") from None
+    try:
+        raw = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot parse configuration file {p}: {err}") from None
+    return parse_service_config(raw)

@@ -1,0 +1,364 @@
+"""``facetrack serve``: every configured camera over one face library, talking MQTT.
+
+Read top to bottom: :class:`FaceTrackService` starts the MQTT client, one :class:`CameraWorker`
+thread per camera and a :class:`~facetrack.commands.CommandHandler`; each worker runs the camera
+pipeline (open -> track -> events/alerts -> state), retrying a failing source with backoff; SIGTERM
+stops everything cleanly (tracks are ended and their events flushed, ``status`` goes ``offline``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+
+from facetrack import __version__
+from facetrack.alerts import Alert, AlertPolicy
+from facetrack.camera import open_source
+from facetrack.comms.mqtt import CONTRACT_VERSION, MqttClient
+from facetrack.comms.payloads import alert_payload, iso, state_payload, track_payload
+from facetrack.config.service import CameraConfig, ServiceConfig
+from facetrack.errors import FaceTrackError
+from facetrack.inference import InferenceBackend, create_backend
+from facetrack.library import FaceLibrary
+from facetrack.track import FaceTracker
+from facetrack.track.face_tracker import BestCrop
+
+_LOG = logging.getLogger(__name__)
+#: Seconds between periodic retained ``state`` updates of a camera.
+STATE_INTERVAL = 10.0
+#: Recently ended tracks whose best crops are kept for ``enroll_track`` (per camera).
+RECENT_TRACKS = 32
+
+
+def make_backend(config: Any) -> InferenceBackend:
+    """The inference backend for one camera (or for commands) from a FaceTrackerConfig."""
+    return create_backend(
+        config.backend,
+        detector_input_size=config.detector_input_size,
+        score_threshold=config.detection_score_threshold,
+        nms_threshold=config.nms_threshold,
+    )
+
+
+@dataclass(slots=True)
+class PersonSighting:
+    """When and where a person was last recognised."""
+
+    last_seen: float
+    last_camera: str
+
+
+class CameraWorker(threading.Thread):
+    """Runs one camera until ``stop`` is set.
+
+    Args:
+        camera: its configuration.
+        library: the shared face library.
+        publish: ``publish(topic_parts, payload, qos, retain)`` (MQTT or a test sink).
+        on_alert: called with ``(alert, payload, snapshot_jpeg)`` after the alert is published.
+        on_sighting: called with ``(person_id, epoch, camera)`` on each known identity event.
+        stop: set to stop the worker.
+        reconnect_max_seconds: cap of the retry backoff for a failing source.
+    """
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        library: FaceLibrary,
+        publish: Callable[[tuple[str, ...], dict[str, Any], int, bool], None],
+        on_alert: Callable[[Alert, dict[str, Any], bytes | None], None],
+        on_sighting: Callable[[str, float, str], None],
+        stop: threading.Event,
+        reconnect_max_seconds: float = 60.0,
+        backend: InferenceBackend | None = None,
+    ) -> None:
+        super().__init__(name=f"camera-{camera.name}", daemon=True)
+        self.camera = camera
+        self.library = library
+        self.publish = publish
+        self.on_alert = on_alert
+        self.on_sighting = on_sighting
+        self.stop = stop
+        self.reconnect_max = reconnect_max_seconds
+        self.backend = backend or make_backend(camera.tracking)
+        self.policy = AlertPolicy(camera.name, camera.alerts)
+        self.state = "starting"
+        self.error: str | None = None
+        self.fps = 0.0
+        self.faces = 0
+        self.frames = 0
+        self.failed_frames = 0
+        self._crops_lock = threading.Lock()
+        self._tracker: FaceTracker | None = None
+        self._recent: OrderedDict[int, list[BestCrop]] = OrderedDict()
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def state_payload(self) -> dict[str, Any]:
+        """The camera's retained ``state`` payload now."""
+        return state_payload(self.camera.name, self.state, self.fps, self.faces, self.error)
+
+    def _set_state(self, state: str, error: str | None = None) -> None:
+        changed = (state, error) != (self.state, self.error)
+        self.state, self.error = state, error
+        if changed:
+            _LOG.info("camera %s: %s%s", self.camera.name, state, f" ({error})" if error else "")
+            self.publish((self.camera.name, "state"), self.state_payload(), 1, True)
+
+    def best_crops(self, track_id: int) -> list[BestCrop]:
+        """Best crops (with embeddings) of a live or recently ended track, best first."""
+        with self._crops_lock:
+            t = self._tracker
+            if t is not None and track_id in t.tracks:
+                crops = list(t.tracks[track_id].best)
+            elif t is not None and track_id in t.ended_crops:
+                crops = list(t.ended_crops[track_id])
+            else:
+                crops = list(self._recent.get(track_id, []))
+        return sorted(crops, key=lambda c: -c.rank)
+
+    # ---- main loop ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        delay = 1.0
+        while not self.stop.is_set():
+            try:
+                video = open_source(self.camera.source)
+            except FaceTrackError as err:
+                self._set_state("offline", str(err))
+                self.stop.wait(delay)
+                delay = min(delay * 2, self.reconnect_max)
+                continue
+            delay = 1.0
+            try:
+                self._run_source(video)
+            except Exception as err:  # never let one camera take the service down
+                _LOG.exception("camera %s failed", self.camera.name)
+                self._set_state("offline", f"{type(err).__name__}: {err}")
+            finally:
+                video.close()
+            if not self.stop.is_set():
+                # The stream dropped or the file ended: report it and retry (a file replays).
+                self._set_state("offline", self.error or "source ended")
+                self.stop.wait(delay)
+        self._set_state("offline", None)
+
+    def _run_source(self, video: Any) -> None:
+        tracker = FaceTracker(self.backend, self.library, self.camera.tracking, fps=video.fps)
+        with self._crops_lock:
+            self._tracker = tracker
+        self.error = None
+        self._set_state("online")
+        started = time.monotonic()
+        window: deque[float] = deque(maxlen=50)
+        last_state = 0.0
+        for index, ts, frame in video.frames():
+            if self.stop.is_set():
+                break
+            if not video.live:  # play files at their own pace, like a camera would
+                ahead = ts - (time.monotonic() - started)
+                if ahead > 0 and self.stop.wait(ahead):
+                    break
+            captured = time.time()
+            try:
+                result = tracker.process(frame, index, ts)
+            except Exception:  # one bad frame never stops a camera
+                self.failed_frames += 1
+                _LOG.exception("camera %s: frame %d failed; skipped", self.camera.name, index)
+                continue
+            self.frames += 1
+            self.faces = len(result.faces)
+            now = time.monotonic()
+            window.append(now)
+            if len(window) > 1:
+                self.fps = (len(window) - 1) / max(window[-1] - window[0], 1e-6)
+            for event in result.events:
+                self._emit_event(event, frame, captured)
+            if now - last_state >= STATE_INTERVAL:
+                last_state = now
+                self.publish((self.camera.name, "state"), self.state_payload(), 1, True)
+        for event in tracker.finish():
+            self._emit_event(event, None, time.time())
+        with self._crops_lock:
+            self._recent.update(tracker.ended_crops)
+            while len(self._recent) > RECENT_TRACKS:
+                self._recent.popitem(last=False)
+            self._tracker = None
+        self.faces = 0
+
+    def _emit_event(self, event: Any, frame: Any, captured: float) -> None:
+        self.publish((self.camera.name, "track"), track_payload(self.camera.name, event, captured), 0, False)
+        if event.type == "identity" and event.person_id is not None:
+            self.on_sighting(event.person_id, captured, self.camera.name)
+        alert = self.policy.consider(event, time.monotonic())
+        if alert is None:
+            return
+        payload = alert_payload(alert, captured)
+        self.publish((self.camera.name, "alert"), payload, 1, False)
+        self.on_alert(alert, payload, _snapshot(frame, event.bbox) if frame is not None else None)
+
+
+def _snapshot(frame: Any, bbox: list[float], margin: float = 0.6) -> bytes | None:
+    """JPEG of the face with some context around it (the alert's face snapshot)."""
+    h, w = frame.shape[:2]
+    x1, y1, x2, y2 = bbox
+    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+    crop = frame[max(0, int(y1 - my)) : min(h, int(y2 + my)), max(0, int(x1 - mx)) : min(w, int(x2 + mx))]
+    if crop.size == 0:
+        return None
+    ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return bytes(buf) if ok else None
+
+
+class FaceTrackService:
+    """The whole engine: MQTT, cameras, commands, notifications.
+
+    Args:
+        config: the service configuration.
+    """
+
+    def __init__(self, config: ServiceConfig) -> None:
+        from facetrack.commands import CommandHandler
+
+        self.config = config
+        self.stop_event = threading.Event()
+        self.command_backend = make_backend(config.defaults)
+        self.library = FaceLibrary(config.db_path, self.command_backend.model_id, self.command_backend.embedding_dim)
+        self.mqtt = MqttClient(
+            config.mqtt,
+            on_command=self._on_command,
+            on_connected=self._republish,
+            reconnect_max_seconds=config.reconnect_max_seconds,
+        )
+        self.notifier = self._make_notifier()
+        self.sightings: dict[str, PersonSighting] = {}
+        self._persons_dirty = threading.Event()
+        self.workers = [
+            CameraWorker(
+                cam,
+                self.library,
+                self._publish,
+                self._on_alert,
+                self._on_sighting,
+                self.stop_event,
+                config.reconnect_max_seconds,
+            )
+            for cam in config.cameras
+            if cam.enabled
+        ]
+        self.commands = CommandHandler(self)
+
+    def _make_notifier(self) -> Any:
+        if not self.config.notifications.urls:
+            return None
+        from facetrack.notify import NotificationConfig, Notifier
+
+        n = self.config.notifications
+        return Notifier(
+            NotificationConfig(urls=n.urls, message=n.message, title=n.title, timeout_seconds=n.timeout_seconds)
+        )
+
+    # ---- publishing --------------------------------------------------------------------------
+
+    def _publish(self, parts: tuple[str, ...], payload: dict[str, Any], qos: int, retain: bool) -> None:
+        self.mqtt.publish_json(self.mqtt.topic(*parts), payload, qos=qos, retain=retain)
+
+    def info_payload(self) -> dict[str, Any]:
+        """``<prefix>/info`` (retained)."""
+        return {
+            "contract_version": CONTRACT_VERSION,
+            "version": __version__,
+            "backend": self.config.defaults.backend,
+            "model_id": self.library.model_id,
+            "topic_prefix": self.config.mqtt.topic_prefix,
+            "cameras": [w.camera.name for w in self.workers],
+            "started_at": iso(self._started),
+        }
+
+    def persons_payload(self) -> dict[str, Any]:
+        """``<prefix>/persons`` (retained): the face library with last sightings."""
+        persons = []
+        for p in self.library.persons():
+            seen = self.sightings.get(p.person_id)
+            persons.append(
+                {
+                    "person_id": p.person_id,
+                    "name": p.name,
+                    "embeddings": p.embedding_count,
+                    "last_seen": iso(seen.last_seen) if seen else None,
+                    "last_camera": seen.last_camera if seen else None,
+                }
+            )
+        return {"persons": persons, "time": iso(time.time())}
+
+    def publish_persons(self) -> None:
+        """Republish the retained ``persons`` topic."""
+        self._publish(("persons",), self.persons_payload(), 1, True)
+
+    def _republish(self) -> None:
+        """After every (re)connection: retained info, persons and camera states."""
+        self._publish(("info",), self.info_payload(), 1, True)
+        self.publish_persons()
+        for w in self.workers:
+            self._publish((w.camera.name, "state"), w.state_payload(), 1, True)
+
+    # ---- callbacks from workers ------------------------------------------------------------------
+
+    def _on_sighting(self, person_id: str, epoch: float, camera: str) -> None:
+        self.sightings[person_id] = PersonSighting(epoch, camera)
+        self._persons_dirty.set()
+
+    def _on_alert(self, alert: Alert, payload: dict[str, Any], snapshot: bytes | None) -> None:
+        _LOG.info("alert %s on %s: %s", alert.mode.value, alert.camera, alert.event.person or "unknown face")
+        if self.notifier is not None:
+            ctx = {**payload, "time": payload["time"], "person": alert.event.person}
+            self.notifier.send(ctx, snapshot)
+
+    def _on_command(self, verb: str, payload: bytes) -> None:
+        self.commands.submit(verb, payload)
+
+    def worker(self, camera: str) -> CameraWorker | None:
+        """The worker of a camera by name."""
+        return next((w for w in self.workers if w.camera.name == camera), None)
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+
+    def run(self, install_signals: bool = True) -> None:
+        """Run until SIGTERM/SIGINT (or :meth:`shutdown`)."""
+        self._started = time.time()
+        if install_signals:
+            signal.signal(signal.SIGTERM, lambda *_: self.shutdown())
+            signal.signal(signal.SIGINT, lambda *_: self.shutdown())
+        self.mqtt.start()
+        self.commands.start()
+        for w in self.workers:
+            w.start()
+        last_refresh = time.monotonic()
+        while not self.stop_event.wait(1.0):
+            if self._persons_dirty.is_set():
+                self._persons_dirty.clear()
+                self.publish_persons()
+            if time.monotonic() - last_refresh > 10:
+                last_refresh = time.monotonic()
+                if self.library.refresh():  # enrolled by another process (CLI)
+                    self.publish_persons()
+        for w in self.workers:
+            w.join(timeout=10)
+        self.commands.stop()
+        if self.notifier is not None:
+            self.notifier.close(5.0)
+        self.publish_persons()
+        self.mqtt.stop()
+        _LOG.info("stopped")
+
+    def shutdown(self) -> None:
+        """Ask every thread to stop (returns at once; :meth:`run` returns when done)."""
+        self.stop_event.set()

@@ -1,0 +1,251 @@
+"""End to end: the real ``facetrack serve`` process, a real Mosquitto, the composed demo clip.
+
+Two people are enrolled before the run; the clip also shows a stranger. Every payload the test
+subscriber receives is validated against docs/schemas (see mqtt_helpers.Subscriber).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from facetrack.config import parse_config
+from facetrack.inference import create_backend
+from facetrack.library import FaceLibrary
+from facetrack.recognizer import FaceRecognizer
+from mqtt_helpers import Broker, Subscriber
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "demo"))
+import compose  # noqa: E402
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def demo_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("clip") / "demo.mp4"
+    compose.compose(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def enrolled_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("db") / "faces.lance"
+    backend = create_backend()
+    cfg = parse_config({})
+    rec = FaceRecognizer(backend, cfg, FaceLibrary(db, backend.model_id, backend.embedding_dim))
+    for person in compose.ENROLLED:
+        assert rec.enroll(person, list(compose.enrolment_photos(person))).enrolled == 3
+    return db
+
+
+class Engine:
+    """``python -m facetrack serve`` as a subprocess."""
+
+    def __init__(self, tmp: Path, port: int, db: Path, source: Path | str, **extra: object) -> None:
+        self.db = tmp / "faces.lance"
+        if db.exists():
+            shutil.copytree(db, self.db)
+        cfg = {
+            "db_path": str(self.db),
+            "reconnect_max_seconds": 2,
+            "media_dir": str(tmp),
+            "mqtt": {"host": "127.0.0.1", "port": port, "client_id": f"facetrack-{port}"},
+            "alerts": {"alert_mode": "ON_ALL", "alert_once": True, "cooldown_seconds": 60},
+            "cameras": [{"name": "door", "source": str(source)}],
+            **extra,
+        }
+        self.config = tmp / "facetrack.yaml"
+        self.config.write_text(yaml.safe_dump(cfg))
+        self.log = tmp / "engine.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Engine:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "facetrack", "-v", "serve", "--config", str(self.config)],
+                stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
+        return self
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    b = Broker(tmp_path)
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def sub(broker: Broker):
+    s = Subscriber(broker.port).start()
+    yield s
+    s.stop()
+    assert not s.errors, "payloads not matching docs/schemas:\n" + "\n".join(s.errors[:10])
+
+
+def test_clip_gives_track_identity_and_alert_sequence(
+    tmp_path: Path, broker: Broker, sub: Subscriber, demo_clip: Path, enrolled_db: Path
+) -> None:
+    engine = Engine(tmp_path, broker.port, enrolled_db, demo_clip).start()
+    try:
+        sub.wait_for("facetrack/status", lambda m: m.payload == "online", timeout=60)
+        info = sub.wait_for("facetrack/info")[0].payload
+        assert info["cameras"] == ["door"] and info["model_id"] == "sface_2021dec"
+        persons = sub.wait_for("facetrack/persons")[0].payload["persons"]
+        assert sorted(p["name"] for p in persons) == sorted(compose.ENROLLED)
+        sub.wait_for("door/state", lambda m: m.payload["state"] == "online")
+        # The clip lasts 10.4 s; wait for its last track to end (the file then replays).
+        sub.wait_for("door/track", lambda m: m.payload["type"] == "track_ended", count=4, timeout=60)
+        code = engine.terminate()
+    finally:
+        engine.kill()
+    assert code == 0
+    tracks = [m.payload for m in sub.find("door/track")]
+    by_track: dict[int, list[str]] = {}
+    for t in tracks:
+        by_track.setdefault(t["track_id"], []).append(t["type"])
+    first_run = sorted(by_track)[:4]
+    for tid in first_run:
+        seq = by_track[tid]
+        assert seq[0] == "track_started" and seq[-1] == "track_ended" and "identity" in seq, (tid, seq)
+    identities = {t["track_id"]: t["person"] for t in tracks if t["type"] == "identity"}
+    names = [identities[t] for t in first_run]
+    assert names == ["John_Salley", "John_Savage", None, "John_Salley"]
+    alerts = [m for m in sub.find("door/alert")]
+    assert all(not m.retain and m.qos == 1 for m in alerts)
+    assert all(not m.retain for m in sub.find("door/track"))
+    kinds = [(a.payload["kind"], a.payload["person"]) for a in alerts[:3]]
+    # The returning John_Salley is within the person cooldown: 3 alerts, not 4.
+    assert kinds == [("known_face", "John_Salley"), ("known_face", "John_Savage"), ("unknown_face", None)]
+    # Clean shutdown: status offline, camera offline, retained.
+    status = sub.find("facetrack/status")
+    assert status[-1].payload == "offline"
+    assert sub.find("door/state")[-1].payload["state"] == "offline"
+
+
+def test_broker_restart_reconnects_republishes_and_loses_no_alert(
+    tmp_path: Path, broker: Broker, sub: Subscriber, demo_clip: Path, enrolled_db: Path
+) -> None:
+    engine = Engine(tmp_path, broker.port, enrolled_db, demo_clip).start()
+    try:
+        sub.wait_for("door/state", lambda m: m.payload["state"] == "online", timeout=60)
+        # Stop the broker at John_Savage's alert (~1.3 s into the clip) for 3.5 s: the stranger
+        # (from 3.6 s) is decided unknown and alerted while the broker is down.
+        sub.wait_for("door/alert", lambda m: m.payload["person"] == "John_Savage", timeout=60)
+        broker.stop()
+        down_at = time.time()
+        time.sleep(3.5)
+        broker.start()
+        up_at = time.time()
+        sub.client.reconnect()
+        unknown = sub.wait_for("door/alert", lambda m: m.payload["kind"] == "unknown_face", timeout=30)[0]
+        # It was decided (frame capture time) while the broker was down, and still delivered.
+        assert down_at <= unknown.payload["ts"] <= up_at, (down_at, unknown.payload["ts"], up_at)
+        # Retained state came back although the broker kept nothing: the engine republished it.
+        after = lambda m: m.at > down_at  # noqa: E731
+        sub.wait_for("facetrack/info", after, timeout=30)
+        sub.wait_for("facetrack/persons", after, timeout=30)
+        sub.wait_for("door/state", after, timeout=30)
+        assert any(m.payload == "online" for m in sub.find("facetrack/status", after))
+        assert engine.terminate() == 0
+    finally:
+        engine.kill()
+    alerts = [m.payload for m in sub.find("door/alert")]
+    assert [a["person"] for a in alerts[:3]] == ["John_Salley", "John_Savage", None]
+    assert len({a["alert_id"] for a in alerts}) == len(alerts)  # delivered, not duplicated
+
+
+def test_camera_that_vanishes_and_comes_back(
+    tmp_path: Path, broker: Broker, sub: Subscriber, demo_clip: Path, enrolled_db: Path
+) -> None:
+    source = tmp_path / "camera.mp4"  # missing at start: the camera is "offline"
+    engine = Engine(tmp_path, broker.port, enrolled_db, source).start()
+    try:
+        off = sub.wait_for("door/state", lambda m: m.payload["state"] == "offline", timeout=60)
+        assert "not found" in off[0].payload["error"]
+        shutil.copy(demo_clip, source)
+        sub.wait_for("door/state", lambda m: m.payload["state"] == "online", timeout=30)
+        sub.wait_for("door/track", lambda m: m.payload["type"] == "track_started", timeout=30)
+        assert engine.terminate() == 0
+    finally:
+        engine.kill()
+
+
+def test_commands_errors_and_enrolment_recognised_on_the_next_run(
+    tmp_path: Path, broker: Broker, sub: Subscriber, demo_clip: Path, enrolled_db: Path
+) -> None:
+    engine = Engine(tmp_path, broker.port, enrolled_db, demo_clip).start()
+    try:
+        sub.wait_for("facetrack/status", lambda m: m.payload == "online", timeout=60)
+        # Malformed, unknown, invalid and oversized commands: error responses, no crash.
+        sub.publish("facetrack/command/enroll", b"{not json")
+        sub.publish("facetrack/command/explode", {"request_id": "r-unknown"})
+        sub.publish("facetrack/command/enroll", {"request_id": "r-noimage", "name": "X"})
+        sub.publish("facetrack/command/forget", {"request_id": "r-nobody", "name": "Nobody"})
+        sub.publish(
+            "facetrack/command/enroll", {"request_id": "r-escape", "name": "X", "image_path": "../../etc/passwd"}
+        )
+        sub.publish("facetrack/command/enroll", {"request_id": "r-big", "name": "X", "image_base64": "A" * (9 << 20)})
+        sub.publish(
+            "facetrack/command/enroll",
+            {"request_id": "r-dog", "name": "Dog", "image_base64": base64.b64encode(b"GIF89a not really").decode()},
+        )
+        codes = {}
+        for rid in ("invalid", "r-unknown", "r-noimage", "r-nobody", "r-escape", "invalid", "r-dog"):
+            msgs = sub.wait_for(f"response/{rid}", timeout=30)
+            codes[rid] = msgs[-1].payload["error"]["code"]
+        assert codes == {
+            "invalid": "too_large",
+            "r-unknown": "unknown_command",
+            "r-noimage": "bad_request",
+            "r-nobody": "not_found",
+            "r-escape": "forbidden",
+            "r-dog": "bad_request",
+        }
+        # Enrol the stranger by command (a photo not shown in the clip) ...
+        photo = compose.enrolment_photos(compose.STRANGER)[0]
+        sub.publish(
+            "facetrack/command/enroll",
+            {
+                "request_id": "r-enrol",
+                "name": "John_Simm",
+                "image_base64": base64.b64encode(photo.read_bytes()).decode(),
+            },
+        )
+        ok = sub.wait_for("response/r-enrol", timeout=30)[0].payload
+        assert ok["ok"] is True and ok["result"]["person"] == "John_Simm"
+        sub.wait_for("facetrack/persons", lambda m: any(p["name"] == "John_Simm" for p in m.payload["persons"]))
+        sub.publish("facetrack/command/list", {"request_id": "r-list"})
+        listed = sub.wait_for("response/r-list")[0].payload["result"]["persons"]
+        assert sorted(p["name"] for p in listed) == sorted([*compose.ENROLLED, "John_Simm"])
+        # ... the clip replays after it ends: now John_Simm is recognised.
+        sub.wait_for(
+            "door/track", lambda m: m.payload["type"] == "identity" and m.payload["person"] == "John_Simm", timeout=60
+        )
+        assert engine.terminate() == 0
+    finally:
+        engine.kill()
+    responses = [m for m in sub.messages if "/response/" in m.topic]
+    assert len(responses) >= 9 and all(not m.retain for m in responses)
