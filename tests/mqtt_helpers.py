@@ -67,8 +67,8 @@ def schema_for(topic: str, prefix: str) -> str | None:
     parts = topic.removeprefix(prefix + "/").split("/")
     if parts[0] in ("info", "persons"):
         return parts[0]
-    if parts[0] == "response":
-        return "response"
+    if parts[0] in ("response", "seen"):
+        return parts[0]
     # command/<verb> are the test's own requests (some deliberately malformed): not validated here.
     if len(parts) == 2 and parts[1] in ("state", "track", "alert"):
         return parts[1]

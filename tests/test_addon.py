@@ -85,6 +85,7 @@ def _sample_options(config: dict[str, Any]) -> dict[str, Any]:
     ]  # fmt: skip
     options["notification_urls"] = ["tgram://123456:ABC/987", "ntfy://ntfy.sh/facetrack"]
     options["cosine_similarity_threshold"] = 0.45
+    options["discovery"] = True  # off by default; mapped through when turned on
     return options
 
 

@@ -7,13 +7,17 @@ subscriber receives is validated against docs/schemas (see mqtt_helpers.Subscrib
 from __future__ import annotations
 
 import base64
+import http.server
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -63,8 +67,8 @@ class Engine:
             "mqtt": {"host": "127.0.0.1", "port": port, "client_id": f"facetrack-{port}"},
             "alerts": {"alert_mode": "ON_ALL", "alert_once": True, "cooldown_seconds": 60},
             "cameras": [{"name": "door", "source": str(source)}],
-            **extra,
         }
+        cfg.update(extra)
         self.config = tmp / "facetrack.yaml"
         self.config.write_text(yaml.safe_dump(cfg))
         self.log = tmp / "engine.log"
@@ -105,10 +109,37 @@ def sub(broker: Broker):
     assert not s.errors, "payloads not matching docs/schemas:\n" + "\n".join(s.errors[:10])
 
 
+class _Capture(http.server.BaseHTTPRequestHandler):
+    bodies: ClassVar[list[dict[str, object]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).bodies.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_a: object) -> None:
+        pass
+
+
+@pytest.fixture
+def notifications():  # a real HTTP endpoint for Apprise's json:// plugin, on loopback
+    _Capture.bodies = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], _Capture.bodies
+    server.shutdown()
+
+
 def test_clip_gives_track_identity_and_alert_sequence(
-    tmp_path: Path, broker: Broker, sub: Subscriber, demo_clip: Path, enrolled_db: Path
+    tmp_path: Path, broker: Broker, sub: Subscriber, demo_clip: Path, enrolled_db: Path, notifications
 ) -> None:
-    engine = Engine(tmp_path, broker.port, enrolled_db, demo_clip).start()
+    port, bodies = notifications
+    engine = Engine(
+        tmp_path, broker.port, enrolled_db, demo_clip,
+        notifications={"urls": [f"json://127.0.0.1:{port}/notify"], "message": "${person} at ${camera}"},
+        mqtt={"host": "127.0.0.1", "port": broker.port, "client_id": "ft-e2e", "discovery": True},
+    ).start()  # fmt: skip
     try:
         sub.wait_for("facetrack/status", lambda m: m.payload == "online", timeout=60)
         info = sub.wait_for("facetrack/info")[0].payload
@@ -143,6 +174,58 @@ def test_clip_gives_track_identity_and_alert_sequence(
     status = sub.find("facetrack/status")
     assert status[-1].payload == "offline"
     assert sub.find("door/state")[-1].payload["state"] == "offline"
+    # Presence: "seen" for each known person, never retained.
+    seen = {m.payload["person"] for m in sub.find("", lambda m: "/seen/" in m.topic)}
+    assert seen == set(compose.ENROLLED)
+    assert not any(m.retain for m in sub.messages if "/seen/" in m.topic)
+    # Notifications: one per alert, through Apprise to a real HTTP endpoint, with the snapshot.
+    deadline = time.monotonic() + 10
+    while len(bodies) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    messages = sorted(str(b["message"]) for b in bodies)
+    assert messages[:3] == ["John_Salley at door", "John_Savage at door", "unknown person at door"]
+    attachments = [a for b in bodies for a in b.get("attachments", [])]  # type: ignore[union-attr]
+    assert attachments and all(base64.b64decode(a["base64"])[:2] == b"\xff\xd8" for a in attachments)
+
+
+def test_discovery_configs_for_cameras_and_persons(
+    tmp_path: Path, broker: Broker, demo_clip: Path, enrolled_db: Path
+) -> None:
+    disc = Subscriber(broker.port, prefix="homeassistant").start()
+    engine = Engine(
+        tmp_path, broker.port, enrolled_db, demo_clip,
+        mqtt={"host": "127.0.0.1", "port": broker.port, "client_id": "ft-disc", "discovery": True},
+    ).start()  # fmt: skip
+    control = Subscriber(broker.port).start()
+    try:
+        disc.wait_for("/config", count=3, timeout=60)
+        # A late subscriber (HA restarting) gets the configs as retained messages.
+        late = Subscriber(broker.port, prefix="homeassistant").start()
+        configs = late.wait_for("/config", count=3, timeout=15)
+        late.stop()
+        assert all(m.retain for m in configs)
+        for m in configs:
+            m.payload = json.loads(m.payload)
+        by_topic = {m.topic: m for m in configs}
+        cam = by_topic["homeassistant/device/facetrack_camera_door/config"]
+        assert cam.payload["o"]["name"] == "FaceTrack"
+        platforms = sorted(c["p"] for c in cam.payload["cmps"].values())
+        assert platforms == ["binary_sensor", "event", "sensor", "sensor"]
+        assert all("default_entity_id" in c and "unique_id" in c for c in cam.payload["cmps"].values())
+        persons = [m for m in configs if "_person_" in m.topic]
+        assert sorted(m.payload["dev"]["name"] for m in persons) == sorted(compose.ENROLLED)
+        presence = next(c for m in persons for c in m.payload["cmps"].values() if c["p"] == "binary_sensor")
+        assert presence["off_dly"] == 120 and presence["stat_t"].startswith("facetrack/seen/")
+        # Forgetting a person removes their device (empty retained config).
+        control.publish("facetrack/command/forget", {"request_id": "f1", "name": "John_Savage"})
+        assert control.wait_for("response/f1")[0].payload["ok"] is True
+        gone = next(m.topic for m in persons if m.payload["dev"]["name"] == "John_Savage")
+        disc.wait_for(gone, lambda m: m.payload == "", timeout=15)
+        assert engine.terminate() == 0
+    finally:
+        engine.kill()
+        disc.stop()
+        control.stop()
 
 
 def test_broker_restart_reconnects_republishes_and_loses_no_alert(

@@ -22,20 +22,24 @@ import cv2
 from facetrack import __version__
 from facetrack.alerts import Alert, AlertPolicy
 from facetrack.camera import open_source
+from facetrack.comms.discovery import camera_discovery, config_topic, person_discovery
 from facetrack.comms.mqtt import CONTRACT_VERSION, MqttClient
-from facetrack.comms.payloads import alert_payload, iso, state_payload, track_payload
+from facetrack.comms.payloads import alert_payload, iso, seen_payload, state_payload, track_payload
 from facetrack.config.service import CameraConfig, ServiceConfig
 from facetrack.errors import FaceTrackError
 from facetrack.inference import InferenceBackend, create_backend
 from facetrack.library import FaceLibrary
 from facetrack.track import FaceTracker
 from facetrack.track.face_tracker import BestCrop
+from facetrack.track.identity import IdentityState
 
 _LOG = logging.getLogger(__name__)
 #: Seconds between periodic retained ``state`` updates of a camera.
 STATE_INTERVAL = 10.0
 #: Recently ended tracks whose best crops are kept for ``enroll_track`` (per camera).
 RECENT_TRACKS = 32
+#: A known person in view is reported on ``<prefix>/seen/<person_id>`` at least this often (s).
+SEEN_INTERVAL = 10.0
 
 
 def make_backend(config: Any) -> InferenceBackend:
@@ -64,7 +68,8 @@ class CameraWorker(threading.Thread):
         library: the shared face library.
         publish: ``publish(topic_parts, payload, qos, retain)`` (MQTT or a test sink).
         on_alert: called with ``(alert, payload, snapshot_jpeg)`` after the alert is published.
-        on_sighting: called with ``(person_id, epoch, camera)`` on each known identity event.
+        on_sighting: called with a ``seen`` payload when a known person is identified, and every
+            ``SEEN_INTERVAL`` s while they stay in view.
         stop: set to stop the worker.
         reconnect_max_seconds: cap of the retry backoff for a failing source.
     """
@@ -75,7 +80,7 @@ class CameraWorker(threading.Thread):
         library: FaceLibrary,
         publish: Callable[[tuple[str, ...], dict[str, Any], int, bool], None],
         on_alert: Callable[[Alert, dict[str, Any], bytes | None], None],
-        on_sighting: Callable[[str, float, str], None],
+        on_sighting: Callable[[dict[str, Any]], None],
         stop: threading.Event,
         reconnect_max_seconds: float = 60.0,
         backend: InferenceBackend | None = None,
@@ -99,6 +104,7 @@ class CameraWorker(threading.Thread):
         self._crops_lock = threading.Lock()
         self._tracker: FaceTracker | None = None
         self._recent: OrderedDict[int, list[BestCrop]] = OrderedDict()
+        self._seen_at: dict[int, float] = {}  # track id -> monotonic time of its last "seen"
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -152,7 +158,9 @@ class CameraWorker(threading.Thread):
         self._set_state("offline", None)
 
     def _run_source(self, video: Any) -> None:
-        tracker = FaceTracker(self.backend, self.library, self.camera.tracking, fps=video.fps)
+        target = self.camera.fps
+        rate = min(video.fps, target) if target else video.fps
+        tracker = FaceTracker(self.backend, self.library, self.camera.tracking, fps=rate)
         with self._crops_lock:
             self._tracker = tracker
         self.error = None
@@ -160,14 +168,21 @@ class CameraWorker(threading.Thread):
         started = time.monotonic()
         window: deque[float] = deque(maxlen=50)
         last_state = 0.0
-        for index, ts, frame in video.frames():
+        processed = 0
+        next_ts = 0.0
+        for _, ts, frame in video.frames():
             if self.stop.is_set():
                 break
+            if target:
+                if ts + 1e-6 < next_ts:
+                    continue  # over the camera's fps cap: decoded, not processed
+                next_ts = max(next_ts + 1.0 / target, ts)
             if not video.live:  # play files at their own pace, like a camera would
                 ahead = ts - (time.monotonic() - started)
                 if ahead > 0 and self.stop.wait(ahead):
                     break
             captured = time.time()
+            index, processed = processed, processed + 1
             try:
                 result = tracker.process(frame, index, ts)
             except Exception:  # one bad frame never stops a camera
@@ -182,6 +197,9 @@ class CameraWorker(threading.Thread):
                 self.fps = (len(window) - 1) / max(window[-1] - window[0], 1e-6)
             for event in result.events:
                 self._emit_event(event, frame, captured)
+            for face in result.faces:
+                if face.state is IdentityState.KNOWN and now - self._seen_at.get(face.track_id, 0.0) >= SEEN_INTERVAL:
+                    self._sighting(face.track_id, tracker.tracks[face.track_id].voter, captured, now)
             if now - last_state >= STATE_INTERVAL:
                 last_state = now
                 self.publish((self.camera.name, "state"), self.state_payload(), 1, True)
@@ -194,10 +212,23 @@ class CameraWorker(threading.Thread):
             self._tracker = None
         self.faces = 0
 
+    def _sighting(self, track_id: int, voter: Any, captured: float, now: float) -> None:
+        self._seen_at[track_id] = now
+        self.on_sighting(
+            seen_payload(self.camera.name, track_id, voter.person_id, voter.name, voter.similarity, captured)
+        )
+
     def _emit_event(self, event: Any, frame: Any, captured: float) -> None:
         self.publish((self.camera.name, "track"), track_payload(self.camera.name, event, captured), 0, False)
         if event.type == "identity" and event.person_id is not None:
-            self.on_sighting(event.person_id, captured, self.camera.name)
+            self.on_sighting(
+                seen_payload(
+                    self.camera.name, event.track_id, event.person_id, event.person, event.similarity, captured
+                )
+            )
+            self._seen_at[event.track_id] = time.monotonic()
+        if event.type == "track_ended":
+            self._seen_at.pop(event.track_id, None)
         alert = self.policy.consider(event, time.monotonic())
         if alert is None:
             return
@@ -240,6 +271,7 @@ class FaceTrackService:
         )
         self.notifier = self._make_notifier()
         self.sightings: dict[str, PersonSighting] = {}
+        self._discovered: dict[str, str] = {}  # person id -> name published in discovery
         self._persons_dirty = threading.Event()
         self.workers = [
             CameraWorker(
@@ -300,20 +332,40 @@ class FaceTrackService:
         return {"persons": persons, "time": iso(time.time())}
 
     def publish_persons(self) -> None:
-        """Republish the retained ``persons`` topic."""
+        """Republish the retained ``persons`` topic (and the persons' discovery, if enabled)."""
         self._publish(("persons",), self.persons_payload(), 1, True)
+        if self.config.mqtt.discovery:
+            self._publish_person_discovery()
+
+    def _publish_person_discovery(self) -> None:
+        m = self.config.mqtt
+        current = {p.person_id: p.name for p in self.library.persons()}
+        for pid, name in current.items():
+            if self._discovered.get(pid) != name:
+                topic = config_topic(m.discovery_prefix, m.topic_prefix, "person", pid)
+                self.mqtt.publish_json(topic, person_discovery(m.topic_prefix, pid, name), qos=1, retain=True)
+        for pid in set(self._discovered) - set(current):  # forgotten: remove the device
+            self.mqtt.clear_retained(config_topic(m.discovery_prefix, m.topic_prefix, "person", pid))
+        self._discovered = current
 
     def _republish(self) -> None:
         """After every (re)connection: retained info, persons and camera states."""
         self._publish(("info",), self.info_payload(), 1, True)
+        m = self.config.mqtt
+        if m.discovery:
+            self._discovered = {}  # the broker may have lost them: publish all again
+            for w in self.workers:
+                topic = config_topic(m.discovery_prefix, m.topic_prefix, "camera", w.camera.name)
+                self.mqtt.publish_json(topic, camera_discovery(m.topic_prefix, w.camera.name), qos=1, retain=True)
         self.publish_persons()
         for w in self.workers:
             self._publish((w.camera.name, "state"), w.state_payload(), 1, True)
 
     # ---- callbacks from workers ------------------------------------------------------------------
 
-    def _on_sighting(self, person_id: str, epoch: float, camera: str) -> None:
-        self.sightings[person_id] = PersonSighting(epoch, camera)
+    def _on_sighting(self, seen: dict[str, Any]) -> None:
+        self._publish(("seen", seen["person_id"]), seen, 0, False)
+        self.sightings[seen["person_id"]] = PersonSighting(seen["ts"], seen["camera"])
         self._persons_dirty.set()
 
     def _on_alert(self, alert: Alert, payload: dict[str, Any], snapshot: bytes | None) -> None:

@@ -63,6 +63,21 @@ def alert_payload(
     }
 
 
+def seen_payload(
+    camera: str, track_id: int, person_id: str, person: str | None, similarity: float | None, epoch: float
+) -> dict[str, Any]:
+    """``<prefix>/seen/<person_id>`` (not retained): a known person is in view now."""
+    return {
+        "person_id": person_id,
+        "person": person,
+        "camera": camera,
+        "track_id": track_id,
+        "similarity": _sim(similarity),
+        "time": iso(epoch),
+        "ts": round(epoch, 3),
+    }
+
+
 def state_payload(
     camera: str,
     state: str,

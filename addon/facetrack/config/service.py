@@ -88,13 +88,17 @@ class NotificationSettings:
 @dataclass(frozen=True, slots=True)
 class CameraConfig:
     """One camera: a unique ``name`` (``[a-z0-9_]``, used in topics), its ``source`` (file,
-    ``rtsp://`` URL or webcam index), its tracking config (defaults + overrides) and alerts."""
+    ``rtsp://`` URL or webcam index), its tracking config (defaults + overrides) and alerts.
+    ``fps`` caps the processing rate (frames/s; frames in between are decoded and dropped, as
+    Frigate's detect fps); ``None`` processes every frame. Frame counts in the tracking config
+    (``credence_count``, ``reid_expiration_frames``) then count processed frames."""
 
     name: str
     source: str | int
     tracking: FaceTrackerConfig
     alerts: AlertConfig
     enabled: bool = True
+    fps: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +161,7 @@ _camera_keys: dict[Any, Any] = {
     vol.Required("name"): _camera_name,
     vol.Required("source"): vol.Any(vol.All(str, vol.Length(min=1)), vol.All(int, vol.Range(min=0))),
     vol.Optional("enabled"): bool,
+    vol.Optional("fps"): vol.Any(None, vol.All(vol.Coerce(float), vol.Range(min=0.5, max=120))),
     **{k: v for k, v in CONFIG_SCHEMA.schema.items() if str(k) in CAMERA_OVERRIDES},
     **ALERTS_SCHEMA.schema,
 }
@@ -257,6 +262,7 @@ def parse_service_config(raw: Any) -> ServiceConfig:
                 tracking=parse_config(merged),
                 alerts=AlertConfig(**{**_alert_dict(alerts), **cam_alerts}),
                 enabled=cam.get("enabled", True),
+                fps=cam.get("fps"),
             )
         )
     tls = TLSConfig(**mqtt_raw.pop("tls", {}))
