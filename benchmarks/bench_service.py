@@ -92,8 +92,12 @@ def main() -> int:
         lat = sorted((m.at - m.payload["ts"]) * 1000 for m in sub.find("door/alert"))
         if lat:
             q = statistics.quantiles(lat, n=20) if len(lat) > 1 else [lat[0]] * 19
-            results["alert_latency_ms"] = {"n": len(lat), "p50": round(statistics.median(lat), 1),
-                                           "p95": round(q[18], 1), "max": round(lat[-1], 1)}
+            results["alert_latency_ms"] = {
+                "n": len(lat),
+                "p50": round(statistics.median(lat), 1),
+                "p95": round(q[18], 1),
+                "max": round(lat[-1], 1),
+            }
         print("alert latency (capture -> subscriber):", results.get("alert_latency_ms"), flush=True)
 
         # ---- capacity -------------------------------------------------------------------------
@@ -118,8 +122,14 @@ def main() -> int:
             stop(proc)
             sub.stop()
             ok = all(v >= 9.5 for v in fps.values())
-            row = {"cameras": n, "fps": fps, "min_fps": min(fps.values()), "cpu_percent": round(cpu, 1),
-                   "rss_mb": round(rss / 2**20), "sustained": ok}
+            row = {
+                "cameras": n,
+                "fps": fps,
+                "min_fps": min(fps.values()),
+                "cpu_percent": round(cpu, 1),
+                "rss_mb": round(rss / 2**20),
+                "sustained": ok,
+            }
             capacity.append(row)
             print(row, flush=True)
             if not ok:

@@ -296,18 +296,34 @@ def test_commands_errors_and_enrolment_recognised_on_the_next_run(
             {"request_id": "r-dog", "name": "Dog", "image_base64": base64.b64encode(b"GIF89a not really").decode()},
         )
         codes = {}
-        for rid in ("invalid", "r-unknown", "r-noimage", "r-nobody", "r-escape", "invalid", "r-dog"):
-            msgs = sub.wait_for(f"response/{rid}", timeout=30)
-            codes[rid] = msgs[-1].payload["error"]["code"]
+        for rid in ("r-unknown", "r-noimage", "r-nobody", "r-escape", "r-dog"):
+            codes[rid] = sub.wait_for(f"response/{rid}", timeout=30)[0].payload["error"]["code"]
+        # Not JSON, and oversized: no usable request_id, so both answered on response/invalid.
+        invalid = sub.wait_for("response/invalid", count=2, timeout=30)
+        assert sorted(m.payload["error"]["code"] for m in invalid) == ["bad_request", "too_large"]
         assert codes == {
-            "invalid": "too_large",
             "r-unknown": "unknown_command",
             "r-noimage": "bad_request",
             "r-nobody": "not_found",
             "r-escape": "forbidden",
             "r-dog": "bad_request",
         }
-        # Enrol the stranger by command (a photo not shown in the clip) ...
+        # Enrol the stranger from his track (its best crops) ...
+        unknown = sub.wait_for(
+            "door/track", lambda m: m.payload["type"] == "identity" and m.payload["person"] is None, timeout=60
+        )[0].payload
+        sub.publish(
+            "facetrack/command/enroll_track",
+            {"request_id": "r-track", "camera": "door", "track_id": unknown["track_id"], "name": "John_Simm"},
+        )
+        by_track = sub.wait_for("response/r-track", timeout=30)[0].payload
+        assert by_track["ok"] is True and 1 <= by_track["result"]["enrolled"] <= 3, by_track
+        sub.publish(
+            "facetrack/command/enroll_track",
+            {"request_id": "r-notrack", "camera": "door", "track_id": 999, "name": "X"},
+        )
+        assert sub.wait_for("response/r-notrack")[0].payload["error"]["code"] == "not_found"
+        # ... and from a photo not shown in the clip ...
         photo = compose.enrolment_photos(compose.STRANGER)[0]
         sub.publish(
             "facetrack/command/enroll",
@@ -319,6 +335,7 @@ def test_commands_errors_and_enrolment_recognised_on_the_next_run(
         )
         ok = sub.wait_for("response/r-enrol", timeout=30)[0].payload
         assert ok["ok"] is True and ok["result"]["person"] == "John_Simm"
+        assert ok["result"]["embeddings"] == by_track["result"]["enrolled"] + 1
         sub.wait_for("facetrack/persons", lambda m: any(p["name"] == "John_Simm" for p in m.payload["persons"]))
         sub.publish("facetrack/command/list", {"request_id": "r-list"})
         listed = sub.wait_for("response/r-list")[0].payload["result"]["persons"]
@@ -331,4 +348,4 @@ def test_commands_errors_and_enrolment_recognised_on_the_next_run(
     finally:
         engine.kill()
     responses = [m for m in sub.messages if "/response/" in m.topic]
-    assert len(responses) >= 9 and all(not m.retain for m in responses)
+    assert len(responses) >= 11 and all(not m.retain for m in responses)
