@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from facetrack.config import FaceTrackerConfig, parse_config
-from facetrack.inference import InferenceBackend, create_backend
+from facetrack.inference import InferenceBackend, backend_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACETRACK_SHARED", ROOT.parent / "shared")).resolve()
@@ -52,9 +52,4 @@ def config() -> FaceTrackerConfig:
 @pytest.fixture(scope="session")
 def backend(config: FaceTrackerConfig) -> InferenceBackend:
     """The default OpenCV backend, shared by the session (models load once)."""
-    return create_backend(
-        config.backend,
-        detector_input_size=config.detector_input_size,
-        score_threshold=config.detection_score_threshold,
-        nms_threshold=config.nms_threshold,
-    )
+    return backend_from_config(config)

@@ -13,7 +13,7 @@ from facetrack import __version__
 from facetrack.config import FaceTrackerConfig, load_config
 from facetrack.errors import FaceTrackError
 from facetrack.images import read_image
-from facetrack.inference import InferenceBackend, create_backend
+from facetrack.inference import InferenceBackend, backend_from_config
 from facetrack.library import FaceLibrary
 
 _LOG = logging.getLogger("facetrack")
@@ -25,12 +25,7 @@ def _emit(obj: Any, out: TextIO = sys.stdout) -> None:
 
 
 def _backend(cfg: FaceTrackerConfig) -> InferenceBackend:
-    return create_backend(
-        cfg.backend,
-        detector_input_size=cfg.detector_input_size,
-        score_threshold=cfg.detection_score_threshold,
-        nms_threshold=cfg.nms_threshold,
-    )
+    return backend_from_config(cfg)
 
 
 def _library(cfg: FaceTrackerConfig, backend: InferenceBackend) -> FaceLibrary:

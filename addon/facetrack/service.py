@@ -27,7 +27,7 @@ from facetrack.comms.mqtt import CONTRACT_VERSION, MqttClient
 from facetrack.comms.payloads import alert_payload, iso, seen_payload, state_payload, track_payload
 from facetrack.config.service import CameraConfig, ServiceConfig
 from facetrack.errors import FaceTrackError
-from facetrack.inference import InferenceBackend, create_backend
+from facetrack.inference import InferenceBackend, backend_from_config
 from facetrack.library import FaceLibrary
 from facetrack.track import FaceTracker
 from facetrack.track.face_tracker import BestCrop
@@ -40,16 +40,6 @@ STATE_INTERVAL = 10.0
 RECENT_TRACKS = 32
 #: A known person in view is reported on ``<prefix>/seen/<person_id>`` at least this often (s).
 SEEN_INTERVAL = 10.0
-
-
-def make_backend(config: Any) -> InferenceBackend:
-    """The inference backend for one camera (or for commands) from a FaceTrackerConfig."""
-    return create_backend(
-        config.backend,
-        detector_input_size=config.detector_input_size,
-        score_threshold=config.detection_score_threshold,
-        nms_threshold=config.nms_threshold,
-    )
 
 
 @dataclass(slots=True)
@@ -93,7 +83,7 @@ class CameraWorker(threading.Thread):
         self.on_sighting = on_sighting
         self.stop = stop
         self.reconnect_max = reconnect_max_seconds
-        self.backend = backend or make_backend(camera.tracking)
+        self.backend = backend or backend_from_config(camera.tracking)
         self.policy = AlertPolicy(camera.name, camera.alerts)
         self.state = "starting"
         self.error: str | None = None
@@ -261,7 +251,7 @@ class FaceTrackService:
 
         self.config = config
         self.stop_event = threading.Event()
-        self.command_backend = make_backend(config.defaults)
+        self.command_backend = backend_from_config(config.defaults)
         self.library = FaceLibrary(config.db_path, self.command_backend.model_id, self.command_backend.embedding_dim)
         self.mqtt = MqttClient(
             config.mqtt,

@@ -205,13 +205,21 @@ def load_config(path: str | Path | None, **overrides: Any) -> FaceTrackerConfig:
     """
     if path is None:
         return parse_config({}, **overrides)
+    return parse_config(read_config_file(path), **overrides)
+
+
+def read_config_file(path: str | Path) -> Any:
+    """The parsed content of a YAML (``.yaml``/``.yml``) or JSON (``.json``) file.
+
+    Raises:
+        ConfigError: missing, unreadable or unparsable file.
+    """
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read configuration file {p}: {err.strerror}") from None
     try:
-        raw = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+        return json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         raise ConfigError(f"cannot parse configuration file {p}: {err}") from None
-    return parse_config(raw, **overrides)

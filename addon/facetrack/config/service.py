@@ -8,7 +8,6 @@ The file holds the :class:`~facetrack.config.schema.FaceTrackerConfig` keys at t
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -16,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import voluptuous as vol
-import yaml
 
-from facetrack.config.schema import CONFIG_SCHEMA, FaceTrackerConfig, parse_config
+from facetrack.config.schema import CONFIG_SCHEMA, FaceTrackerConfig, parse_config, read_config_file
 from facetrack.errors import ConfigError
 
 
@@ -291,13 +289,4 @@ def load_service_config(path: str | Path) -> ServiceConfig:
     Raises:
         ConfigError: unreadable, unparsable or invalid (see :func:`parse_service_config`).
     """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"cannot read configuration file {p}: {err.strerror}") from None
-    try:
-        raw = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"cannot parse configuration file {p}: {err}") from None
-    return parse_service_config(raw)
+    return parse_service_config(read_config_file(path))

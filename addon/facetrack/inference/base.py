@@ -123,6 +123,16 @@ def l2_normalise(x: npt.NDArray[Any]) -> FloatArray:
     return out
 
 
+def backend_from_config(config: Any) -> InferenceBackend:
+    """The backend a :class:`~facetrack.config.FaceTrackerConfig` names, with its detector settings."""
+    return create_backend(
+        config.backend,
+        detector_input_size=config.detector_input_size,
+        score_threshold=config.detection_score_threshold,
+        nms_threshold=config.nms_threshold,
+    )
+
+
 def create_backend(backend: str = "opencv", **options: Any) -> InferenceBackend:
     """Instantiate the backend named ``backend`` (``"opencv"``) with its options.
 
