@@ -39,6 +39,8 @@ def start_engine(work: Path, port: int, db: Path, cameras: list[dict[str, object
         "alerts": {"alert_mode": "ON_ALL", "alert_once": True, "cooldown_seconds": 0},
         "reconnect_max_seconds": 2,
         "cameras": cameras,
+        "http": {"host": "127.0.0.1", "port": 0},
+        "clips": {"storage": {"path": str(work / "clips")}},
     }
     path = work / "facetrack.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -75,7 +75,7 @@ def schema_for(topic: str, prefix: str) -> str | None:
     if parts[0] in ("response", "seen"):
         return parts[0]
     # command/<verb> are the test's own requests (some deliberately malformed): not validated here.
-    if len(parts) == 2 and parts[1] in ("state", "track", "alert"):
+    if len(parts) == 2 and parts[1] in ("state", "track", "alert", "clip"):
         return parts[1]
     return None
 

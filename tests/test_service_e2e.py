@@ -16,9 +16,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import ClassVar
 
+import cv2
+import numpy as np
 import pytest
 import yaml
 
@@ -26,7 +30,7 @@ from facetrack.config import parse_config
 from facetrack.inference import create_backend
 from facetrack.library import FaceLibrary
 from facetrack.recognizer import FaceRecognizer
-from mqtt_helpers import Broker, Subscriber
+from mqtt_helpers import Broker, Subscriber, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "demo"))
@@ -67,6 +71,8 @@ class Engine:
             "mqtt": {"host": "127.0.0.1", "port": port, "client_id": f"facetrack-{port}"},
             "alerts": {"alert_mode": "ON_ALL", "alert_once": True, "cooldown_seconds": 60},
             "cameras": [{"name": "door", "source": str(source)}],
+            "http": {"host": "127.0.0.1", "port": free_port()},
+            "clips": {"clip_duration": 50, "pre_roll": 10, "storage": {"path": str(tmp / "clips")}},
         }
         cfg.update(extra)
         self.config = tmp / "facetrack.yaml"
@@ -349,3 +355,133 @@ def test_commands_errors_and_enrolment_recognised_on_the_next_run(
         engine.kill()
     responses = [m for m in sub.messages if "/response/" in m.topic]
     assert len(responses) >= 11 and all(not m.retain for m in responses)
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, b"", {}
+
+
+def _ffprobe(path: Path) -> dict[str, object]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+         "stream=codec_name,nb_read_frames,width,height:format=duration", "-of", "json", str(path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    data = json.loads(out.stdout)
+    s = data["streams"][0]
+    return {"codec": s["codec_name"], "frames": int(s["nb_read_frames"]), "width": s["width"],
+            "duration": float(data["format"]["duration"])}  # fmt: skip
+
+
+def test_alert_clip_snapshot_and_live_stream_over_http(
+    tmp_path: Path, broker: Broker, sub: Subscriber, demo_clip: Path, enrolled_db: Path
+) -> None:
+    engine = Engine(tmp_path, broker.port, enrolled_db, demo_clip).start()
+    try:
+        state = sub.wait_for("door/state", lambda m: m.payload["state"] == "online", timeout=60)[-1].payload
+        # Live: snapshot and MJPEG of the annotated frames, token-protected.
+        deadline = time.monotonic() + 10
+        while (got := _get(state["snapshot_url"]))[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)  # until the first frame is processed
+        code, jpeg, headers = got
+        assert code == 200 and headers["Content-Type"] == "image/jpeg"
+        img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert img.shape == (720, 1280, 3)
+        assert _get(state["snapshot_url"].split("?")[0])[0] == 401
+        with urllib.request.urlopen(state["mjpeg_url"], timeout=20) as stream:
+            assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+            parts = 0
+            buf = b""
+            while parts < 3:
+                buf += stream.read(4096)
+                while (end := buf.find(b"\xff\xd9")) != -1 and (start := buf.find(b"\xff\xd8")) != -1:
+                    frame = cv2.imdecode(np.frombuffer(buf[start : end + 2], np.uint8), cv2.IMREAD_COLOR)
+                    assert frame is not None and frame.shape[1] == 1280
+                    parts += 1
+                    buf = buf[end + 2 :]
+        # An alert carries the clip's URLs; the clip arrives a few seconds later.
+        alert = sub.wait_for("door/alert", timeout=60)[0].payload
+        assert alert["clip_url"] and alert["snapshot_url"]
+        clip = sub.wait_for("door/clip", lambda m: m.payload["alert_id"] == alert["alert_id"], timeout=60)[0].payload
+        assert clip["frames"] == 50 and abs(clip["duration_s"] - 2.0) < 0.01
+        code, original, _ = _get(alert["clip_url"])
+        assert code == 200
+        (tmp_path / "original.mp4").write_bytes(original)
+        code, annotated, _ = _get(clip["urls"]["annotated"])
+        assert code == 200
+        (tmp_path / "annotated.mp4").write_bytes(annotated)
+        for name in ("original.mp4", "annotated.mp4"):
+            probe = _ffprobe(tmp_path / name)
+            assert probe["codec"] == "h264" and probe["frames"] == 50 and probe["width"] == 1280, probe
+            assert abs(float(probe["duration"]) - 2.0) < 0.1, probe  # type: ignore[arg-type]
+        code, ann, _ = _get(clip["urls"]["annotations"])
+        meta = json.loads(ann)
+        assert code == 200 and len(meta["frames"]) == 50 and meta["alert"]["alert_id"] == alert["alert_id"]
+        # The alert's own frame is the last pre-roll frame, and its face is annotated there.
+        assert any(f["faces"] and f["faces"][0]["track_id"] == alert["track_id"] for f in meta["frames"][:10])
+        code, snap, _ = _get(alert["snapshot_url"])
+        assert code == 200 and snap[:2] == b"\xff\xd8"
+        # Tampered or truncated URLs are refused; no listing.
+        assert _get(alert["clip_url"].replace("sig=", "sig=0"))[0] == 403
+        assert _get(alert["clip_url"].split("?")[0])[0] == 403
+        origin = alert["clip_url"].split("/clips/")[0]
+        assert _get(f"{origin}/clips/")[0] == 404
+        assert _get(f"{origin}/clips/door/../../facetrack.yaml")[0] in (403, 404)
+        assert engine.terminate() == 0
+    finally:
+        engine.kill()
+
+
+def test_rtsp_publication_to_a_listening_peer(
+    tmp_path: Path, broker: Broker, sub: Subscriber, demo_clip: Path, enrolled_db: Path
+) -> None:
+    from facetrack.record.rtsp import publish_command
+
+    engine = Engine(tmp_path, broker.port, enrolled_db, demo_clip).start()
+    port = free_port()
+    out = tmp_path / "received.mp4"
+    peer = subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-rtsp_flags", "listen", "-timeout", "60",
+         "-i", f"rtsp://127.0.0.1:{port}/door", "-frames:v", "20", "-c", "copy", str(out)],
+    )  # fmt: skip
+    publisher = None
+    try:
+        state = sub.wait_for("door/state", lambda m: m.payload["state"] == "online", timeout=60)[-1].payload
+        time.sleep(0.5)  # the peer is listening
+        publisher = subprocess.Popen(publish_command(state["mjpeg_url"], f"rtsp://127.0.0.1:{port}/door", fps=10))
+        assert peer.wait(timeout=60) == 0
+        probe = _ffprobe(out)
+        assert probe["codec"] == "h264" and probe["frames"] == 20 and probe["width"] == 1280, probe
+        assert engine.terminate() == 0
+    finally:
+        for p in (publisher, peer):
+            if p is not None and p.poll() is None:
+                p.kill()
+        engine.kill()
+
+
+def test_shutdown_during_a_clip_leaves_no_corrupt_file(
+    tmp_path: Path, broker: Broker, sub: Subscriber, demo_clip: Path, enrolled_db: Path
+) -> None:
+    engine = Engine(
+        tmp_path, broker.port, enrolled_db, demo_clip,
+        clips={"clip_duration": 500, "pre_roll": 10, "storage": {"path": str(tmp_path / "clips")}},
+    ).start()  # fmt: skip
+    try:
+        sub.wait_for("door/alert", timeout=60)
+        time.sleep(0.5)
+        assert engine.terminate() == 0  # a 20 s clip is in progress: it is finished, shorter
+    finally:
+        engine.kill()
+    files = [p for p in (tmp_path / "clips").rglob("*") if p.is_file()]
+    assert not [p for p in files if p.name.endswith(".tmp")]
+    videos = [p for p in files if p.suffix == ".mp4"]
+    assert videos, "the clip in progress was neither finished nor stored"
+    for v in videos:
+        probe = _ffprobe(v)
+        assert probe["codec"] == "h264" and 10 < int(probe["frames"]) < 500, probe  # type: ignore[call-overload]

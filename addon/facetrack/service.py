@@ -8,6 +8,8 @@ stops everything cleanly (tracks are ended and their events flushed, ``status`` 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import signal
 import threading
@@ -15,29 +17,46 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import cv2
 
 from facetrack import __version__
 from facetrack.alerts import Alert, AlertPolicy
+from facetrack.annotate import draw_faces
 from facetrack.camera import open_source
 from facetrack.comms.discovery import camera_discovery, config_topic, person_discovery
 from facetrack.comms.mqtt import CONTRACT_VERSION, MqttClient
-from facetrack.comms.payloads import alert_payload, iso, seen_payload, state_payload, track_payload
+from facetrack.comms.payloads import (
+    alert_payload,
+    clip_payload,
+    iso,
+    seen_payload,
+    state_payload,
+    track_payload,
+)
 from facetrack.config.service import CameraConfig, ServiceConfig
 from facetrack.errors import FaceTrackError
 from facetrack.inference import InferenceBackend, backend_from_config
 from facetrack.library import FaceLibrary
+from facetrack.record.clips import ClipRecorder, StoredClip
+from facetrack.record.storage import ClipStorage, clip_key, create_storage, new_clip_id
 from facetrack.track import FaceTracker
 from facetrack.track.face_tracker import BestCrop
 from facetrack.track.identity import IdentityState
+from facetrack.web.frames import FrameHub
+from facetrack.web.server import WebServer
+from facetrack.web.signing import UrlSigner, load_or_create_secret
 
 _LOG = logging.getLogger(__name__)
 #: Seconds between periodic retained ``state`` updates of a camera.
 STATE_INTERVAL = 10.0
 #: Recently ended tracks whose best crops are kept for ``enroll_track`` (per camera).
 RECENT_TRACKS = 32
+#: Seconds between clip retention passes (age and total size).
+PURGE_INTERVAL = 600.0
 #: A known person in view is reported on ``<prefix>/seen/<person_id>`` at least this often (s).
 SEEN_INTERVAL = 10.0
 
@@ -74,8 +93,16 @@ class CameraWorker(threading.Thread):
         stop: threading.Event,
         reconnect_max_seconds: float = 60.0,
         backend: InferenceBackend | None = None,
+        hub: FrameHub | None = None,
+        recorder: ClipRecorder | None = None,
+        urls: Callable[[str], dict[str, str | None]] | None = None,
+        clip_url: Callable[[str], str | None] | None = None,
     ) -> None:
         super().__init__(name=f"camera-{camera.name}", daemon=True)
+        self.hub = hub
+        self.recorder = recorder
+        self.urls = urls
+        self.clip_url = clip_url
         self.camera = camera
         self.library = library
         self.publish = publish
@@ -100,7 +127,11 @@ class CameraWorker(threading.Thread):
 
     def state_payload(self) -> dict[str, Any]:
         """The camera's retained ``state`` payload now."""
-        return state_payload(self.camera.name, self.state, self.fps, self.faces, self.error)
+        urls = self.urls(self.camera.name) if self.urls else {}
+        return state_payload(
+            self.camera.name, self.state, self.fps, self.faces, self.error,
+            stream_url=urls.get("stream_url"), snapshot_url=urls.get("snapshot_url"), mjpeg_url=urls.get("mjpeg_url"),
+        )  # fmt: skip
 
     def _set_state(self, state: str, error: str | None = None) -> None:
         changed = (state, error) != (self.state, self.error)
@@ -145,6 +176,8 @@ class CameraWorker(threading.Thread):
                 # The stream dropped or the file ended: report it and retry (a file replays).
                 self._set_state("offline", self.error or "source ended")
                 self.stop.wait(delay)
+        if self.recorder is not None:
+            self.recorder.close()  # finish the clips in progress: complete files, never corrupt ones
         self._set_state("offline", None)
 
     def _run_source(self, video: Any) -> None:
@@ -181,6 +214,10 @@ class CameraWorker(threading.Thread):
                 continue
             self.frames += 1
             self.faces = len(result.faces)
+            if self.hub is not None:  # keeps a reference; draws and encodes only if watched
+                self.hub.publish(self.camera.name, frame, partial(draw_faces, faces=result.faces))
+            if self.recorder is not None:
+                self.recorder.add_frame(index, ts, frame, result.faces, rate)
             now = time.monotonic()
             window.append(now)
             if len(window) > 1:
@@ -195,6 +232,8 @@ class CameraWorker(threading.Thread):
                 self.publish((self.camera.name, "state"), self.state_payload(), 1, True)
         for event in tracker.finish():
             self._emit_event(event, None, time.time())
+        if self.hub is not None:
+            self.hub.remove(self.camera.name)
         with self._crops_lock:
             self._recent.update(tracker.ended_crops)
             while len(self._recent) > RECENT_TRACKS:
@@ -222,9 +261,21 @@ class CameraWorker(threading.Thread):
         alert = self.policy.consider(event, time.monotonic())
         if alert is None:
             return
-        payload = alert_payload(alert, captured)
+        snapshot = _snapshot(frame, event.bbox) if frame is not None else None
+        clip_id = new_clip_id(captured, alert.alert_id)
+        recording = self.recorder is not None and frame is not None and self.clip_url is not None
+        urls: dict[str, str | None] = {"snapshot_url": None, "clip_url": None}
+        if recording and self.clip_url is not None:
+            # The clip is complete a few seconds from now; its URLs are known already.
+            urls = {
+                "snapshot_url": self.clip_url(clip_key(self.camera.name, clip_id, "snapshot")),
+                "clip_url": self.clip_url(clip_key(self.camera.name, clip_id, "original")),
+            }
+        payload = alert_payload(alert, captured, **urls)
         self.publish((self.camera.name, "alert"), payload, 1, False)
-        self.on_alert(alert, payload, _snapshot(frame, event.bbox) if frame is not None else None)
+        if recording and self.recorder is not None:
+            self.recorder.trigger(clip_id, payload, snapshot, self.fps or 25.0)
+        self.on_alert(alert, payload, snapshot)
 
 
 def _snapshot(frame: Any, bbox: list[float], margin: float = 0.6) -> bytes | None:
@@ -260,6 +311,15 @@ class FaceTrackService:
             reconnect_max_seconds=config.reconnect_max_seconds,
         )
         self.notifier = self._make_notifier()
+        self.hub = FrameHub()
+        self.web: WebServer | None = None
+        self.stream_token: str | None = None
+        if config.http.enabled:
+            self.web = self._make_web()
+        self.storage: ClipStorage | None = None
+        if config.clips.enabled:
+            signer = self.web.sign_clip_url if self.web is not None else None
+            self.storage = create_storage(config.clips.storage, url_signer=signer)
         self.sightings: dict[str, PersonSighting] = {}
         self._discovered: dict[str, str] = {}  # person id -> name published in discovery
         self._persons_dirty = threading.Event()
@@ -272,11 +332,57 @@ class FaceTrackService:
                 self._on_sighting,
                 self.stop_event,
                 config.reconnect_max_seconds,
+                hub=self.hub if self.web is not None else None,
+                recorder=self._make_recorder(cam.name),
+                urls=self.camera_urls,
+                clip_url=self._clip_url if self.storage is not None else None,
             )
             for cam in config.cameras
             if cam.enabled
         ]
         self.commands = CommandHandler(self)
+
+    def _make_web(self) -> WebServer:
+        h = self.config.http
+        db_dir = Path(self.config.db_path).resolve().parent
+        secret_path = Path(h.secret_file) if h.secret_file else db_dir / "url_secret"
+        secret = load_or_create_secret(secret_path)
+        token = h.stream_token
+        if token == "auto":  # noqa: S105 - stable across restarts, unguessable without the secret
+            token = hmac.new(secret, b"facetrack stream token", hashlib.sha256).hexdigest()[:32]
+        self.stream_token = token
+        storage = self.config.clips.storage
+        clip_root = Path(storage.path) if self.config.clips.enabled and storage.kind == "local" else None
+        return WebServer(h.host, h.port, self.hub, UrlSigner(secret), clip_root, h.base_url, stream_token=token)
+
+    def _make_recorder(self, camera: str) -> ClipRecorder | None:
+        if self.storage is None:
+            return None
+        c = self.config.clips
+        return ClipRecorder(camera, self.storage, c.clip_duration, c.pre_roll, on_stored=self._on_clip_stored)
+
+    def _clip_url(self, key: str) -> str | None:
+        assert self.storage is not None
+        return self.storage.url(key)
+
+    def camera_urls(self, camera: str) -> dict[str, str | None]:
+        """Snapshot, MJPEG and stream (RTSP if configured) URLs of a camera for its state."""
+        if self.web is None or not self.web.running:
+            return {}
+        q = f"?token={self.stream_token}" if self.stream_token else ""
+        base = f"{self.web.origin}/api/cameras/{camera}"
+        rtsp = self.config.rtsp.base_url
+        mjpeg = f"{base}/stream.mjpeg{q}"
+        return {
+            "snapshot_url": f"{base}/snapshot.jpg{q}",
+            "mjpeg_url": mjpeg,
+            "stream_url": f"{rtsp.rstrip('/')}/{camera}" if rtsp else mjpeg,
+        }
+
+    def _on_clip_stored(self, clip: StoredClip) -> None:
+        assert self.storage is not None
+        urls = {kind: self.storage.url(key) for kind, key in clip.keys.items()}
+        self._publish((clip.camera, "clip"), clip_payload(clip, urls), 1, False)
 
     def _make_notifier(self) -> Any:
         if not self.config.notifications.urls:
@@ -379,12 +485,22 @@ class FaceTrackService:
         if install_signals:
             signal.signal(signal.SIGTERM, lambda *_: self.shutdown())
             signal.signal(signal.SIGINT, lambda *_: self.shutdown())
+        if self.web is not None:
+            self.web.start()
         self.mqtt.start()
         self.commands.start()
         for w in self.workers:
             w.start()
-        last_refresh = time.monotonic()
+        last_refresh = last_purge = time.monotonic()
         while not self.stop_event.wait(1.0):
+            if self.storage is not None and time.monotonic() - last_purge > PURGE_INTERVAL:
+                last_purge = time.monotonic()
+                try:
+                    removed = self.storage.purge()
+                    if removed:
+                        _LOG.info("retention: removed %d clips", len(removed))
+                except FaceTrackError as err:
+                    _LOG.warning("clip retention failed: %s", err)
             if self._persons_dirty.is_set():
                 self._persons_dirty.clear()
                 self.publish_persons()
@@ -399,6 +515,8 @@ class FaceTrackService:
             self.notifier.close(5.0)
         self.publish_persons()
         self.mqtt.stop()
+        if self.web is not None:
+            self.web.stop()
         _LOG.info("stopped")
 
     def shutdown(self) -> None:

@@ -86,6 +86,7 @@ def state_payload(
     error: str | None,
     stream_url: str | None = None,
     snapshot_url: str | None = None,
+    mjpeg_url: str | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
     """``<prefix>/<camera>/state`` (retained): ``state`` is ``starting``, ``online`` or ``offline``."""
@@ -99,8 +100,25 @@ def state_payload(
         "faces": faces,
         "error": error,
         "stream_url": stream_url,
+        "mjpeg_url": mjpeg_url,
         "snapshot_url": snapshot_url,
         "time": iso(t),
+    }
+
+
+def clip_payload(clip: Any, urls: dict[str, str | None]) -> dict[str, Any]:
+    """``<prefix>/<camera>/clip`` (QoS 1, not retained): an alert's clip is stored; ``urls`` by
+    kind (``original``, ``annotated``, ``annotations``, ``snapshot``), expiring."""
+    import time
+
+    return {
+        "camera": clip.camera,
+        "clip_id": clip.clip_id,
+        "alert_id": clip.alert_id,
+        "frames": clip.frames,
+        "duration_s": round(clip.duration_seconds, 2),
+        "urls": urls,
+        "time": iso(time.time()),
     }
 
 

@@ -18,6 +18,7 @@ import voluptuous as vol
 
 from facetrack.config.schema import CONFIG_SCHEMA, FaceTrackerConfig, parse_config, read_config_file
 from facetrack.errors import ConfigError
+from facetrack.record.storage import StorageConfig
 
 
 class AlertMode(StrEnum):
@@ -84,6 +85,48 @@ class NotificationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HTTPConfig:
+    """The engine's HTTP server: snapshots, MJPEG streams and signed clip URLs.
+
+    Attributes:
+        enabled: serve at all.
+        host / port: where to listen (``0.0.0.0`` for the LAN, ``127.0.0.1`` for this machine).
+        base_url: how clients reach it (``http://homeassistant.local:8099``); default
+            ``http://<host>:<port>``. Clip URLs and the URLs in the camera state use it.
+        stream_token: token required by the snapshot and MJPEG endpoints; ``"auto"`` derives a
+            stable one from the URL-signing secret, ``None`` leaves them open (trusted networks).
+        secret_file: the 256-bit URL-signing secret (created 0600 on first start); default next to
+            the face library.
+    """
+
+    enabled: bool = True
+    host: str = "0.0.0.0"  # noqa: S104 - an app serving cameras to the LAN; see stream_token
+    port: int = 8099
+    base_url: str | None = None
+    stream_token: str | None = "auto"  # noqa: S105 - a mode, not a secret
+    secret_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClipsConfig:
+    """Alert clips (DeGirum ``clip_duration``, in frames) and where they are stored."""
+
+    enabled: bool = True
+    clip_duration: int = 100
+    pre_roll: int = 25
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class RTSPConfig:
+    """Where the annotated streams are published: ``base_url`` such as
+    ``rtsp://homeassistant.local:8554`` (the HA app's MediaMTX), giving ``<base_url>/<camera>``
+    in each camera's state; ``None`` advertises only the MJPEG stream."""
+
+    base_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CameraConfig:
     """One camera: a unique ``name`` (``[a-z0-9_]``, used in topics), its ``source`` (file,
     ``rtsp://`` URL or webcam index), its tracking config (defaults + overrides) and alerts.
@@ -110,6 +153,9 @@ class ServiceConfig:
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     media_dir: str | None = None
     reconnect_max_seconds: float = 60.0
+    http: HTTPConfig = field(default_factory=HTTPConfig)
+    clips: ClipsConfig = field(default_factory=ClipsConfig)
+    rtsp: RTSPConfig = field(default_factory=RTSPConfig)
 
     @property
     def db_path(self) -> str:
@@ -200,6 +246,41 @@ SERVICE_SCHEMA = vol.Schema(
             }
         ),
         vol.Optional("media_dir"): vol.Any(None, str),
+        vol.Optional("http"): vol.Schema(
+            {
+                vol.Optional("enabled"): bool,
+                vol.Optional("host"): vol.All(str, vol.Length(min=1)),
+                vol.Optional("port"): vol.All(vol.Coerce(int), vol.Range(min=0, max=65535)),
+                vol.Optional("base_url"): vol.Any(None, vol.All(str, vol.Match(r"^https?://[^\s]+$"))),
+                vol.Optional("stream_token"): vol.Any(None, vol.All(str, vol.Length(min=4, max=200))),
+                vol.Optional("secret_file"): vol.Any(None, str),
+            }
+        ),
+        vol.Optional("clips"): vol.Schema(
+            {
+                vol.Optional("enabled"): bool,
+                vol.Optional("clip_duration"): vol.All(vol.Coerce(int), vol.Range(min=2, max=3000)),
+                vol.Optional("pre_roll"): vol.All(vol.Coerce(int), vol.Range(min=0, max=750)),
+                vol.Optional("storage"): vol.Schema(
+                    {
+                        vol.Optional("kind"): vol.In(["local", "s3"]),
+                        vol.Optional("path"): str,
+                        vol.Optional("endpoint"): vol.Any(None, str),
+                        vol.Optional("bucket"): str,
+                        vol.Optional("access_key"): vol.Any(None, str),
+                        vol.Optional("secret_key"): vol.Any(None, str),
+                        vol.Optional("secure"): bool,
+                        vol.Optional("region"): vol.Any(None, str),
+                        vol.Optional("url_expiry_seconds"): vol.All(vol.Coerce(int), vol.Range(min=1)),
+                        vol.Optional("max_age_days"): vol.Any(None, vol.All(vol.Coerce(float), vol.Range(min=0))),
+                        vol.Optional("max_total_mb"): vol.Any(None, vol.All(vol.Coerce(float), vol.Range(min=0))),
+                    }
+                ),
+            }
+        ),
+        vol.Optional("rtsp"): vol.Schema(
+            {vol.Optional("base_url"): vol.Any(None, vol.All(str, vol.Match(r"^rtsps?://[^\s]+$")))}
+        ),
         vol.Optional("reconnect_max_seconds"): vol.All(vol.Coerce(float), vol.Range(min=1, max=3600)),
     }
 )
@@ -235,6 +316,14 @@ def parse_service_config(raw: Any) -> ServiceConfig:
     notif_raw = data.pop("notifications", {}) or {}
     media_dir = data.pop("media_dir", None)
     reconnect = data.pop("reconnect_max_seconds", 60.0)
+    http = HTTPConfig(**data.pop("http", {}))
+    clips_raw = dict(data.pop("clips", {}))
+    storage_raw = dict(clips_raw.pop("storage", {}))
+    # Outside the HA app, clips go next to the face library unless a path is given.
+    storage_raw.setdefault("path", str(Path(defaults_db_path(data)).resolve().parent / "clips"))
+    storage = StorageConfig(**storage_raw)  # ConfigError names the bad key
+    clips = ClipsConfig(**clips_raw, storage=storage)
+    rtsp = RTSPConfig(**data.pop("rtsp", {}))
     defaults = parse_config(data)
     alerts = AlertConfig(
         **{**alerts_raw, **({"alert_mode": AlertMode(alerts_raw["alert_mode"])} if "alert_mode" in alerts_raw else {})}
@@ -276,7 +365,15 @@ def parse_service_config(raw: Any) -> ServiceConfig:
         notifications=notifications,
         media_dir=media_dir,
         reconnect_max_seconds=reconnect,
+        http=http,
+        clips=clips,
+        rtsp=rtsp,
     )
+
+
+def defaults_db_path(data: dict[str, Any]) -> str:
+    """``db_path`` of validated top-level data (or the default)."""
+    return str(data.get("db_path", FaceTrackerConfig().db_path))
 
 
 def _alert_dict(a: AlertConfig) -> dict[str, Any]:
