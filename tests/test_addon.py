@@ -120,7 +120,7 @@ def test_services_devices_map_ports(config: dict[str, Any]) -> None:
         assert set(m) <= {"type", "read_only", "path"}
     assert maps["media"]["read_only"] is False
     assert maps["addon_config"]["read_only"] is False
-    assert config["ports"] == {"8099/tcp": 8099}
+    assert config["ports"] == {"8099/tcp": 8099, "8554/tcp": 8554}
 
 
 def _walk_schema(schema: Any, path: str = "") -> list[tuple[str, str]]:

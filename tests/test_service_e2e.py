@@ -440,8 +440,6 @@ def test_alert_clip_snapshot_and_live_stream_over_http(
 def test_rtsp_publication_to_a_listening_peer(
     tmp_path: Path, broker: Broker, sub: Subscriber, demo_clip: Path, enrolled_db: Path
 ) -> None:
-    from facetrack.record.rtsp import publish_command
-
     engine = Engine(tmp_path, broker.port, enrolled_db, demo_clip).start()
     port = free_port()
     out = tmp_path / "received.mp4"
@@ -452,8 +450,13 @@ def test_rtsp_publication_to_a_listening_peer(
     publisher = None
     try:
         state = sub.wait_for("door/state", lambda m: m.payload["state"] == "online", timeout=60)[-1].payload
+        assert state["stream_url"] == state["mjpeg_url"]  # no rtsp.base_url configured
         time.sleep(0.5)  # the peer is listening
-        publisher = subprocess.Popen(publish_command(state["mjpeg_url"], f"rtsp://127.0.0.1:{port}/door", fps=10))
+        # Exactly what the HA app's RTSP server runs on demand (addon/rootfs/etc/mediamtx.yml).
+        publisher = subprocess.Popen(
+            [sys.executable, "-m", "facetrack.record.rtsp", "--config", str(engine.config), "--camera", "door",
+             "--rtsp-url", f"rtsp://127.0.0.1:{port}/door"]
+        )  # fmt: skip
         assert peer.wait(timeout=60) == 0
         probe = _ffprobe(out)
         assert probe["codec"] == "h264" and probe["frames"] == 20 and probe["width"] == 1280, probe

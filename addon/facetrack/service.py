@@ -8,8 +8,6 @@ stops everything cleanly (tracks are ended and their events flushed, ``status`` 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import signal
 import threading
@@ -48,7 +46,7 @@ from facetrack.track.face_tracker import BestCrop
 from facetrack.track.identity import IdentityState
 from facetrack.web.frames import FrameHub
 from facetrack.web.server import WebServer
-from facetrack.web.signing import UrlSigner, load_or_create_secret
+from facetrack.web.signing import UrlSigner, derive_stream_token, load_or_create_secret
 
 _LOG = logging.getLogger(__name__)
 #: Seconds between periodic retained ``state`` updates of a camera.
@@ -349,7 +347,7 @@ class FaceTrackService:
         secret = load_or_create_secret(secret_path)
         token = h.stream_token
         if token == "auto":  # noqa: S105 - stable across restarts, unguessable without the secret
-            token = hmac.new(secret, b"facetrack stream token", hashlib.sha256).hexdigest()[:32]
+            token = derive_stream_token(secret)
         self.stream_token = token
         storage = self.config.clips.storage
         clip_root = Path(storage.path) if self.config.clips.enabled and storage.kind == "local" else None

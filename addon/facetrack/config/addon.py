@@ -54,6 +54,11 @@ KNOWN_OPTIONS = frozenset(
         *ALERT_OPTIONS,
         "notification_urls",
         "notification_message",
+        "http_base_url",
+        "rtsp_base_url",
+        "clip_duration",
+        "clip_max_age_days",
+        "clip_max_total_mb",
         "topic_prefix",
         "discovery",
         "log_level",
@@ -152,6 +157,24 @@ def options_to_service_config(
         notifications["message"] = str(options["notification_message"])
     raw["notifications"] = notifications
     raw["media_dir"] = media_dir
+    # Evidence: the HTTP server on the app's port, clips in the media folder, the URL secret in
+    # /data (kept across updates), the RTSP base the app's MediaMTX serves.
+    raw["http"] = {
+        "host": "0.0.0.0",  # noqa: S104 - inside the app's container; published as port 8099
+        "port": 8099,
+        "secret_file": "/data/url_secret",
+        **({"base_url": str(options["http_base_url"]).rstrip("/")} if options.get("http_base_url") else {}),
+    }
+    storage: dict[str, Any] = {"path": str(PurePosixPath(media_dir) / "clips")}
+    if options.get("clip_max_age_days") is not None:
+        storage["max_age_days"] = options["clip_max_age_days"]
+    if options.get("clip_max_total_mb") is not None:
+        storage["max_total_mb"] = options["clip_max_total_mb"]
+    raw["clips"] = {"storage": storage}
+    if options.get("clip_duration") is not None:
+        raw["clips"]["clip_duration"] = options["clip_duration"]
+    if options.get("rtsp_base_url"):
+        raw["rtsp"] = {"base_url": str(options["rtsp_base_url"]).rstrip("/")}
     return raw
 
 

@@ -35,6 +35,8 @@ from facetrack.track.face_tracker import TrackedFace
 _LOG = logging.getLogger(__name__)
 #: Clips waiting for the encoder; beyond, a new clip is dropped (logged) rather than stall tracking.
 MAX_PENDING_CLIPS = 4
+
+
 @dataclass(slots=True)
 class _Frame:
     index: int

@@ -33,3 +33,42 @@ def publish_command(mjpeg_url: str, rtsp_url: str, fps: float = 10.0, ffmpeg: st
         "-pix_fmt", "yuv420p", "-g", str(max(1, round(fps * 2))),
         "-f", "rtsp", "-rtsp_transport", "tcp", rtsp_url,
     ]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m facetrack.record.rtsp --config FILE --camera NAME --rtsp-url URL``.
+
+    Run by the RTSP server on demand: reads the service configuration for the engine's HTTP port
+    and stream token (derived from the URL-signing secret, never on a command line) and replaces
+    itself with the ffmpeg publisher.
+    """
+    import argparse
+    import os
+    from pathlib import Path
+
+    from facetrack.config.service import load_service_config
+    from facetrack.web.signing import derive_stream_token, load_or_create_secret
+
+    ap = argparse.ArgumentParser(prog="python -m facetrack.record.rtsp", description=main.__doc__)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--camera", required=True)
+    ap.add_argument("--rtsp-url", required=True)
+    ap.add_argument("--fps", type=float, default=10.0)
+    args = ap.parse_args(argv)
+    cfg = load_service_config(args.config)
+    if args.camera not in {c.name for c in cfg.cameras}:
+        raise SystemExit(f"no camera {args.camera!r} in {args.config}")
+    h = cfg.http
+    token = h.stream_token
+    if token == "auto":  # noqa: S105 - a mode, not a secret
+        secret_file = Path(h.secret_file) if h.secret_file else Path(cfg.db_path).resolve().parent / "url_secret"
+        token = derive_stream_token(load_or_create_secret(secret_file))
+    query = f"?token={token}" if token else ""
+    url = f"http://127.0.0.1:{h.port}/api/cameras/{args.camera}/stream.mjpeg{query}"
+    cmd = publish_command(url, args.rtsp_url, args.fps)
+    os.execvp(cmd[0], cmd)  # noqa: S606 - fixed argv, no shell
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

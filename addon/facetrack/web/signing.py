@@ -105,3 +105,10 @@ def load_or_create_secret(path: Path) -> bytes:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     return secret
+
+
+def derive_stream_token(secret: bytes) -> str:
+    """The stream token ``http.stream_token: auto`` uses: 32 hex characters of
+    HMAC-SHA256(secret, "facetrack stream token"), stable across restarts, unguessable without
+    the secret."""
+    return hmac.new(secret, b"facetrack stream token", hashlib.sha256).hexdigest()[:32]
