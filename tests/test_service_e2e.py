@@ -421,7 +421,7 @@ def test_alert_clip_snapshot_and_live_stream_over_http(
             assert abs(float(probe["duration"]) - 2.0) < 0.1, probe  # type: ignore[arg-type]
         code, ann, _ = _get(clip["urls"]["annotations"])
         meta = json.loads(ann)
-        assert code == 200 and len(meta["frames"]) == 50 and meta["alert"]["alert_id"] == alert["alert_id"]
+        assert code == 200 and len(meta["frames"]) == 50 and meta["alerts"][0]["alert_id"] == alert["alert_id"]
         # The alert's own frame is the last pre-roll frame, and its face is annotated there.
         assert any(f["faces"] and f["faces"][0]["track_id"] == alert["track_id"] for f in meta["frames"][:10])
         code, snap, _ = _get(alert["snapshot_url"])

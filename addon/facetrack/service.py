@@ -260,19 +260,19 @@ class CameraWorker(threading.Thread):
         if alert is None:
             return
         snapshot = _snapshot(frame, event.bbox) if frame is not None else None
-        clip_id = new_clip_id(captured, alert.alert_id)
-        recording = self.recorder is not None and frame is not None and self.clip_url is not None
         urls: dict[str, str | None] = {"snapshot_url": None, "clip_url": None}
-        if recording and self.clip_url is not None:
+        clip_id = None
+        if self.recorder is not None and frame is not None and self.clip_url is not None:
             # The clip is complete a few seconds from now; its URLs are known already.
+            clip_id = self.recorder.start_clip(new_clip_id(captured, alert.alert_id))
             urls = {
                 "snapshot_url": self.clip_url(clip_key(self.camera.name, clip_id, "snapshot")),
                 "clip_url": self.clip_url(clip_key(self.camera.name, clip_id, "original")),
             }
         payload = alert_payload(alert, captured, **urls)
         self.publish((self.camera.name, "alert"), payload, 1, False)
-        if recording and self.recorder is not None:
-            self.recorder.trigger(clip_id, payload, snapshot, self.fps or 25.0)
+        if clip_id is not None and self.recorder is not None:
+            self.recorder.note_alert(clip_id, payload, snapshot)
         self.on_alert(alert, payload, snapshot)
 
 

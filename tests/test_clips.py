@@ -1,0 +1,109 @@
+"""Clip recorder: pre-roll, duration, joining alerts, bounded memory with a slow encoder, shutdown."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facetrack.record import clips as clips_mod
+from facetrack.record.clips import ClipRecorder, StoredClip
+from facetrack.record.storage import StorageConfig, create_storage, new_clip_id
+
+
+def frame(i: int) -> np.ndarray:
+    f = np.zeros((240, 320, 3), np.uint8)
+    f[:, :, 1] = i % 255  # each frame differs
+    return f
+
+
+def frames_in(path: Path) -> int:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+         "stream=nb_read_frames,codec_name", "-of", "json", str(path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    s = json.loads(out.stdout)["streams"][0]
+    assert s["codec_name"] == "h264"
+    return int(s["nb_read_frames"])
+
+
+@pytest.fixture
+def recorder(tmp_path: Path):
+    storage = create_storage(StorageConfig(path=str(tmp_path / "clips")))
+    done: list[StoredClip] = []
+    event = threading.Event()
+
+    def stored(c: StoredClip) -> None:
+        done.append(c)
+        event.set()
+
+    rec = ClipRecorder("door", storage, clip_duration=20, pre_roll=5, on_stored=stored)
+    yield rec, storage, done, event
+    rec.close()
+
+
+def test_pre_roll_and_duration(recorder, tmp_path: Path) -> None:
+    rec, storage, done, event = recorder
+    cid = None
+    for i in range(40):
+        rec.add_frame(i, i / 25, frame(i), [], 25.0)
+        if i == 10:
+            cid = rec.start_clip(new_clip_id(1795300000.0, "ab" * 16))
+            rec.note_alert(cid, {"alert_id": "ab" * 16}, b"\xff\xd8jpeg")
+            # A second alert 2 frames later joins the clip recording.
+        if i == 12:
+            assert rec.start_clip(new_clip_id(1795300001.0, "cd" * 16)) == cid
+    assert event.wait(30)
+    (clip,) = done
+    assert clip.clip_id == cid and clip.frames == 20 and clip.dropped_frames == 0
+    meta = json.loads((tmp_path / "clips" / clip.keys["annotations"]).read_text())
+    assert [f["frame"] for f in meta["frames"]] == list(range(6, 26))  # 5 pre-roll (6-10) + 15
+    assert frames_in(tmp_path / "clips" / clip.keys["original"]) == 20
+    assert frames_in(tmp_path / "clips" / clip.keys["annotated"]) == 20
+    assert (tmp_path / "clips" / clip.keys["snapshot"]).read_bytes() == b"\xff\xd8jpeg"
+    assert len(storage.list_clips()) == 1
+
+
+def test_slow_encoder_never_blocks_the_camera_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = create_storage(StorageConfig(path=str(tmp_path / "clips")))
+    done = threading.Event()
+    rec = ClipRecorder("door", storage, clip_duration=150, pre_roll=5, on_stored=lambda c: done.set())
+    original = clips_mod.VideoWriter.write
+
+    def slow(self, f):
+        time.sleep(0.02)  # a slow disk
+        return original(self, f)
+
+    monkeypatch.setattr(clips_mod.VideoWriter, "write", slow)
+    t0 = time.monotonic()
+    rec.add_frame(0, 0.0, frame(0), [], 25.0)
+    cid = rec.start_clip(new_clip_id(1795300000.0, "ef" * 16))
+    for i in range(1, 200):
+        rec.add_frame(i, i / 25, frame(i), [], 25.0)
+    fed = time.monotonic() - t0
+    assert fed < 1.0  # 200 frames handed over at once; the encoder needs ~6 s for them
+    assert done.wait(60)
+    (clip,) = storage.list_clips()
+    assert clip.clip_id == cid
+    meta = json.loads((tmp_path / "clips" / clip.files["annotations"].key).read_text())
+    assert meta["dropped_frames"] > 0 and len(meta["frames"]) + meta["dropped_frames"] == 150
+    rec.close()
+
+
+def test_close_finishes_the_clip_in_progress(tmp_path: Path) -> None:
+    storage = create_storage(StorageConfig(path=str(tmp_path / "clips")))
+    rec = ClipRecorder("door", storage, clip_duration=500, pre_roll=5)
+    for i in range(30):
+        rec.add_frame(i, i / 25, frame(i), [], 25.0)
+        if i == 10:
+            rec.start_clip(new_clip_id(1795300000.0, "12" * 16))
+    rec.close()
+    (clip,) = storage.list_clips()
+    assert frames_in(tmp_path / "clips" / clip.files["original"].key) == 5 + 19  # pre-roll + frames 11..29
+    assert not list((tmp_path / "clips").rglob("*.tmp"))
