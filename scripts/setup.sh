@@ -15,18 +15,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# Python 3.13: $PYTHON, else python3.13 on PATH, else pyenv's 3.13.
-find_python() {
-  if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; return; fi
-  if python3.13 -c 'import sys' >/dev/null 2>&1; then command -v python3.13; return; fi
-  if command -v pyenv >/dev/null 2>&1; then
-    local p; p="$(pyenv root)/versions/3.13.0/bin/python3.13"
-    if [ -x "$p" ]; then echo "$p"; return; fi
-    p=$(ls -d "$(pyenv root)"/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
-    if [ -n "$p" ]; then echo "$p"; return; fi
-  fi
-  echo "setup: Python 3.13 not found (set PYTHON=/path/to/python3.13)" >&2; exit 1
-}
+source "$(dirname "$0")/lib.sh"
 PY=$(find_python)
 
 if [ ! -x .venv/bin/python ]; then

@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check addon tests benchmarks demo
+.venv/bin/ruff check addon tests benchmarks demo custom_components tests_ha
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
+# The Home Assistant integration, in its own venv (HA pins numpy, paho-mqtt, ...).
+bash scripts/test_ha.sh

@@ -1,0 +1,35 @@
+"""Constants of the FaceTrack integration."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+DOMAIN: Final = "facetrack"
+LOGGER = logging.getLogger(__package__)
+
+CONF_TOPIC_PREFIX: Final = "topic_prefix"
+CONF_PRESENCE_TIMEOUT: Final = "presence_timeout"
+
+DEFAULT_TOPIC_PREFIX: Final = "facetrack"
+DEFAULT_PRESENCE_TIMEOUT: Final = 120  # seconds, as the engine's own discovery entities
+MIN_PRESENCE_TIMEOUT: Final = 10
+MAX_PRESENCE_TIMEOUT: Final = 3600
+
+CONTRACT_VERSION: Final = "1"
+# How long the user step waits for the retained `<prefix>/info`, and a command for its response.
+DISCOVERY_TIMEOUT: Final = 10.0
+COMMAND_TIMEOUT: Final = 30.0
+
+STATUS_ONLINE: Final = "online"
+EVENT_KNOWN_FACE: Final = "known_face"
+EVENT_UNKNOWN_FACE: Final = "unknown_face"
+
+ATTR_CAMERA: Final = "camera"
+ATTR_CAMERA_ENTITY_ID: Final = "camera_entity_id"
+ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
+ATTR_IMAGE_PATH: Final = "image_path"
+ATTR_NAME: Final = "name"
+ATTR_NEW_NAME: Final = "new_name"
+ATTR_TRACK_ID: Final = "track_id"
+ATTR_MAX_EMBEDDINGS: Final = "max_embeddings"

@@ -1,0 +1,189 @@
+"""FaceTrack actions: enroll, enroll_track, forget, rename (MQTT commands of the engine)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import voluptuous as vol
+from homeassistant.components.camera import async_get_image
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import (
+    HomeAssistant,
+    ServiceCall,
+    ServiceResponse,
+    SupportsResponse,
+    callback,
+)
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import config_validation as cv
+
+from . import const
+from .const import (
+    ATTR_CAMERA,
+    ATTR_CAMERA_ENTITY_ID,
+    ATTR_CONFIG_ENTRY_ID,
+    ATTR_IMAGE_PATH,
+    ATTR_MAX_EMBEDDINGS,
+    ATTR_NAME,
+    ATTR_NEW_NAME,
+    ATTR_TRACK_ID,
+    DOMAIN,
+)
+from .hub import FaceTrackConfigEntry, FaceTrackHub
+
+SERVICE_ENROLL = "enroll"
+SERVICE_ENROLL_TRACK = "enroll_track"
+SERVICE_FORGET = "forget"
+SERVICE_RENAME = "rename"
+
+MAX_IMAGE_BYTES = 6 * 1024 * 1024  # base64 of it stays under the engine's 8 MB payload limit
+
+_NAME = vol.All(cv.string, vol.Length(min=1, max=100))
+_ENTRY = vol.Optional(ATTR_CONFIG_ENTRY_ID)
+
+ENROLL_SCHEMA = vol.Schema(
+    {
+        _ENTRY: cv.string,
+        vol.Required(ATTR_NAME): _NAME,
+        vol.Exclusive(ATTR_IMAGE_PATH, "source"): cv.string,
+        vol.Exclusive(ATTR_CAMERA_ENTITY_ID, "source"): cv.entity_domain("camera"),
+    }
+)
+ENROLL_TRACK_SCHEMA = vol.Schema(
+    {
+        _ENTRY: cv.string,
+        vol.Required(ATTR_CAMERA): vol.All(cv.string, vol.Match(r"^[a-z0-9_]{1,32}$")),
+        vol.Required(ATTR_TRACK_ID): vol.All(vol.Coerce(int), vol.Range(min=1)),
+        vol.Required(ATTR_NAME): _NAME,
+        vol.Optional(ATTR_MAX_EMBEDDINGS): vol.All(vol.Coerce(int), vol.Range(min=1, max=3)),
+    }
+)
+FORGET_SCHEMA = vol.Schema({_ENTRY: cv.string, vol.Required(ATTR_NAME): _NAME})
+RENAME_SCHEMA = vol.Schema(
+    {
+        _ENTRY: cv.string,
+        vol.Required(ATTR_NAME): _NAME,
+        vol.Required(ATTR_NEW_NAME): _NAME,
+    }
+)
+
+
+def _get_hub(hass: HomeAssistant, call: ServiceCall) -> FaceTrackHub:
+    """The hub of the call's config entry, or of the only loaded one."""
+    entry_id: str | None = call.data.get(ATTR_CONFIG_ENTRY_ID)
+    entries: list[FaceTrackConfigEntry] = [
+        entry
+        for entry in hass.config_entries.async_entries(DOMAIN)
+        if entry.state is ConfigEntryState.LOADED
+    ]
+    if entry_id is not None:
+        entries = [entry for entry in entries if entry.entry_id == entry_id]
+        if not entries:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="entry_not_loaded",
+                translation_placeholders={"entry_id": entry_id},
+            )
+    if len(entries) != 1:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="no_entry" if not entries else "several_entries",
+        )
+    return entries[0].runtime_data.hub
+
+
+async def _async_read_image(hass: HomeAssistant, path: str) -> bytes:
+    """Read a photo from an allowed directory."""
+    if not hass.config.is_allowed_path(path):
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="path_not_allowed",
+            translation_placeholders={"path": path},
+        )
+
+    def _read() -> bytes | None:
+        file = Path(path)
+        if not file.is_file() or file.stat().st_size > MAX_IMAGE_BYTES:
+            return None
+        return file.read_bytes()
+
+    data = await hass.async_add_executor_job(_read)
+    if data is None:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="image_not_readable",
+            translation_placeholders={"path": path},
+        )
+    return data
+
+
+async def _async_enroll(call: ServiceCall) -> ServiceResponse:
+    hass = call.hass
+    hub = _get_hub(hass, call)
+    if (path := call.data.get(ATTR_IMAGE_PATH)) is not None:
+        image = await _async_read_image(hass, path)
+    elif (entity_id := call.data.get(ATTR_CAMERA_ENTITY_ID)) is not None:
+        try:
+            image = (await async_get_image(hass, entity_id)).content
+        except HomeAssistantError as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="snapshot_failed",
+                translation_placeholders={"entity_id": entity_id},
+            ) from err
+    else:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN, translation_key="no_image_source"
+        )
+    body = {
+        "name": call.data[ATTR_NAME],
+        "image_base64": base64.b64encode(image).decode("ascii"),
+    }
+    return await hub.async_command(SERVICE_ENROLL, body, const.COMMAND_TIMEOUT)
+
+
+async def _async_enroll_track(call: ServiceCall) -> ServiceResponse:
+    hub = _get_hub(call.hass, call)
+    camera = call.data[ATTR_CAMERA]
+    if camera not in hub.cameras:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="unknown_camera",
+            translation_placeholders={"camera": camera},
+        )
+    body: dict[str, Any] = {
+        "camera": camera,
+        "track_id": call.data[ATTR_TRACK_ID],
+        "name": call.data[ATTR_NAME],
+    }
+    if ATTR_MAX_EMBEDDINGS in call.data:
+        body["max_embeddings"] = call.data[ATTR_MAX_EMBEDDINGS]
+    return await hub.async_command(SERVICE_ENROLL_TRACK, body, const.COMMAND_TIMEOUT)
+
+
+async def _async_forget(call: ServiceCall) -> ServiceResponse:
+    hub = _get_hub(call.hass, call)
+    body = {"name": call.data[ATTR_NAME]}
+    return await hub.async_command(SERVICE_FORGET, body, const.COMMAND_TIMEOUT)
+
+
+async def _async_rename(call: ServiceCall) -> ServiceResponse:
+    hub = _get_hub(call.hass, call)
+    body = {"name": call.data[ATTR_NAME], "new_name": call.data[ATTR_NEW_NAME]}
+    return await hub.async_command(SERVICE_RENAME, body, const.COMMAND_TIMEOUT)
+
+
+@callback
+def async_setup_services(hass: HomeAssistant) -> None:
+    """Register the FaceTrack actions (once, for every config entry)."""
+    for name, handler, schema in (
+        (SERVICE_ENROLL, _async_enroll, ENROLL_SCHEMA),
+        (SERVICE_ENROLL_TRACK, _async_enroll_track, ENROLL_TRACK_SCHEMA),
+        (SERVICE_FORGET, _async_forget, FORGET_SCHEMA),
+        (SERVICE_RENAME, _async_rename, RENAME_SCHEMA),
+    ):
+        hass.services.async_register(
+            DOMAIN, name, handler, schema=schema, supports_response=SupportsResponse.OPTIONAL
+        )
