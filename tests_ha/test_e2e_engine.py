@@ -1,0 +1,254 @@
+"""End to end: the real engine, a real Mosquitto and Home Assistant's real MQTT client.
+
+The engine (`facetrack serve`, its own venv /work/main/.venv) plays the composed demo clip with
+John_Salley and John_Savage enrolled, and publishes through a Mosquitto on a free loopback port.
+Home Assistant's MQTT integration connects to that broker (no `mqtt_mock`), the FaceTrack
+integration follows the engine: John_Salley's presence turns on; after SIGTERM the engine's
+`offline` status makes the entities unavailable.
+
+pytest-socket: the harness allows connections to 127.0.0.1 only (socket_allow_hosts) but blocks
+creating sockets at all; the `socket_enabled` fixture lifts the latter and keeps the former.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+import yaml
+from custom_components.facetrack.const import CONF_TOPIC_PREFIX, DOMAIN
+from homeassistant.components import mqtt
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import STATE_ON, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINE_PYTHON = ROOT / ".venv" / "bin" / "python"
+PERSON = "John_Salley"
+ENROLLED = ("John_Salley", "John_Savage")
+PREFIX = "facetrack"
+DEADLINE = 60.0
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _mosquitto() -> str | None:
+    for cand in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+        if cand and Path(cand).exists():
+            return cand
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def engine_assets(tmp_path: Path) -> tuple[Path, Path]:
+    """The composed demo clip and a face library with the two enrolled people (engine venv)."""
+    if not ENGINE_PYTHON.exists():
+        pytest.skip(f"engine venv missing ({ENGINE_PYTHON})")
+    if _mosquitto() is None:
+        pytest.skip("mosquitto is not installed")
+    clip = tmp_path / "demo.mp4"
+    db = tmp_path / "faces.lance"
+    subprocess.run(
+        [str(ENGINE_PYTHON), str(ROOT / "demo" / "compose.py"), str(clip)],
+        cwd=ROOT, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    for person in ENROLLED:
+        photos = sorted((ROOT / "demo" / "faces" / person).glob("*.jpg"))[:3]
+        subprocess.run(
+            [str(ENGINE_PYTHON), "-m", "facetrack", "enroll", "--db", str(db), "--name", person,
+             *map(str, photos)],
+            cwd=ROOT, check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+    return clip, db
+
+
+@pytest.fixture
+def broker(
+    socket_enabled: None, engine_assets: tuple[Path, Path], tmp_path: Path
+) -> Generator[int]:
+    """Mosquitto on a free 127.0.0.1 port (as tests/mqtt_helpers.Broker); yields the port."""
+    port = _free_port()
+    conf = tmp_path / "mosquitto.conf"
+    # As root, mosquitto drops to user "mosquitto", who cannot read pytest's private tmp dirs.
+    user = "user root\n" if os.geteuid() == 0 else ""
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{user}")
+    log = tmp_path / "mosquitto.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen([str(_mosquitto()), "-c", str(conf)], stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"mosquitto did not start:\n{_log_tail(log)}") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _engine_config(tmp_path: Path, port: int, clip: Path, db: Path) -> Path:
+    cfg = {
+        "db_path": str(db),
+        "reconnect_max_seconds": 2,
+        "media_dir": str(tmp_path),
+        "mqtt": {"host": "127.0.0.1", "port": port, "client_id": f"facetrack-ha-e2e-{port}"},
+        "cameras": [{"name": "door", "source": str(clip)}],
+        "http": {"host": "127.0.0.1", "port": _free_port()},
+        "clips": {"storage": {"path": str(tmp_path / "clips")}},
+    }
+    path = tmp_path / "facetrack.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+async def _wait_for(hass: HomeAssistant, what: str, check, log: Path) -> None:
+    """Poll `check()` until true, letting HA process the MQTT messages in between."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        await hass.async_block_till_done()
+        if check():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; engine log:\n{_log_tail(log)}")
+        await asyncio.sleep(0.2)
+
+
+async def test_real_engine_turns_presence_on(
+    hass: HomeAssistant,
+    broker: int,
+    engine_assets: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    """Engine -> Mosquitto -> HA's MQTT client -> FaceTrack entities, and back to unavailable."""
+    clip, db = engine_assets
+    config = _engine_config(tmp_path, broker, clip, db)
+    engine_log = tmp_path / "engine.log"
+
+    mqtt_entry = MockConfigEntry(
+        domain=mqtt.DOMAIN,
+        title="MQTT",
+        version=1,
+        minor_version=2,
+        data={mqtt.CONF_BROKER: "127.0.0.1", mqtt.CONF_PORT: broker},
+        options={mqtt.CONF_BIRTH_MESSAGE: {}},
+    )
+    entry = MockConfigEntry(
+        domain=DOMAIN, title="FaceTrack", unique_id=PREFIX, data={CONF_TOPIC_PREFIX: PREFIX}
+    )
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        mqtt_entry.add_to_hass(hass)
+        assert await hass.config_entries.async_setup(mqtt_entry.entry_id)
+        await hass.async_block_till_done()
+        assert await mqtt.async_wait_for_mqtt_client(hass)
+
+        entry.add_to_hass(hass)
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.LOADED
+
+        with engine_log.open("ab") as out:
+            proc = subprocess.Popen(
+                [str(ENGINE_PYTHON), "-m", "facetrack", "-v", "serve", "--config", str(config)],
+                cwd=ROOT, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
+
+        dev_reg = dr.async_get(hass)
+        ent_reg = er.async_get(hass)
+
+        def person_entity(domain: str) -> str | None:
+            device = next(
+                (d for d in dev_reg.devices.get_devices_for_config_entry_id(entry.entry_id)
+                 if d.name == PERSON),
+                None,
+            )  # fmt: skip
+            if device is None:
+                return None
+            return next(
+                (e.entity_id for e in er.async_entries_for_device(ent_reg, device.id)
+                 if e.domain == domain),
+                None,
+            )  # fmt: skip
+
+        def presence_on() -> bool:
+            assert proc is not None
+            assert proc.poll() is None, f"engine exited with {proc.returncode}"
+            entity_id = person_entity("binary_sensor")
+            state = hass.states.get(entity_id) if entity_id else None
+            return state is not None and state.state == STATE_ON
+
+        await _wait_for(hass, f"{PERSON}'s presence on", presence_on, engine_log)
+
+        presence_id = person_entity("binary_sensor")
+        assert presence_id is not None
+        presence = hass.states.get(presence_id)
+        assert presence is not None and presence.attributes["camera"] == "door"
+
+        last_seen_id = person_entity("sensor")
+        assert last_seen_id is not None
+        last_seen = hass.states.get(last_seen_id)
+        assert last_seen is not None and last_seen.attributes["device_class"] == "timestamp"
+        assert last_seen.state not in ("unknown", STATE_UNAVAILABLE)
+        assert last_seen.attributes["camera"] == "door"
+
+        faces_id = ent_reg.async_get_entity_id("sensor", DOMAIN, f"{PREFIX}_door_faces")
+        assert faces_id is not None
+        faces = hass.states.get(faces_id)
+        assert faces is not None and faces.state != STATE_UNAVAILABLE
+
+        # Clean shutdown: the engine publishes `offline` (retained) before it disconnects.
+        proc.send_signal(signal.SIGTERM)
+        code = await hass.async_add_executor_job(proc.wait, 30)
+        assert code == 0, _log_tail(engine_log)
+
+        watched = (presence_id, last_seen_id, faces_id)
+        await _wait_for(
+            hass,
+            "the entities to become unavailable",
+            lambda: all(
+                (s := hass.states.get(e)) is not None and s.state == STATE_UNAVAILABLE
+                for e in watched
+            ),
+            engine_log,
+        )
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        # Unload while the broker still runs: cancels the presence timer and disconnects cleanly.
+        for config_entry in (entry, mqtt_entry):
+            if config_entry.state is ConfigEntryState.LOADED:
+                await hass.config_entries.async_unload(config_entry.entry_id)
+        await hass.async_block_till_done()
