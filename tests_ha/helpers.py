@@ -12,9 +12,7 @@ from pytest_homeassistant_custom_component.common import async_fire_mqtt_message
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "docs" / "schemas"
 SCHEMAS = {
-    path.stem: Draft202012Validator(
-        json.loads(path.read_text()), format_checker=Draft202012Validator.FORMAT_CHECKER
-    )
+    path.stem: Draft202012Validator(json.loads(path.read_text()), format_checker=Draft202012Validator.FORMAT_CHECKER)
     for path in SCHEMA_DIR.glob("*.json")
 }
 

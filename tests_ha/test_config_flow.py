@@ -158,9 +158,7 @@ async def test_options_flow(hass: HomeAssistant, init_integration: MockConfigEnt
     result = await hass.config_entries.options.async_init(init_integration.entry_id)
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "init"
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {CONF_PRESENCE_TIMEOUT: 30.0}
-    )
+    result = await hass.config_entries.options.async_configure(result["flow_id"], {CONF_PRESENCE_TIMEOUT: 30.0})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     assert init_integration.options == {CONF_PRESENCE_TIMEOUT: 30}

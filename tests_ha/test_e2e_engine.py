@@ -27,7 +27,7 @@ import yaml
 from custom_components.facetrack.const import CONF_TOPIC_PREFIX, DOMAIN
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import STATE_ON, STATE_UNAVAILABLE
+from homeassistant.const import CONF_PORT, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
@@ -86,9 +86,7 @@ def engine_assets(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def broker(
-    socket_enabled: None, engine_assets: tuple[Path, Path], tmp_path: Path
-) -> Generator[int]:
+def broker(socket_enabled: None, engine_assets: tuple[Path, Path], tmp_path: Path) -> Generator[int]:
     """Mosquitto on a free 127.0.0.1 port (as tests/mqtt_helpers.Broker); yields the port."""
     port = _free_port()
     conf = tmp_path / "mosquitto.conf"
@@ -147,6 +145,7 @@ async def _wait_for(hass: HomeAssistant, what: str, check, log: Path) -> None:
 
 async def test_real_engine_turns_presence_on(
     hass: HomeAssistant,
+    mock_hass_config: None,
     broker: int,
     engine_assets: tuple[Path, Path],
     tmp_path: Path,
@@ -161,12 +160,10 @@ async def test_real_engine_turns_presence_on(
         title="MQTT",
         version=1,
         minor_version=2,
-        data={mqtt.CONF_BROKER: "127.0.0.1", mqtt.CONF_PORT: broker},
+        data={mqtt.CONF_BROKER: "127.0.0.1", CONF_PORT: broker},
         options={mqtt.CONF_BIRTH_MESSAGE: {}},
     )
-    entry = MockConfigEntry(
-        domain=DOMAIN, title="FaceTrack", unique_id=PREFIX, data={CONF_TOPIC_PREFIX: PREFIX}
-    )
+    entry = MockConfigEntry(domain=DOMAIN, title="FaceTrack", unique_id=PREFIX, data={CONF_TOPIC_PREFIX: PREFIX})
     proc: subprocess.Popen[bytes] | None = None
     try:
         mqtt_entry.add_to_hass(hass)
@@ -237,10 +234,7 @@ async def test_real_engine_turns_presence_on(
         await _wait_for(
             hass,
             "the entities to become unavailable",
-            lambda: all(
-                (s := hass.states.get(e)) is not None and s.state == STATE_UNAVAILABLE
-                for e in watched
-            ),
+            lambda: all((s := hass.states.get(e)) is not None and s.state == STATE_UNAVAILABLE for e in watched),
             engine_log,
         )
     finally:

@@ -189,9 +189,7 @@ async def test_engine_offline(hass: HomeAssistant, init_integration: MockConfigE
     assert engine.commands == []
 
 
-async def test_entry_selection(
-    hass: HomeAssistant, init_integration: MockConfigEntry, engine: FakeEngine
-) -> None:
+async def test_entry_selection(hass: HomeAssistant, init_integration: MockConfigEntry, engine: FakeEngine) -> None:
     """config_entry_id picks the engine; it is required when several are set up."""
     engine.reply = _ok({"person": "Anna", "embeddings_removed": 1})
     response = await _call(hass, "forget", {"name": "Anna", "config_entry_id": init_integration.entry_id})

@@ -33,9 +33,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 async def async_setup_entry(hass: HomeAssistant, entry: FaceTrackConfigEntry) -> bool:
     """Set up one FaceTrack engine instance from a config entry."""
     if not await mqtt.async_wait_for_mqtt_client(hass):
-        raise ConfigEntryNotReady(
-            translation_domain=DOMAIN, translation_key="mqtt_unavailable"
-        )
+        raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="mqtt_unavailable")
     hub = FaceTrackHub(hass, entry)
     hub.async_update_engine_device()
     entry.runtime_data = FaceTrackData(hub=hub)
@@ -47,16 +45,12 @@ async def async_setup_entry(hass: HomeAssistant, entry: FaceTrackConfigEntry) ->
     return True
 
 
-async def _async_update_listener(
-    hass: HomeAssistant, entry: FaceTrackConfigEntry
-) -> None:
+async def _async_update_listener(hass: HomeAssistant, entry: FaceTrackConfigEntry) -> None:
     """Apply a new presence timeout (from the next sighting on; no reload needed).
 
     Also called when MQTT discovery records the entry's discovery keys: nothing to do then.
     """
-    entry.runtime_data.hub.presence_timeout = float(
-        entry.options.get(CONF_PRESENCE_TIMEOUT, DEFAULT_PRESENCE_TIMEOUT)
-    )
+    entry.runtime_data.hub.presence_timeout = float(entry.options.get(CONF_PRESENCE_TIMEOUT, DEFAULT_PRESENCE_TIMEOUT))
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: FaceTrackConfigEntry) -> bool:

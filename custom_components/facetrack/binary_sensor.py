@@ -47,9 +47,7 @@ class FaceTrackPresence(FaceTrackPersonEntity, BinarySensorEntity):
     _attr_is_on = False
     _cancel_off: CALLBACK_TYPE | None = None
 
-    def __init__(
-        self, hub: FaceTrackHub, person_id: str, description: BinarySensorEntityDescription
-    ) -> None:
+    def __init__(self, hub: FaceTrackHub, person_id: str, description: BinarySensorEntityDescription) -> None:
         """Initialise (off: nobody seen since setup)."""
         super().__init__(hub, person_id, description)
         self._attr_extra_state_attributes = {"camera": None}
@@ -70,9 +68,7 @@ class FaceTrackPresence(FaceTrackPersonEntity, BinarySensorEntity):
         self._cancel_timer()
         self._attr_is_on = True
         self._attr_extra_state_attributes = {"camera": seen.get("camera")}
-        self._cancel_off = async_call_later(
-            self.hass, self.hub.presence_timeout, self._async_presence_timeout
-        )
+        self._cancel_off = async_call_later(self.hass, self.hub.presence_timeout, self._async_presence_timeout)
         super()._handle_seen(seen)
 
     @callback

@@ -61,9 +61,7 @@ class FaceTrackCamera(FaceTrackCameraEntity, Camera):
         url = self.camera_state.get("stream_url")
         return url if isinstance(url, str) else None
 
-    async def async_camera_image(
-        self, width: int | None = None, height: int | None = None
-    ) -> bytes | None:
+    async def async_camera_image(self, width: int | None = None, height: int | None = None) -> bytes | None:
         """Fetch the snapshot at the state's snapshot URL."""
         url = self.camera_state.get("snapshot_url")
         if not isinstance(url, str) or not url:

@@ -70,16 +70,12 @@ class FaceTrackConfigFlow(ConfigFlow, domain=DOMAIN):
         self.context["title_placeholders"] = {"prefix": prefix}
         return await self.async_step_discovery_confirm()
 
-    async def async_step_discovery_confirm(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
+    async def async_step_discovery_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Confirm the discovered engine."""
         assert self._info is not None
         prefix: str = self._info["topic_prefix"]
         if user_input is not None:
-            return self.async_create_entry(
-                title=_title(prefix), data={CONF_TOPIC_PREFIX: prefix}
-            )
+            return self.async_create_entry(title=_title(prefix), data={CONF_TOPIC_PREFIX: prefix})
         return self.async_show_form(
             step_id="discovery_confirm",
             description_placeholders={
@@ -89,9 +85,7 @@ class FaceTrackConfigFlow(ConfigFlow, domain=DOMAIN):
             },
         )
 
-    async def async_step_user(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask for the topic prefix and check that an engine answers on it."""
         errors: dict[str, str] = {}
         if user_input is not None:
@@ -108,9 +102,7 @@ class FaceTrackConfigFlow(ConfigFlow, domain=DOMAIN):
                     if info is None:
                         errors["base"] = "no_engine"
                     else:
-                        return self.async_create_entry(
-                            title=_title(prefix), data={CONF_TOPIC_PREFIX: prefix}
-                        )
+                        return self.async_create_entry(title=_title(prefix), data={CONF_TOPIC_PREFIX: prefix})
         return self.async_show_form(
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(
@@ -130,9 +122,7 @@ class FaceTrackConfigFlow(ConfigFlow, domain=DOMAIN):
             if info is not None and not received.done():
                 received.set_result(info)
 
-        unsubscribe = await mqtt.async_subscribe(
-            self.hass, f"{prefix}/info", _on_info, qos=1
-        )
+        unsubscribe = await mqtt.async_subscribe(self.hass, f"{prefix}/info", _on_info, qos=1)
         try:
             async with asyncio.timeout(const.DISCOVERY_TIMEOUT):
                 return await received
@@ -145,21 +135,15 @@ class FaceTrackConfigFlow(ConfigFlow, domain=DOMAIN):
 class FaceTrackOptionsFlow(OptionsFlow):
     """Options: the presence timeout."""
 
-    async def async_step_init(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask for the presence timeout."""
         if user_input is not None:
-            return self.async_create_entry(
-                data={CONF_PRESENCE_TIMEOUT: int(user_input[CONF_PRESENCE_TIMEOUT])}
-            )
+            return self.async_create_entry(data={CONF_PRESENCE_TIMEOUT: int(user_input[CONF_PRESENCE_TIMEOUT])})
         schema = vol.Schema(
             {
                 vol.Required(
                     CONF_PRESENCE_TIMEOUT,
-                    default=self.config_entry.options.get(
-                        CONF_PRESENCE_TIMEOUT, DEFAULT_PRESENCE_TIMEOUT
-                    ),
+                    default=self.config_entry.options.get(CONF_PRESENCE_TIMEOUT, DEFAULT_PRESENCE_TIMEOUT),
                 ): NumberSelector(
                     NumberSelectorConfig(
                         min=MIN_PRESENCE_TIMEOUT,

@@ -22,9 +22,7 @@ TO_REDACT = {
 }
 
 
-async def async_get_config_entry_diagnostics(
-    hass: HomeAssistant, entry: FaceTrackConfigEntry
-) -> dict[str, Any]:
+async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: FaceTrackConfigEntry) -> dict[str, Any]:
     """Return the engine's state as the integration sees it."""
     hub = entry.runtime_data.hub
     return {

@@ -28,9 +28,7 @@ class FaceTrackEntity(Entity):
         self._connect("status", "", self._handle_update)
 
     def _connect(self, kind: str, key: str, target: Any) -> None:
-        self.async_on_remove(
-            async_dispatcher_connect(self.hass, self.hub.signal(kind, key), target)
-        )
+        self.async_on_remove(async_dispatcher_connect(self.hass, self.hub.signal(kind, key), target))
 
     @callback
     def _handle_update(self, *args: Any) -> None:
@@ -45,9 +43,7 @@ class FaceTrackEntity(Entity):
 class FaceTrackCameraEntity(FaceTrackEntity):
     """An entity of one engine camera (device per camera)."""
 
-    def __init__(
-        self, hub: FaceTrackHub, camera: str, description: EntityDescription | None = None
-    ) -> None:
+    def __init__(self, hub: FaceTrackHub, camera: str, description: EntityDescription | None = None) -> None:
         """Initialise."""
         super().__init__(hub)
         self.camera = camera
@@ -81,9 +77,7 @@ class FaceTrackCameraEntity(FaceTrackEntity):
 class FaceTrackPersonEntity(FaceTrackEntity):
     """An entity of one person of the face library (device per person)."""
 
-    def __init__(
-        self, hub: FaceTrackHub, person_id: str, description: EntityDescription
-    ) -> None:
+    def __init__(self, hub: FaceTrackHub, person_id: str, description: EntityDescription) -> None:
         """Initialise."""
         super().__init__(hub)
         self.person_id = person_id

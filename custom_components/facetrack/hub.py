@@ -99,9 +99,7 @@ class FaceTrackHub:
         self.hass = hass
         self.entry = entry
         self.prefix: str = entry.data[CONF_TOPIC_PREFIX]
-        self.presence_timeout: float = float(
-            entry.options.get(CONF_PRESENCE_TIMEOUT, DEFAULT_PRESENCE_TIMEOUT)
-        )
+        self.presence_timeout: float = float(entry.options.get(CONF_PRESENCE_TIMEOUT, DEFAULT_PRESENCE_TIMEOUT))
         self.status: str | None = None
         self.info: dict[str, Any] | None = None
         self.persons: dict[str, dict[str, Any]] = {}
@@ -142,9 +140,7 @@ class FaceTrackHub:
             (f"{prefix}/response/+", self._on_response, 1),
         ]
         for topic, handler, qos in subscriptions:
-            self._unsubscribe.append(
-                await mqtt.async_subscribe(self.hass, topic, handler, qos)
-            )
+            self._unsubscribe.append(await mqtt.async_subscribe(self.hass, topic, handler, qos))
 
     @callback
     def async_stop(self) -> None:
@@ -157,9 +153,7 @@ class FaceTrackHub:
         self._pending.clear()
 
     @callback
-    def async_add_camera_listener(
-        self, add: Callable[[list[str]], None]
-    ) -> CALLBACK_TYPE:
+    def async_add_camera_listener(self, add: Callable[[list[str]], None]) -> CALLBACK_TYPE:
         """Call `add` with the cameras known now and with every new one later."""
         self._listeners.cameras.append(add)
         if self.cameras:
@@ -167,9 +161,7 @@ class FaceTrackHub:
         return lambda: self._listeners.cameras.remove(add)
 
     @callback
-    def async_add_person_listener(
-        self, add: Callable[[list[str]], None]
-    ) -> CALLBACK_TYPE:
+    def async_add_person_listener(self, add: Callable[[list[str]], None]) -> CALLBACK_TYPE:
         """Call `add` with the persons known now and with every new one later."""
         self._listeners.persons.append(add)
         if self.persons:
@@ -215,35 +207,23 @@ class FaceTrackHub:
             LOGGER.warning("Ignoring an invalid persons payload on %s", msg.topic)
             return
         persons = {
-            p["person_id"]: p
-            for p in data["persons"]
-            if isinstance(p, dict) and isinstance(p.get("person_id"), str)
+            p["person_id"]: p for p in data["persons"] if isinstance(p, dict) and isinstance(p.get("person_id"), str)
         }
         device_registry = dr.async_get(self.hass)
         new = [pid for pid in persons if pid not in self.persons]
         for pid, person in persons.items():
             previous = self.persons.get(pid)
             if previous is not None and previous.get("name") != person.get("name"):
-                device = device_registry.async_get_device(
-                    identifiers={person_identifier(self.prefix, pid)}
-                )
+                device = device_registry.async_get_device(identifiers={person_identifier(self.prefix, pid)})
                 if device is not None:
                     device_registry.async_update_device(device.id, name=person["name"])
         self.persons = persons
         # Forgotten persons (also those forgotten while Home Assistant was not running).
-        for device in dr.async_entries_for_config_entry(
-            device_registry, self.entry.entry_id
-        ):
+        for device in dr.async_entries_for_config_entry(device_registry, self.entry.entry_id):
             for domain, identifier in device.identifiers:
                 head = f"{self.prefix}:person:"
-                if (
-                    domain == DOMAIN
-                    and identifier.startswith(head)
-                    and identifier[len(head) :] not in persons
-                ):
-                    device_registry.async_update_device(
-                        device.id, remove_config_entry_id=self.entry.entry_id
-                    )
+                if domain == DOMAIN and identifier.startswith(head) and identifier[len(head) :] not in persons:
+                    device_registry.async_update_device(device.id, remove_config_entry_id=self.entry.entry_id)
         if new:
             for add in self._listeners.persons:
                 add(new)
@@ -293,9 +273,7 @@ class FaceTrackHub:
 
     # -- commands ------------------------------------------------------------------------------
 
-    async def async_command(
-        self, verb: str, body: dict[str, Any], timeout: float
-    ) -> dict[str, Any]:
+    async def async_command(self, verb: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Run a command on the engine and return its `result`.
 
         Raises `ServiceValidationError` when the engine refuses the request (bad request, not
@@ -372,9 +350,7 @@ class FaceTrackHub:
         device_registry = dr.async_get(self.hass)
         device = device_registry.async_get_device(identifiers={identifier})
         if device is not None:
-            device_registry.async_update_device(
-                device.id, remove_config_entry_id=self.entry.entry_id
-            )
+            device_registry.async_update_device(device.id, remove_config_entry_id=self.entry.entry_id)
 
     @callback
     def is_current_device(self, device: dr.DeviceEntry) -> bool:

@@ -68,9 +68,7 @@ async def async_setup_entry(
     @callback
     def _add_cameras(cameras: list[str]) -> None:
         async_add_entities(
-            FaceTrackCameraSensor(hub, camera, description)
-            for camera in cameras
-            for description in CAMERA_SENSORS
+            FaceTrackCameraSensor(hub, camera, description) for camera in cameras for description in CAMERA_SENSORS
         )
 
     @callback
@@ -95,9 +93,7 @@ class FaceTrackCameraSensor(FaceTrackCameraEntity, SensorEntity):
 class FaceTrackLastSeen(FaceTrackPersonEntity, SensorEntity):
     """When the person was last seen (the `seen` messages and the library's `last_seen`)."""
 
-    def __init__(
-        self, hub: FaceTrackHub, person_id: str, description: SensorEntityDescription
-    ) -> None:
+    def __init__(self, hub: FaceTrackHub, person_id: str, description: SensorEntityDescription) -> None:
         """Initialise from the face library's last sighting."""
         super().__init__(hub, person_id, description)
         self._similarity: float | None = None
@@ -109,9 +105,7 @@ class FaceTrackLastSeen(FaceTrackPersonEntity, SensorEntity):
     def _update_from_library(self) -> None:
         person = self.hub.persons.get(self.person_id, {})
         last_seen = _parse_time(person.get("last_seen"))
-        if last_seen is not None and (
-            self._last_seen is None or last_seen > self._last_seen
-        ):
+        if last_seen is not None and (self._last_seen is None or last_seen > self._last_seen):
             self._last_seen = last_seen
             self._camera = person.get("last_camera")
             self._similarity = None

@@ -74,9 +74,7 @@ def _get_hub(hass: HomeAssistant, call: ServiceCall) -> FaceTrackHub:
     """The hub of the call's config entry, or of the only loaded one."""
     entry_id: str | None = call.data.get(ATTR_CONFIG_ENTRY_ID)
     entries: list[FaceTrackConfigEntry] = [
-        entry
-        for entry in hass.config_entries.async_entries(DOMAIN)
-        if entry.state is ConfigEntryState.LOADED
+        entry for entry in hass.config_entries.async_entries(DOMAIN) if entry.state is ConfigEntryState.LOADED
     ]
     if entry_id is not None:
         entries = [entry for entry in entries if entry.entry_id == entry_id]
@@ -134,9 +132,7 @@ async def _async_enroll(call: ServiceCall) -> ServiceResponse:
                 translation_placeholders={"entity_id": entity_id},
             ) from err
     else:
-        raise ServiceValidationError(
-            translation_domain=DOMAIN, translation_key="no_image_source"
-        )
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_image_source")
     body = {
         "name": call.data[ATTR_NAME],
         "image_base64": base64.b64encode(image).decode("ascii"),
@@ -184,6 +180,4 @@ def async_setup_services(hass: HomeAssistant) -> None:
         (SERVICE_FORGET, _async_forget, FORGET_SCHEMA),
         (SERVICE_RENAME, _async_rename, RENAME_SCHEMA),
     ):
-        hass.services.async_register(
-            DOMAIN, name, handler, schema=schema, supports_response=SupportsResponse.OPTIONAL
-        )
+        hass.services.async_register(DOMAIN, name, handler, schema=schema, supports_response=SupportsResponse.OPTIONAL)
