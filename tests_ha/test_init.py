@@ -49,6 +49,8 @@ async def test_setup_creates_devices_and_entities(
         "camera.garden",
         "event.front_door_face",
         "event.garden_face",
+        "image.front_door_last_alert",
+        "image.garden_last_alert",
         "sensor.anna_last_seen",
         "sensor.bob_last_seen",
         "sensor.front_door_faces_in_view",
@@ -114,3 +116,15 @@ async def test_remove_stale_device(
         )
         response = await client.receive_json()
         assert response["success"] is allowed, device.identifiers
+
+
+def test_brand_icon() -> None:
+    """The integration ships a 256x256 PNG icon."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    path = Path(__file__).resolve().parents[1] / "custom_components" / "facetrack" / "brand" / "icon.png"
+    with Image.open(path) as icon:
+        assert icon.format == "PNG"
+        assert icon.size == (256, 256)

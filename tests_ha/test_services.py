@@ -7,17 +7,22 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
+import aiohttp
 import pytest
+import voluptuous as vol
 from custom_components.facetrack.const import CONF_TOPIC_PREFIX, DOMAIN
+from custom_components.facetrack.services import MAX_IMAGE_BYTES
 from homeassistant.components.camera import Image
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_mqtt_message
+from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClientMocker
 
 from .conftest import FakeEngine
-from .helpers import ANNA_ID, PREFIX
+from .helpers import ANNA_ID, PREFIX, TIME, person
 
 JPEG = b"\xff\xd8\xff\xe0fake-jpeg"
+URL = "https://photos.example.com/anna.jpg"
 
 
 def _ok(result: dict[str, Any]):  # type: ignore[no-untyped-def]
@@ -233,3 +238,75 @@ async def asyncio_sleep0() -> None:
     import asyncio
 
     await asyncio.sleep(0)
+
+
+async def test_list_persons(hass: HomeAssistant, init_integration: MockConfigEntry, engine: FakeEngine) -> None:
+    """list_persons runs the engine's `list` command and returns its result (response only)."""
+    library = {"persons": [person(ANNA_ID, "Anna", TIME)]}
+    engine.reply = _ok(library)
+    assert await _call(hass, "list_persons", {}) == library
+    verb, body = engine.commands[-1]
+    assert verb == "list"
+    assert set(body) == {"request_id"}
+
+    with pytest.raises(ServiceValidationError):
+        await hass.services.async_call(DOMAIN, "list_persons", {}, blocking=True)
+
+
+async def test_enroll_from_url(
+    hass: HomeAssistant, init_integration: MockConfigEntry, engine: FakeEngine, aioclient_mock: AiohttpClientMocker
+) -> None:
+    """A photo URL is downloaded with Home Assistant's client session and enrolled."""
+    aioclient_mock.get(URL, content=JPEG, headers={"Content-Type": "image/jpeg"})
+    engine.reply = _ok({"person": "Anna", "person_id": ANNA_ID, "embeddings": 1})
+    response = await _call(hass, "enroll", {"name": "Anna", "image_url": URL})
+    assert response["embeddings"] == 1
+    assert base64.b64decode(engine.commands[-1][1]["image_base64"]) == JPEG
+
+
+@pytest.mark.parametrize(
+    ("mock", "exception", "translation_key"),
+    [
+        ({"status": 404}, HomeAssistantError, "image_download_failed"),
+        ({"exc": aiohttp.ClientError()}, HomeAssistantError, "image_download_failed"),
+        ({"exc": TimeoutError()}, HomeAssistantError, "image_download_failed"),
+        (
+            {"content": b"<html>", "headers": {"Content-Type": "text/html"}},
+            ServiceValidationError,
+            "image_not_an_image",
+        ),
+        ({"content": b"x"}, ServiceValidationError, "image_not_an_image"),
+        (
+            {"content": JPEG, "headers": {"Content-Type": "image/jpeg", "Content-Length": str(7 * 1024 * 1024)}},
+            ServiceValidationError,
+            "image_too_large",
+        ),
+        (
+            {"content": b"\0" * (MAX_IMAGE_BYTES + 1), "headers": {"Content-Type": "image/png"}},
+            ServiceValidationError,
+            "image_too_large",
+        ),
+    ],
+)
+async def test_enroll_from_url_errors(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    engine: FakeEngine,
+    aioclient_mock: AiohttpClientMocker,
+    mock: dict[str, Any],
+    exception: type[Exception],
+    translation_key: str,
+) -> None:
+    """Download failures, non-images and photos over 6 MB raise translated errors before MQTT."""
+    aioclient_mock.get(URL, **mock)
+    with pytest.raises(exception) as err:
+        await _call(hass, "enroll", {"name": "Anna", "image_url": URL})
+    assert type(err.value) is exception
+    assert err.value.translation_key == translation_key
+    assert engine.commands == []
+
+
+async def test_enroll_sources_are_exclusive(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
+    """Only one photo source per call."""
+    with pytest.raises(vol.Invalid):
+        await _call(hass, "enroll", {"name": "Anna", "image_url": URL, "camera_entity_id": "camera.front_door"})

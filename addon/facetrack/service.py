@@ -230,8 +230,6 @@ class CameraWorker(threading.Thread):
                 self.publish((self.camera.name, "state"), self.state_payload(), 1, True)
         for event in tracker.finish():
             self._emit_event(event, None, time.time())
-        if self.hub is not None:
-            self.hub.remove(self.camera.name)
         with self._crops_lock:
             self._recent.update(tracker.ended_crops)
             while len(self._recent) > RECENT_TRACKS:
@@ -310,6 +308,9 @@ class FaceTrackService:
         )
         self.notifier = self._make_notifier()
         self.hub = FrameHub()
+        for cam in config.cameras:
+            if cam.enabled:  # known before the first frame: a stream opened early waits, no 404
+                self.hub.register(cam.name)
         self.web: WebServer | None = None
         self.stream_token: str | None = None
         if config.http.enabled:

@@ -10,7 +10,13 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
-from .const import CONF_PRESENCE_TIMEOUT, DEFAULT_PRESENCE_TIMEOUT, DOMAIN
+from .const import (
+    CONF_EXCLUDED_CAMERAS,
+    CONF_EXCLUDED_PERSONS,
+    CONF_PRESENCE_TIMEOUT,
+    DEFAULT_PRESENCE_TIMEOUT,
+    DOMAIN,
+)
 from .hub import FaceTrackConfigEntry, FaceTrackData, FaceTrackHub
 from .services import async_setup_services
 
@@ -18,6 +24,7 @@ PLATFORMS = [
     Platform.BINARY_SENSOR,
     Platform.CAMERA,
     Platform.EVENT,
+    Platform.IMAGE,
     Platform.SENSOR,
 ]
 
@@ -36,6 +43,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: FaceTrackConfigEntry) ->
         raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="mqtt_unavailable")
     hub = FaceTrackHub(hass, entry)
     hub.async_update_engine_device()
+    hub.async_remove_unwanted_devices()
     entry.runtime_data = FaceTrackData(hub=hub)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     # Subscribe once the platforms listen: the retained topics arrive right away.
@@ -46,11 +54,16 @@ async def async_setup_entry(hass: HomeAssistant, entry: FaceTrackConfigEntry) ->
 
 
 async def _async_update_listener(hass: HomeAssistant, entry: FaceTrackConfigEntry) -> None:
-    """Apply a new presence timeout (from the next sighting on; no reload needed).
+    """Apply new options: the presence timeout at once, other cameras / persons by a reload.
 
     Also called when MQTT discovery records the entry's discovery keys: nothing to do then.
     """
-    entry.runtime_data.hub.presence_timeout = float(entry.options.get(CONF_PRESENCE_TIMEOUT, DEFAULT_PRESENCE_TIMEOUT))
+    hub = entry.runtime_data.hub
+    hub.presence_timeout = float(entry.options.get(CONF_PRESENCE_TIMEOUT, DEFAULT_PRESENCE_TIMEOUT))
+    if hub.excluded_cameras != frozenset(entry.options.get(CONF_EXCLUDED_CAMERAS, ())) or (
+        hub.excluded_persons != frozenset(entry.options.get(CONF_EXCLUDED_PERSONS, ()))
+    ):
+        hass.config_entries.async_schedule_reload(entry.entry_id)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: FaceTrackConfigEntry) -> bool:

@@ -2,7 +2,7 @@
 
 One `FaceTrackHub` per config entry (= per engine topic prefix): it subscribes to the engine's
 topics through Home Assistant's MQTT integration, keeps the retained state (status, info, persons,
-camera states), forwards the live messages (seen, alert) to the entities with dispatcher signals,
+camera states), forwards the live messages (seen, alert, clip) to the entities with dispatcher signals,
 and runs commands (publish `<prefix>/command/<verb>`, await `<prefix>/response/<request_id>`).
 """
 
@@ -24,6 +24,8 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 
 from .const import (
+    CONF_EXCLUDED_CAMERAS,
+    CONF_EXCLUDED_PERSONS,
     CONF_PRESENCE_TIMEOUT,
     CONF_TOPIC_PREFIX,
     CONTRACT_VERSION,
@@ -105,6 +107,9 @@ class FaceTrackHub:
         self.persons: dict[str, dict[str, Any]] = {}
         self.camera_states: dict[str, dict[str, Any]] = {}
         self.cameras: list[str] = []
+        # Options: cameras / person ids that get no entities (and no device).
+        self.excluded_cameras: frozenset[str] = frozenset(entry.options.get(CONF_EXCLUDED_CAMERAS, ()))
+        self.excluded_persons: frozenset[str] = frozenset(entry.options.get(CONF_EXCLUDED_PERSONS, ()))
         self._listeners = _Listeners()
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._unsubscribe: list[CALLBACK_TYPE] = []
@@ -136,6 +141,7 @@ class FaceTrackHub:
             (f"{prefix}/persons", self._on_persons, 1),
             (f"{prefix}/+/state", self._on_camera_state, 1),
             (f"{prefix}/+/alert", self._on_alert, 1),
+            (f"{prefix}/+/clip", self._on_clip, 1),
             (f"{prefix}/seen/+", self._on_seen, 0),
             (f"{prefix}/response/+", self._on_response, 1),
         ]
@@ -156,16 +162,16 @@ class FaceTrackHub:
     def async_add_camera_listener(self, add: Callable[[list[str]], None]) -> CALLBACK_TYPE:
         """Call `add` with the cameras known now and with every new one later."""
         self._listeners.cameras.append(add)
-        if self.cameras:
-            add(list(self.cameras))
+        if cameras := [c for c in self.cameras if c not in self.excluded_cameras]:
+            add(cameras)
         return lambda: self._listeners.cameras.remove(add)
 
     @callback
     def async_add_person_listener(self, add: Callable[[list[str]], None]) -> CALLBACK_TYPE:
         """Call `add` with the persons known now and with every new one later."""
         self._listeners.persons.append(add)
-        if self.persons:
-            add(list(self.persons))
+        if person_ids := [pid for pid in self.persons if pid not in self.excluded_persons]:
+            add(person_ids)
         return lambda: self._listeners.persons.remove(add)
 
     # -- retained topics ----------------------------------------------------------------------
@@ -190,7 +196,7 @@ class FaceTrackHub:
         self.info = info
         cameras = [c for c in info["cameras"] if isinstance(c, str)]
         self.async_update_engine_device()
-        new = [c for c in cameras if c not in self.cameras]
+        new = [c for c in cameras if c not in self.cameras and c not in self.excluded_cameras]
         removed = [c for c in self.cameras if c not in cameras]
         self.cameras = cameras
         for camera in removed:
@@ -210,7 +216,7 @@ class FaceTrackHub:
             p["person_id"]: p for p in data["persons"] if isinstance(p, dict) and isinstance(p.get("person_id"), str)
         }
         device_registry = dr.async_get(self.hass)
-        new = [pid for pid in persons if pid not in self.persons]
+        new = [pid for pid in persons if pid not in self.persons and pid not in self.excluded_persons]
         for pid, person in persons.items():
             previous = self.persons.get(pid)
             if previous is not None and previous.get("name") != person.get("name"):
@@ -249,6 +255,15 @@ class FaceTrackHub:
             LOGGER.warning("Ignoring an invalid alert on %s", msg.topic)
             return
         async_dispatcher_send(self.hass, self.signal("alert", camera), alert)
+
+    @callback
+    def _on_clip(self, msg: ReceiveMessage) -> None:
+        camera = msg.topic[len(self.prefix) + 1 :].split("/", 1)[0]
+        clip = parse_json_object(msg.payload)
+        if clip is None:
+            LOGGER.warning("Ignoring an invalid clip message on %s", msg.topic)
+            return
+        async_dispatcher_send(self.hass, self.signal("clip", camera), clip)
 
     @callback
     def _on_seen(self, msg: ReceiveMessage) -> None:
@@ -354,16 +369,42 @@ class FaceTrackHub:
 
     @callback
     def is_current_device(self, device: dr.DeviceEntry) -> bool:
-        """Whether a device of this entry still matches an engine camera or a person."""
+        """Whether a device of this entry still matches an engine camera or a person (not excluded)."""
         for domain, identifier in device.identifiers:
             if domain != DOMAIN:
                 continue
             if identifier == self.prefix:
                 return True
             for camera in self.cameras:
-                if identifier == camera_identifier(self.prefix, camera)[1]:
+                if camera not in self.excluded_cameras and identifier == camera_identifier(self.prefix, camera)[1]:
                     return True
             for person_id in self.persons:
-                if identifier == person_identifier(self.prefix, person_id)[1]:
+                if (
+                    person_id not in self.excluded_persons
+                    and identifier == person_identifier(self.prefix, person_id)[1]
+                ):
                     return True
         return False
+
+    @callback
+    def async_remove_unwanted_devices(self) -> None:
+        """Remove the devices of excluded cameras / persons, and those of another topic prefix.
+
+        Run at setup, so after a change of the options or of the topic prefix (reconfigure):
+        their entities go with them.
+        """
+        camera_head, person_head = f"{self.prefix}:camera:", f"{self.prefix}:person:"
+        device_registry = dr.async_get(self.hass)
+        for device in dr.async_entries_for_config_entry(device_registry, self.entry.entry_id):
+            for domain, identifier in device.identifiers:
+                if domain != DOMAIN or identifier == self.prefix:
+                    continue
+                if identifier.startswith(camera_head):
+                    unwanted = identifier[len(camera_head) :] in self.excluded_cameras
+                elif identifier.startswith(person_head):
+                    unwanted = identifier[len(person_head) :] in self.excluded_persons
+                else:
+                    unwanted = True  # another topic prefix (reconfigured)
+                if unwanted:
+                    device_registry.async_update_device(device.id, remove_config_entry_id=self.entry.entry_id)
+                    break

@@ -1,12 +1,15 @@
-"""FaceTrack actions: enroll, enroll_track, forget, rename (MQTT commands of the engine)."""
+"""FaceTrack actions: enroll, enroll_track, forget, rename, list_persons (MQTT commands of the engine)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import voluptuous as vol
+from aiohttp import hdrs
 from homeassistant.components.camera import async_get_image
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import (
@@ -18,6 +21,7 @@ from homeassistant.core import (
 )
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from . import const
 from .const import (
@@ -25,6 +29,7 @@ from .const import (
     ATTR_CAMERA_ENTITY_ID,
     ATTR_CONFIG_ENTRY_ID,
     ATTR_IMAGE_PATH,
+    ATTR_IMAGE_URL,
     ATTR_MAX_EMBEDDINGS,
     ATTR_NAME,
     ATTR_NEW_NAME,
@@ -37,6 +42,8 @@ SERVICE_ENROLL = "enroll"
 SERVICE_ENROLL_TRACK = "enroll_track"
 SERVICE_FORGET = "forget"
 SERVICE_RENAME = "rename"
+SERVICE_LIST_PERSONS = "list_persons"
+COMMAND_LIST = "list"
 
 MAX_IMAGE_BYTES = 6 * 1024 * 1024  # base64 of it stays under the engine's 8 MB payload limit
 
@@ -49,6 +56,7 @@ ENROLL_SCHEMA = vol.Schema(
         vol.Required(ATTR_NAME): _NAME,
         vol.Exclusive(ATTR_IMAGE_PATH, "source"): cv.string,
         vol.Exclusive(ATTR_CAMERA_ENTITY_ID, "source"): cv.entity_domain("camera"),
+        vol.Exclusive(ATTR_IMAGE_URL, "source"): cv.url,
     }
 )
 ENROLL_TRACK_SCHEMA = vol.Schema(
@@ -61,6 +69,7 @@ ENROLL_TRACK_SCHEMA = vol.Schema(
     }
 )
 FORGET_SCHEMA = vol.Schema({_ENTRY: cv.string, vol.Required(ATTR_NAME): _NAME})
+LIST_PERSONS_SCHEMA = vol.Schema({_ENTRY: cv.string})
 RENAME_SCHEMA = vol.Schema(
     {
         _ENTRY: cv.string,
@@ -117,6 +126,45 @@ async def _async_read_image(hass: HomeAssistant, path: str) -> bytes:
     return data
 
 
+async def _async_download_image(hass: HomeAssistant, url: str) -> bytes:
+    """Download a photo with Home Assistant's HTTP client: an image/* of at most 6 MB, in time."""
+    session = async_get_clientsession(hass)
+    placeholders = {"url": url}
+    try:
+        async with asyncio.timeout(const.DOWNLOAD_TIMEOUT), session.get(url) as response:
+            response.raise_for_status()
+            content_type = (response.content_type or "").lower()
+            if content_type.split("/", 1)[0] != "image":
+                raise ServiceValidationError(
+                    translation_domain=DOMAIN,
+                    translation_key="image_not_an_image",
+                    translation_placeholders={**placeholders, "content_type": content_type or "-"},
+                )
+            length = response.headers.get(hdrs.CONTENT_LENGTH)
+            if length is not None and length.isdigit() and int(length) > MAX_IMAGE_BYTES:
+                raise _too_large(url)
+            data = bytearray()
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                data.extend(chunk)
+                if len(data) > MAX_IMAGE_BYTES:
+                    raise _too_large(url)
+    except (TimeoutError, aiohttp.ClientError) as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="image_download_failed",
+            translation_placeholders={**placeholders, "error": str(err) or type(err).__name__},
+        ) from err
+    return bytes(data)
+
+
+def _too_large(url: str) -> ServiceValidationError:
+    return ServiceValidationError(
+        translation_domain=DOMAIN,
+        translation_key="image_too_large",
+        translation_placeholders={"url": url},
+    )
+
+
 async def _async_enroll(call: ServiceCall) -> ServiceResponse:
     hass = call.hass
     hub = _get_hub(hass, call)
@@ -131,6 +179,8 @@ async def _async_enroll(call: ServiceCall) -> ServiceResponse:
                 translation_key="snapshot_failed",
                 translation_placeholders={"entity_id": entity_id},
             ) from err
+    elif (url := call.data.get(ATTR_IMAGE_URL)) is not None:
+        image = await _async_download_image(hass, url)
     else:
         raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_image_source")
     body = {
@@ -171,6 +221,11 @@ async def _async_rename(call: ServiceCall) -> ServiceResponse:
     return await hub.async_command(SERVICE_RENAME, body, const.COMMAND_TIMEOUT)
 
 
+async def _async_list_persons(call: ServiceCall) -> ServiceResponse:
+    hub = _get_hub(call.hass, call)
+    return await hub.async_command(COMMAND_LIST, {}, const.COMMAND_TIMEOUT)
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register the FaceTrack actions (once, for every config entry)."""
@@ -181,3 +236,10 @@ def async_setup_services(hass: HomeAssistant) -> None:
         (SERVICE_RENAME, _async_rename, RENAME_SCHEMA),
     ):
         hass.services.async_register(DOMAIN, name, handler, schema=schema, supports_response=SupportsResponse.OPTIONAL)
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_LIST_PERSONS,
+        _async_list_persons,
+        schema=LIST_PERSONS_SCHEMA,
+        supports_response=SupportsResponse.ONLY,
+    )

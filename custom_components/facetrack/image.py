@@ -1,0 +1,133 @@
+"""The face snapshot of each camera's last alert (an `image` entity per camera).
+
+The alert's `snapshot_url` is signed and the file exists only once the alert's clip is stored, a few
+seconds after the alert: until then (HTTP 404, or any other failure) the previous snapshot is kept,
+and the image is fetched again when `<prefix>/<camera>/clip` announces the stored clip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+from homeassistant.components.image import Image, ImageEntity, ImageEntityDescription
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.util import dt as dt_util
+
+from .const import LOGGER
+from .entity import FaceTrackCameraEntity
+from .hub import FaceTrackConfigEntry, FaceTrackHub
+
+PARALLEL_UPDATES = 0
+FETCH_TIMEOUT = 10
+
+LAST_ALERT = ImageEntityDescription(key="last_alert", translation_key="last_alert")
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: FaceTrackConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add a last-alert image per camera, now and for cameras added later."""
+    hub = entry.runtime_data.hub
+
+    @callback
+    def _add_cameras(cameras: list[str]) -> None:
+        async_add_entities(FaceTrackAlertImage(hass, hub, camera) for camera in cameras)
+
+    entry.async_on_unload(hub.async_add_camera_listener(_add_cameras))
+
+
+class FaceTrackAlertImage(FaceTrackCameraEntity, ImageEntity):
+    """The face snapshot of the camera's last alert; its time is the alert's."""
+
+    _attr_image_url: str | None = None
+    _attr_content_type = "image/jpeg"
+
+    def __init__(self, hass: HomeAssistant, hub: FaceTrackHub, camera: str) -> None:
+        """Initialise (no alert yet: no image)."""
+        FaceTrackCameraEntity.__init__(self, hub, camera, LAST_ALERT)
+        ImageEntity.__init__(self, hass)
+        self._alert_id: str | None = None
+        self._previous: Image | None = None
+        self._attr_extra_state_attributes = {"alert_id": None, "kind": None, "person": None}
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the camera's alerts and stored clips."""
+        await super().async_added_to_hass()
+        self._connect("alert", self.camera, self._handle_alert)
+        self._connect("clip", self.camera, self._handle_clip)
+
+    @property
+    def available(self) -> bool:
+        """Alerts only need the engine online."""
+        return self.hub.online
+
+    @callback
+    def _handle_alert(self, alert: dict[str, Any]) -> None:
+        url = alert.get("snapshot_url")
+        if not isinstance(url, str) or not url:
+            return  # clips disabled: nothing to show
+        if self._cached_image is not None:
+            self._previous = self._cached_image
+        self._cached_image = None
+        self._alert_id = alert.get("alert_id")
+        self._attr_image_url = url
+        self._attr_image_last_updated = _parse_time(alert.get("time")) or dt_util.utcnow()
+        self._attr_extra_state_attributes = {
+            "alert_id": self._alert_id,
+            "kind": alert.get("kind"),
+            "person": alert.get("person"),
+        }
+        self.async_write_ha_state()
+
+    @callback
+    def _handle_clip(self, clip: dict[str, Any]) -> None:
+        """The last alert's clip is stored: its snapshot can be fetched now."""
+        if clip.get("alert_id") != self._alert_id or self._cached_image is not None:
+            return
+        urls = clip.get("urls")
+        snapshot = urls.get("snapshot") if isinstance(urls, dict) else None
+        if isinstance(snapshot, str) and snapshot:
+            self._attr_image_url = snapshot
+        # A new access token changes entity_picture: the frontend fetches the image again.
+        self.async_update_token()
+        self.async_write_ha_state()
+
+    async def async_image(self) -> bytes | None:
+        """The last alert's snapshot, else (not stored yet, expired) the previous one."""
+        if self._cached_image is None and self._attr_image_url:
+            image = await self._async_fetch(self._attr_image_url)
+            if image is not None:
+                self._cached_image = image
+                self._attr_content_type = image.content_type
+        image = self._cached_image or self._previous
+        return image.content if image is not None else None
+
+    async def _async_fetch(self, url: str) -> Image | None:
+        session = async_get_clientsession(self.hass)
+        try:
+            async with asyncio.timeout(FETCH_TIMEOUT), session.get(url) as response:
+                if response.status == 404:
+                    LOGGER.debug("The snapshot of alert %s is not stored yet", self._alert_id)
+                    return None
+                response.raise_for_status()
+                content_type = (response.content_type or "").lower()
+                if not content_type.startswith("image/"):
+                    LOGGER.debug("The snapshot of alert %s is not an image: %s", self._alert_id, content_type)
+                    return None
+                return Image(content_type=content_type, content=await response.read())
+        except (TimeoutError, aiohttp.ClientError) as err:
+            LOGGER.debug("Cannot fetch the snapshot of alert %s: %s", self._alert_id, err)
+            return None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    return dt_util.parse_datetime(value)
