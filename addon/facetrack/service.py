@@ -46,7 +46,7 @@ from facetrack.track.face_tracker import BestCrop
 from facetrack.track.identity import IdentityState
 from facetrack.web.frames import FrameHub
 from facetrack.web.server import WebServer
-from facetrack.web.signing import UrlSigner, derive_stream_token, load_or_create_secret
+from facetrack.web.signing import UrlSigner, secret_and_stream_token
 
 _LOG = logging.getLogger(__name__)
 #: Seconds between periodic retained ``state`` updates of a camera.
@@ -343,12 +343,7 @@ class FaceTrackService:
 
     def _make_web(self) -> WebServer:
         h = self.config.http
-        db_dir = Path(self.config.db_path).resolve().parent
-        secret_path = Path(h.secret_file) if h.secret_file else db_dir / "url_secret"
-        secret = load_or_create_secret(secret_path)
-        token = h.stream_token
-        if token == "auto":  # noqa: S105 - stable across restarts, unguessable without the secret
-            token = derive_stream_token(secret)
+        secret, token = secret_and_stream_token(h.secret_file, self.config.db_path, h.stream_token)
         self.stream_token = token
         storage = self.config.clips.storage
         clip_root = Path(storage.path) if self.config.clips.enabled and storage.kind == "local" else None

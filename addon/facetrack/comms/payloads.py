@@ -6,6 +6,7 @@ JSON Schemas.
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -90,8 +91,6 @@ def state_payload(
     now: float | None = None,
 ) -> dict[str, Any]:
     """``<prefix>/<camera>/state`` (retained): ``state`` is ``starting``, ``online`` or ``offline``."""
-    import time
-
     t = time.time() if now is None else now
     return {
         "camera": camera,
@@ -109,8 +108,6 @@ def state_payload(
 def clip_payload(clip: Any, urls: dict[str, str | None]) -> dict[str, Any]:
     """``<prefix>/<camera>/clip`` (QoS 1, not retained): an alert's clip is stored; ``urls`` by
     kind (``original``, ``annotated``, ``annotations``, ``snapshot``), expiring."""
-    import time
-
     return {
         "camera": clip.camera,
         "clip_id": clip.clip_id,

@@ -44,10 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     """
     import argparse
     import os
-    from pathlib import Path
 
     from facetrack.config.service import load_service_config
-    from facetrack.web.signing import derive_stream_token, load_or_create_secret
+    from facetrack.web.signing import secret_and_stream_token
 
     ap = argparse.ArgumentParser(prog="python -m facetrack.record.rtsp", description=main.__doc__)
     ap.add_argument("--config", required=True)
@@ -59,10 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.camera not in {c.name for c in cfg.cameras}:
         raise SystemExit(f"no camera {args.camera!r} in {args.config}")
     h = cfg.http
-    token = h.stream_token
-    if token == "auto":  # noqa: S105 - a mode, not a secret
-        secret_file = Path(h.secret_file) if h.secret_file else Path(cfg.db_path).resolve().parent / "url_secret"
-        token = derive_stream_token(load_or_create_secret(secret_file))
+    _, token = secret_and_stream_token(h.secret_file, cfg.db_path, h.stream_token)
     query = f"?token={token}" if token else ""
     url = f"http://127.0.0.1:{h.port}/api/cameras/{args.camera}/stream.mjpeg{query}"
     cmd = publish_command(url, args.rtsp_url, args.fps)

@@ -237,12 +237,11 @@ class FaceTracker:
         # Continue the tracks ByteTrack kept; a new ByteTrack id is first offered to the tracks
         # that are lost right now (the same face back after an occlusion that ByteTrack's motion
         # model could not bridge), and only otherwise starts a new track.
-        lost = [t for t in self._tracks.values() if t.mean_embedding is not None]
         probes: dict[int, _Probe] = {}
         for bt_id, det in tracked:
             if bt_id in self._map:
                 self._continue(self._tracks[self._map[bt_id]], det, frame_index, ts)
-        lost = [t for t in lost if t.last_frame < frame_index]
+        lost = [t for t in self._tracks.values() if t.mean_embedding is not None and t.last_frame < frame_index]
         for bt_id, det in tracked:
             if bt_id in self._map:
                 continue

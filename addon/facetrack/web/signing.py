@@ -112,3 +112,21 @@ def derive_stream_token(secret: bytes) -> str:
     HMAC-SHA256(secret, "facetrack stream token"), stable across restarts, unguessable without
     the secret."""
     return hmac.new(secret, b"facetrack stream token", hashlib.sha256).hexdigest()[:32]
+
+
+def secret_and_stream_token(
+    secret_file: str | None, db_path: str, stream_token: str | None
+) -> tuple[bytes, str | None]:
+    """The service's URL-signing secret and the stream token its snapshot/MJPEG endpoints require.
+
+    Args:
+        secret_file: ``http.secret_file``; ``None`` means ``url_secret`` next to the face library.
+        db_path: the face library (``db_path``).
+        stream_token: ``http.stream_token``: ``"auto"`` derives it from the secret
+            (:func:`derive_stream_token`), ``None`` means no token.
+    """
+    path = Path(secret_file) if secret_file else Path(db_path).resolve().parent / "url_secret"
+    secret = load_or_create_secret(path)
+    if stream_token == "auto":  # noqa: S105 - a mode, not a secret
+        return secret, derive_stream_token(secret)
+    return secret, stream_token
