@@ -72,6 +72,10 @@ def schema_for(topic: str, prefix: str) -> str | None:
     parts = topic.removeprefix(prefix + "/").split("/")
     if parts[0] in ("info", "persons"):
         return parts[0]
+    if parts == ["inbox"]:
+        return "inbox"
+    if parts == ["inbox", "event"]:
+        return "inbox_event"
     if parts[0] in ("response", "seen"):
         return parts[0]
     # command/<verb> are the test's own requests (some deliberately malformed): not validated here.
