@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import concurrent.futures
 import json
 import logging
 import queue
@@ -74,12 +75,16 @@ class CommandError(Exception):
         self.code = code
 
 
+_Item = tuple[str, str, dict[str, Any], "concurrent.futures.Future[dict[str, Any]] | None"]
+
+
 class CommandHandler:
     """Validates, queues and executes commands for a :class:`FaceTrackService`."""
 
     def __init__(self, service: FaceTrackService) -> None:
         self.service = service
-        self._queue: queue.Queue[tuple[str, str, dict[str, Any]] | None] = queue.Queue(MAX_PENDING)
+        # (verb, request_id, validated body, reply future: None for MQTT, set for the web page)
+        self._queue: queue.Queue[_Item | None] = queue.Queue(MAX_PENDING)
         self._thread = threading.Thread(target=self._loop, name="commands", daemon=True)
         self.recognizer = FaceRecognizer(service.command_backend, service.config.defaults, service.library)
 
@@ -124,30 +129,74 @@ class CommandHandler:
             self._respond(request_id, verb, error=("bad_request", str(err)))
             return
         try:
-            self._queue.put_nowait((verb, request_id, data))
+            self._queue.put_nowait((verb, request_id, data, None))
         except queue.Full:
             self._respond(request_id, verb, error=("busy", "too many pending commands"))
+
+    def call(self, verb: str, data: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
+        """Run a command for the engine's web page and return its result (blocks the caller).
+
+        The same path as an MQTT command: the same schema, the same queue and thread (one command
+        at a time, in order), the same republishing of ``persons``; only the answer comes back here
+        instead of on ``<prefix>/response/...``. ``data`` is the body without ``request_id``.
+
+        Raises:
+            CommandError: with the code an MQTT response would carry (``bad_request``,
+                ``not_found``, ``unknown_command``, ``busy``, ``internal``...), or ``timeout``.
+        """
+        schema = SCHEMAS.get(verb)
+        if schema is None:
+            raise CommandError("unknown_command", f"unknown command {verb!r}")
+        try:
+            body = schema({**data, "request_id": "web"})
+        except vol.Invalid as err:
+            raise CommandError("bad_request", str(err)) from None
+        reply: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        try:
+            self._queue.put_nowait((verb, "web", body, reply))
+        except queue.Full:
+            raise CommandError("busy", "too many pending commands") from None
+        try:
+            return reply.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise CommandError("timeout", f"command {verb!r} took longer than {timeout:g} s") from None
+
+    def _reply(
+        self,
+        reply: concurrent.futures.Future[dict[str, Any]] | None,
+        request_id: str,
+        verb: str,
+        result: dict[str, Any] | None = None,
+        error: tuple[str, str] | None = None,
+    ) -> None:
+        """Answer on MQTT, or to the waiting :meth:`call`."""
+        if reply is None:
+            self._respond(request_id, verb, result, error)
+        elif error is not None:
+            reply.set_exception(CommandError(*error))
+        else:
+            reply.set_result(result or {})
 
     def _loop(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            verb, request_id, data = item
+            verb, request_id, data, reply = item
             try:
                 result = getattr(self, f"_cmd_{verb}")(data)
             except CommandError as err:
-                self._respond(request_id, verb, error=(err.code, str(err)))
+                self._reply(reply, request_id, verb, error=(err.code, str(err)))
             except LibraryError as err:
                 code = "not_found" if "no person" in str(err) or "no embedding" in str(err) else "bad_request"
-                self._respond(request_id, verb, error=(code, str(err)))
+                self._reply(reply, request_id, verb, error=(code, str(err)))
             except FaceTrackError as err:
-                self._respond(request_id, verb, error=("bad_request", str(err)))
+                self._reply(reply, request_id, verb, error=("bad_request", str(err)))
             except Exception as err:
                 _LOG.exception("command %s failed", verb)
-                self._respond(request_id, verb, error=("internal", type(err).__name__))
+                self._reply(reply, request_id, verb, error=("internal", type(err).__name__))
             else:
-                self._respond(request_id, verb, result)
+                self._reply(reply, request_id, verb, result)
                 if verb != "list":
                     self.service.publish_persons()
 
