@@ -9,15 +9,17 @@ The file holds the :class:`~facetrack.config.schema.FaceTrackerConfig` keys at t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import voluptuous as vol
 
 from facetrack.config.schema import CONFIG_SCHEMA, FaceTrackerConfig, parse_config, read_config_file
 from facetrack.errors import ConfigError
+from facetrack.objectstore import is_uri
 from facetrack.record.storage import StorageConfig
 
 
@@ -56,6 +58,49 @@ class MQTTConfig:
     tls: TLSConfig = field(default_factory=TLSConfig)
     discovery: bool = False
     discovery_prefix: str = "homeassistant"
+    #: Where library changes are announced (``docs/scale-out.md``); instances sharing a face
+    #: library set the same topic. Default ``<topic_prefix>/library``.
+    library_topic: str = "facetrack/library"
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryStorageConfig:
+    """Object store of a shared face library (``db_path: s3://bucket/path``; ``docs/scale-out.md``).
+
+    Attributes:
+        endpoint: S3 API URL (``http://minio.lan:9000``); ``None`` for AWS S3.
+        region: bucket region (``us-east-1`` if not set; MinIO accepts any).
+        access_key / secret_key / session_token: credentials; ``None`` uses the ``AWS_*``
+            environment variables. Never logged.
+        allow_http: required for a plain ``http://`` endpoint (a trusted LAN or loopback only:
+            keys and faces travel unencrypted).
+        options: further LanceDB ``storage_options`` passed as they are (``timeout``,
+            ``client_max_retries``...).
+    """
+
+    endpoint: str | None = None
+    region: str | None = None
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    allow_http: bool = False
+    options: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def storage_options(self) -> dict[str, str]:
+        """LanceDB ``storage_options`` (``object_store`` key names)."""
+        out = dict(self.options)
+        for key, value in (
+            ("aws_endpoint", self.endpoint),
+            ("aws_region", self.region),
+            ("aws_access_key_id", self.access_key),
+            ("aws_secret_access_key", self.secret_key),
+            ("aws_session_token", self.session_token),
+        ):
+            if value:
+                out[key] = value
+        if self.allow_http:
+            out["allow_http"] = "true"
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +201,9 @@ class ServiceConfig:
     http: HTTPConfig = field(default_factory=HTTPConfig)
     clips: ClipsConfig = field(default_factory=ClipsConfig)
     rtsp: RTSPConfig = field(default_factory=RTSPConfig)
+    library_storage: LibraryStorageConfig = field(default_factory=LibraryStorageConfig)
+    #: Seconds between checks for library changes made by other instances (0: on notice only).
+    library_refresh_seconds: float = 10.0
 
     @property
     def db_path(self) -> str:
@@ -234,6 +282,7 @@ SERVICE_SCHEMA = vol.Schema(
                 ),
                 vol.Optional("discovery"): bool,
                 vol.Optional("discovery_prefix"): _topic_prefix,
+                vol.Optional("library_topic"): _topic_prefix,
             }
         ),
         vol.Optional("alerts"): ALERTS_SCHEMA,
@@ -282,6 +331,18 @@ SERVICE_SCHEMA = vol.Schema(
             {vol.Optional("base_url"): vol.Any(None, vol.All(str, vol.Match(r"^rtsps?://[^\s]+$")))}
         ),
         vol.Optional("reconnect_max_seconds"): vol.All(vol.Coerce(float), vol.Range(min=1, max=3600)),
+        vol.Optional("library_storage"): vol.Schema(
+            {
+                vol.Optional("endpoint"): vol.Any(None, vol.All(str, vol.Match(r"^https?://[^\s/]+(/[^\s]*)?$"))),
+                vol.Optional("region"): vol.Any(None, vol.All(str, vol.Length(min=1, max=64))),
+                vol.Optional("access_key"): vol.Any(None, str),
+                vol.Optional("secret_key"): vol.Any(None, str),
+                vol.Optional("session_token"): vol.Any(None, str),
+                vol.Optional("allow_http"): bool,
+                vol.Optional("options"): {vol.All(str, vol.Length(min=1)): vol.Coerce(str)},
+            }
+        ),
+        vol.Optional("library_refresh_seconds"): vol.All(vol.Coerce(float), vol.Range(min=0, max=3600)),
     }
 )
 
@@ -319,8 +380,12 @@ def parse_service_config(raw: Any) -> ServiceConfig:
     http = HTTPConfig(**data.pop("http", {}))
     clips_raw = dict(data.pop("clips", {}))
     storage_raw = dict(clips_raw.pop("storage", {}))
-    # Outside the HA app, clips go next to the face library unless a path is given.
-    storage_raw.setdefault("path", str(Path(defaults_db_path(data)).resolve().parent / "clips"))
+    library_storage, refresh = _library_settings(data)
+    # Outside the HA app, clips go next to the face library unless a path is given (next to the
+    # working directory for a library on S3, like the URL secret).
+    storage_raw.setdefault("path", str(local_state_dir(defaults_db_path(data)) / "clips"))
+    if is_uri(defaults_db_path(data)) and not http.secret_file:
+        http = replace(http, secret_file=str(local_state_dir(defaults_db_path(data)) / "url_secret"))
     storage = StorageConfig(**storage_raw)  # ConfigError names the bad key
     clips = ClipsConfig(**clips_raw, storage=storage)
     rtsp = RTSPConfig(**data.pop("rtsp", {}))
@@ -353,6 +418,11 @@ def parse_service_config(raw: Any) -> ServiceConfig:
             )
         )
     tls = TLSConfig(**mqtt_raw.pop("tls", {}))
+    # Two clients with one id on a broker push each other off: derive it from the (unique per
+    # instance) topic prefix unless given. The default prefix keeps the client id "facetrack".
+    prefix = mqtt_raw.get("topic_prefix", "facetrack")
+    mqtt_raw.setdefault("client_id", prefix.replace("/", "-"))
+    mqtt_raw.setdefault("library_topic", f"{prefix}/library")
     for label, path in (("ca_file", tls.ca_file), ("certfile", tls.certfile), ("keyfile", tls.keyfile)):
         if path and not Path(path).is_file():
             raise ConfigError(f"invalid configuration: 'mqtt.tls.{label}': file not found: {path}")
@@ -368,7 +438,38 @@ def parse_service_config(raw: Any) -> ServiceConfig:
         http=http,
         clips=clips,
         rtsp=rtsp,
+        library_storage=library_storage,
+        library_refresh_seconds=refresh,
     )
+
+
+def _library_settings(data: dict[str, Any]) -> tuple[LibraryStorageConfig, float]:
+    """Pop ``library_storage`` and ``library_refresh_seconds`` off validated top-level data."""
+    raw = dict(data.pop("library_storage", {}) or {})
+    refresh = float(data.pop("library_refresh_seconds", 10.0))
+    db_path = defaults_db_path(data)
+    scheme = urlsplit(db_path).scheme
+    if "://" in db_path and not is_uri(db_path):
+        raise ConfigError(
+            f"invalid configuration: 'db_path': unsupported scheme {scheme!r} (a folder or s3://bucket/path)"
+        )
+    if raw and not is_uri(db_path):
+        raise ConfigError("invalid configuration: 'library_storage' needs an s3://bucket/path db_path")
+    if is_uri(db_path) and not urlsplit(db_path).netloc:
+        raise ConfigError("invalid configuration: 'db_path': an s3:// URI needs a bucket (s3://bucket/path)")
+    storage = LibraryStorageConfig(**{**raw, "options": dict(raw.get("options") or {})})
+    if storage.endpoint and storage.endpoint.startswith("http://") and not storage.allow_http:
+        raise ConfigError(
+            "invalid configuration: 'library_storage.endpoint' is plain http://: set "
+            "'library_storage.allow_http: true' (trusted networks only) or use https://"
+        )
+    return storage, refresh
+
+
+def local_state_dir(db_path: str) -> Path:
+    """Where local state (clips, URL secret) goes by default: the library's parent folder, or the
+    working directory for a library on an object store."""
+    return Path.cwd() if is_uri(db_path) else Path(db_path).resolve().parent
 
 
 def defaults_db_path(data: dict[str, Any]) -> str:

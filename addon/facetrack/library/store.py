@@ -10,6 +10,15 @@ Matching never touches the disk: the embeddings live in a ``(N, D) float32`` mat
 one matrix-vector product (about 0.1 ms at 10k x 128 on one core). Filters sent to LanceDB are
 built with ``lancedb.expr`` (typed column/literal expressions), never by string formatting, and
 names are never part of a filter.
+
+Shared libraries (scale-out, ``docs/scale-out.md``): ``db_path`` may be an object-store URI
+(``s3://bucket/path``) with ``storage_options`` for LanceDB's object store (endpoint, region,
+keys). Several processes may then read and write one library: a Lance commit writes the next
+version's manifest with a conditional put (``If-None-Match: *``, S3 since 2024, MinIO), so of two
+concurrent commits one wins and the other is retried on top of it (appends) or fails with a
+conflict; no commit overwrites another. Each process matches against its own in-memory index:
+:meth:`FaceLibrary.refresh` brings it up to date (one listing of the version manifests when
+nothing changed), and every write refreshes first, so a name taken by another instance is seen.
 """
 
 from __future__ import annotations
@@ -29,12 +38,15 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 from lancedb.expr import col, lit
+from lancedb.table import Table
 
 from facetrack.errors import LibraryError, ModelMismatchError
 from facetrack.inference.base import FloatArray
+from facetrack.objectstore import is_uri
+from facetrack.objectstore import scrub as _scrub
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 _LOG = logging.getLogger(__name__)
 #: Compact the table every N writes: merge data files, and drop versions older than 10 s (a
@@ -139,22 +151,43 @@ class FaceLibrary:
     """Persons and their embeddings, bound to one embedding model.
 
     Args:
-        db_path: LanceDB directory (created if missing), e.g. ``faces.lance``.
+        db_path: LanceDB directory (created if missing), e.g. ``faces.lance``, or an object-store
+            URI ``s3://bucket/path`` (the bucket must exist).
         model_id: embedding model of the backend in use (``InferenceBackend.model_id``).
         embedding_dim: ``D`` of that model.
+        storage_options: LanceDB / ``object_store`` options for a URI (``aws_endpoint``,
+            ``aws_region``, ``aws_access_key_id``, ``aws_secret_access_key``, ``allow_http``...);
+            ``None`` uses the ``AWS_*`` environment variables. Secret values never appear in the
+            errors raised.
+        on_change: called as ``on_change(operation, version)`` after each write this object
+            commits (``enroll``, ``rename``, ``forget``, ``delete_embedding``; the table version
+            after the commit), e.g. to tell other instances. Exceptions it raises are logged.
 
     Raises:
         ModelMismatchError: the library at ``db_path`` was built with another model.
-        LibraryError: ``db_path`` exists but is not a FaceTrack library.
+        LibraryError: ``db_path`` exists but is not a FaceTrack library, or the object store
+            cannot be reached (missing bucket, refused credentials, no connection).
 
-    Thread-safe: writes are serialised and the index is swapped atomically.
+    Thread-safe: writes are serialised and the index is swapped atomically; :meth:`match` never
+    waits for the disk or the network.
     """
 
-    def __init__(self, db_path: str | Path, model_id: str, embedding_dim: int) -> None:
+    def __init__(
+        self,
+        db_path: str | Path,
+        model_id: str,
+        embedding_dim: int,
+        storage_options: Mapping[str, str] | None = None,
+        on_change: Callable[[str, int], None] | None = None,
+    ) -> None:
         self.db_path = str(db_path)
         self.model_id = model_id
         self.embedding_dim = int(embedding_dim)
+        self.on_change = on_change
         self._lock = threading.RLock()
+        self._remote = is_uri(self.db_path)
+        options = {str(k): str(v) for k, v in (storage_options or {}).items()}
+        self._secrets = [v for k, v in options.items() if "secret" in k or "token" in k or "key_id" in k]
         self._schema = pa.schema(
             [
                 pa.field("embedding_id", pa.string(), nullable=False),
@@ -172,20 +205,59 @@ class FaceLibrary:
                 _META_VERSION: SCHEMA_VERSION.encode(),
             },
         )
-        path = Path(self.db_path)
-        if path.exists() and not path.is_dir():
-            raise LibraryError(f"{self.db_path} is a file, not a face library directory")
-        self._db = lancedb.connect(self.db_path)
-        if TABLE in self._db.list_tables().tables:
-            self._table = self._db.open_table(TABLE)
-            self._check_model(self._table.schema)
-        elif path.exists() and any(path.iterdir()):
-            raise LibraryError(f"{self.db_path} exists but holds no FaceTrack face library")
+        if self._remote:
+            try:
+                self._table = self._open_remote(options)
+            except (OSError, RuntimeError, ValueError) as err:
+                raise LibraryError(self._remote_error("cannot open the face library", err)) from None
         else:
-            self._table = self._db.create_table(TABLE, schema=self._schema)
+            path = Path(self.db_path)
+            if path.exists() and not path.is_dir():
+                raise LibraryError(f"{self.db_path} is a file, not a face library directory")
+            self._db = lancedb.connect(self.db_path)
+            if TABLE in self._db.list_tables().tables:
+                self._table = self._db.open_table(TABLE)
+                self._check_model(self._table.schema)
+            elif path.exists() and any(path.iterdir()):
+                raise LibraryError(f"{self.db_path} exists but holds no FaceTrack face library")
+            else:
+                self._table = self._db.create_table(TABLE, schema=self._schema)
         self._version = -1
         self._writes = 0
         self._load_index()
+
+    # ---- object store -----------------------------------------------------------------------
+
+    def _open_remote(self, options: dict[str, str]) -> Table:
+        self._db = lancedb.connect(self.db_path, storage_options=options or None)
+        tables = self._db.list_tables().tables
+        if TABLE not in tables:
+            if tables:
+                raise LibraryError(f"{self.db_path} holds other tables but no FaceTrack face library")
+            try:
+                table = self._db.create_table(TABLE, schema=self._schema)
+            except (OSError, RuntimeError, ValueError):
+                # Another instance created it at the same moment (its commit won): open theirs.
+                if TABLE not in self._db.list_tables().tables:
+                    raise
+                table = self._db.open_table(TABLE)
+            else:
+                return table
+        else:
+            table = self._db.open_table(TABLE)
+        self._check_model(table.schema)
+        return table
+
+    def _remote_error(self, what: str, err: BaseException) -> str:
+        # Object-store errors are long (retry state, XML bodies): keep the first line, no secrets.
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "NoSuchBucket" in str(err):
+            first = "the bucket does not exist"
+        elif "InvalidAccessKeyId" in str(err) or "SignatureDoesNotMatch" in str(err):
+            first = "the object store refused the credentials"
+        elif "Connect" in str(err) and "tcp connect error" in str(err):
+            first = "cannot connect to the object store endpoint"
+        return _scrub(f"{what} at {self.db_path}: {first[:300]}", self._secrets)
 
     # ---- model binding -------------------------------------------------------------------
 
@@ -271,18 +343,66 @@ class FaceLibrary:
             # Each commit adds a data file; compaction keeps opening and scanning fast.
             try:
                 self._table.optimize(cleanup_older_than=timedelta(seconds=10))
-            except Exception:  # compaction is an optimisation: never fail a write for it
-                _LOG.exception("face library compaction failed")
+            except Exception as err:  # compaction is an optimisation: never fail a write for it
+                # Two instances compacting a shared library at once: one loses (a commit conflict).
+                _LOG.warning("face library compaction failed: %s", _scrub(str(err)[:300], self._secrets))
             self._version = self._table.version
 
+    def _write(self, operation: Callable[[], Any]) -> None:
+        """Run one table commit; an object-store failure becomes a LibraryError (nothing written).
+
+        Local errors (a full disk) are raised as they are."""
+        if not self._remote:
+            operation()
+            return
+        try:
+            operation()
+        except (OSError, RuntimeError, ValueError) as err:
+            raise LibraryError(self._remote_error("cannot write the face library", err)) from None
+
+    def _changed(self, operation: str, version: int) -> None:
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(operation, version)
+        except Exception:  # telling others must never undo or fail a committed write
+            _LOG.exception("face library change callback failed")
+
+    @property
+    def version(self) -> int:
+        """The Lance table version the in-memory index reflects (grows with every commit)."""
+        return self._version
+
     def refresh(self) -> bool:
-        """Reload the index if another process changed the library; True when it did."""
+        """Reload the index if another process or instance changed the library.
+
+        Cost when nothing changed: one check of the latest version (a listing of the version
+        manifests; a few milliseconds on S3). The index is rebuilt only when the version moved.
+
+        Returns:
+            True when the index was reloaded.
+
+        Raises:
+            LibraryError: the object store cannot be reached (the index is left as it was).
+        """
         with self._lock:
+            return self._refresh_locked()
+
+    def _refresh_locked(self) -> bool:
+        if not self._remote:
             self._table.checkout_latest()  # type: ignore[no-untyped-call]
-            if self._table.version != self._version:
-                self._load_index()
-                return True
-            return False
+            if self._table.version == self._version:
+                return False
+            self._load_index()
+            return True
+        try:
+            self._table.checkout_latest()  # type: ignore[no-untyped-call]
+            if self._table.version == self._version:
+                return False
+            self._load_index()
+        except (OSError, RuntimeError, ValueError) as err:
+            raise LibraryError(self._remote_error("cannot refresh the face library", err)) from None
+        return True
 
     def __len__(self) -> int:
         """Number of enrolled embeddings."""
@@ -393,6 +513,7 @@ class FaceLibrary:
         if len(crops_jpeg) != n or len(sources) != n:
             raise LibraryError("embeddings, crops and sources must have the same length")
         with self._lock:
+            self._refresh_locked()  # another instance may have enrolled this name meanwhile
             existing = self.person(clean)
             pid = existing.person_id if existing else uuid.uuid4().hex
             meta = dict(metadata) if metadata is not None else (existing.metadata if existing else {})
@@ -418,13 +539,15 @@ class FaceLibrary:
             )
             # One commit: all of the enrolment or none of it. New metadata rides on the new rows
             # (the newest row's metadata is the person's), so no second commit is needed.
-            self._table.add(rows)
+            self._write(lambda: self._table.add(rows))
             idx = self._index
             new_rows = [_Row(e, pid, clean, meta_json, now) for e in rows.column("embedding_id").to_pylist()]
             self._commit(np.concatenate([idx.matrix, emb]), idx.rows + new_rows)
             person = self.person_by_id(pid)
             assert person is not None
-            return person
+            version = self._version
+        self._changed("enroll", version)
+        return person
 
     def rename(self, old: str, new: str) -> Person:
         """Rename a person (one commit).
@@ -434,11 +557,13 @@ class FaceLibrary:
         """
         clean_new = _normalise_name(new)
         with self._lock:
+            self._refresh_locked()
             person = self._require(old)
             other = self.person(clean_new)
             if other is not None and other.person_id != person.person_id:
                 raise LibraryError(f"a person called {clean_new!r} already exists")
-            self._table.update(where=col("person_id") == lit(person.person_id), values={"name": clean_new})
+            where = col("person_id") == lit(person.person_id)
+            self._write(lambda: self._table.update(where=where, values={"name": clean_new}))
             idx = self._index
             self._commit(
                 idx.matrix,
@@ -446,7 +571,9 @@ class FaceLibrary:
             )
             renamed = self.person_by_id(person.person_id)
             assert renamed is not None
-            return renamed
+            version = self._version
+        self._changed("rename", version)
+        return renamed
 
     def forget(self, name: str) -> int:
         """Remove a person and all their embeddings (one commit); returns how many embeddings.
@@ -455,11 +582,14 @@ class FaceLibrary:
             LibraryError: no such person.
         """
         with self._lock:
+            self._refresh_locked()
             person = self._require(name)
-            self._table.delete(col("person_id") == lit(person.person_id))
+            self._write(lambda: self._table.delete(col("person_id") == lit(person.person_id)))
             keep = self._index.person_ids != person.person_id
             self._commit(self._index.matrix[keep], [r for r, k in zip(self._index.rows, keep, strict=True) if k])
-            return person.embedding_count
+            version = self._version
+        self._changed("forget", version)
+        return person.embedding_count
 
     def delete_embedding(self, embedding_id: str) -> Person | None:
         """Remove one embedding (e.g. a wrong face: "this was not Bob").
@@ -472,11 +602,15 @@ class FaceLibrary:
             LibraryError: no embedding with that id.
         """
         with self._lock:
+            self._refresh_locked()
             idx = self._index
             keep = idx.ids != embedding_id
             if keep.all():
                 raise LibraryError(f"no embedding with id {embedding_id!r}")
             pid = str(idx.person_ids[~keep][0])
-            self._table.delete(col("embedding_id") == lit(str(embedding_id)))
+            self._write(lambda: self._table.delete(col("embedding_id") == lit(str(embedding_id))))
             self._commit(idx.matrix[keep], [r for r, k in zip(idx.rows, keep, strict=True) if k])
-            return self.person_by_id(pid)
+            owner = self.person_by_id(pid)
+            version = self._version
+        self._changed("delete_embedding", version)
+        return owner
