@@ -38,6 +38,7 @@ from facetrack.comms.payloads import (
 from facetrack.config.service import CameraConfig, ServiceConfig
 from facetrack.errors import FaceTrackError
 from facetrack.inference import InferenceBackend, backend_from_config
+from facetrack.inference.base import InferenceUnavailableError
 from facetrack.library import FaceLibrary
 from facetrack.record.clips import ClipRecorder, StoredClip
 from facetrack.record.storage import ClipStorage, clip_key, create_storage, new_clip_id
@@ -166,6 +167,10 @@ class CameraWorker(threading.Thread):
             try:
                 self._run_source(video)
             except Exception as err:  # never let one camera take the service down
+            except InferenceUnavailableError as err:  # no device/runtime/model: say so, retry slowly
+                _LOG.error("camera %s: inference unavailable: %s", self.camera.name, err)
+                self._set_state("offline", str(err))
+                delay = self.reconnect_max
                 _LOG.exception("camera %s failed", self.camera.name)
                 self._set_state("offline", f"{type(err).__name__}: {err}")
             finally:
@@ -207,6 +212,8 @@ class CameraWorker(threading.Thread):
             try:
                 result = tracker.process(frame, index, ts)
             except Exception:  # one bad frame never stops a camera
+            except InferenceUnavailableError:
+                raise  # every frame would fail: the camera reports it (run) instead
                 self.failed_frames += 1
                 _LOG.exception("camera %s: frame %d failed; skipped", self.camera.name, index)
                 continue

@@ -86,11 +86,15 @@ class FaceTrackerConfig:
     face_filters: FaceFilters = field(default_factory=FaceFilters)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
+    #: The ``degirum`` backend's options (:class:`facetrack.inference.degirum.DeGirumOptions` keys).
+    degirum: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON/YAML-serialisable)."""
         d = asdict(self)
         d["face_filters"]["pitch_range"] = list(self.face_filters.pitch_range)
+        if d["degirum"].get("token"):
+            d["degirum"]["token"] = "***"  # noqa: S105 - a secret: never in dumps or logs
         return d
 
 
@@ -142,10 +146,33 @@ IDENTITY_SCHEMA = vol.Schema(
         vol.Optional("instant_margin"): _NONNEG,
     }
 )
+_DEVICE_TYPE = vol.All(str, vol.Match(r"^[A-Z0-9_]+/[A-Z0-9_]+$", msg="must be RUNTIME/DEVICE, e.g. HAILORT/HAILO8L"))
+_NONEMPTY = vol.All(str, vol.Length(min=1))
+DEGIRUM_MODEL_SCHEMA = vol.Schema(
+    {
+        vol.Optional("model"): _NONEMPTY,
+        vol.Optional("zoo"): _NONEMPTY,
+        vol.Optional("host"): _NONEMPTY,
+        vol.Optional("device"): _DEVICE_TYPE,
+        vol.Optional("family"): vol.In(["yunet", "yolov8_kpts", "sface", "arcface"]),
+    }
+)
+#: ``degirum`` backend options (docs/configuration.md "DeGirum backend").
+DEGIRUM_SCHEMA = vol.Schema(
+    {
+        vol.Optional("device"): _DEVICE_TYPE,
+        vol.Optional("host"): vol.Any(None, _NONEMPTY),
+        vol.Optional("zoo"): vol.Any(None, _NONEMPTY),
+        vol.Optional("token"): vol.Any(None, str),
+        vol.Optional("detector"): DEGIRUM_MODEL_SCHEMA,
+        vol.Optional("embedder"): DEGIRUM_MODEL_SCHEMA,
+        vol.Optional("embedding_dim"): vol.Any(None, _POS_INT),
+    }
+)
 CONFIG_SCHEMA = vol.Schema(
     {
         vol.Optional("db_path"): vol.All(str, vol.Length(min=1)),
-        vol.Optional("backend"): vol.In(["opencv"]),
+        vol.Optional("backend"): vol.In(["opencv", "degirum"]),
         vol.Optional("detector_input_size"): vol.All(vol.Coerce(int), vol.Range(min=32, max=4096)),
         vol.Optional("detection_score_threshold"): _UNIT,
         vol.Optional("nms_threshold"): _UNIT,
@@ -160,6 +187,7 @@ CONFIG_SCHEMA = vol.Schema(
         vol.Optional("face_filters"): FACE_FILTERS_SCHEMA,
         vol.Optional("tracker"): TRACKER_SCHEMA,
         vol.Optional("identity"): IDENTITY_SCHEMA,
+        vol.Optional("degirum"): DEGIRUM_SCHEMA,
     }
 )
 

@@ -12,8 +12,19 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+from facetrack.errors import FaceTrackError
+
 FloatArray = npt.NDArray[np.float32]
 Frame = npt.NDArray[np.uint8]
+
+
+class InferenceUnavailableError(FaceTrackError):
+    """A model, runtime, device or inference host the configuration names cannot be used.
+
+    Raised by a backend when it (lazily) loads its models; the message says what is missing and
+    what to do. Every frame would fail the same way, so a camera reports it in its MQTT ``state``
+    (``error``) and retries later instead of counting failed frames.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,16 +136,23 @@ def l2_normalise(x: npt.NDArray[Any]) -> FloatArray:
 
 def backend_from_config(config: Any) -> InferenceBackend:
     """The backend a :class:`~facetrack.config.FaceTrackerConfig` names, with its detector settings."""
+    extra: dict[str, Any] = {}
+    if config.backend == "degirum":
+        extra["options"] = dict(getattr(config, "degirum", None) or {})
     return create_backend(
         config.backend,
         detector_input_size=config.detector_input_size,
         score_threshold=config.detection_score_threshold,
         nms_threshold=config.nms_threshold,
+        **extra,
     )
 
 
 def create_backend(backend: str = "opencv", **options: Any) -> InferenceBackend:
-    """Instantiate the backend named ``backend`` (``"opencv"``) with its options.
+    """Instantiate the backend named ``backend`` (``"opencv"`` or ``"degirum"``) with its options.
+
+    The ``degirum`` backend loads its models on first use; its errors
+    (:class:`~facetrack.inference.degirum.InferenceUnavailableError`) say what is missing.
 
     Raises:
         ValueError: unknown backend name.
@@ -143,4 +161,8 @@ def create_backend(backend: str = "opencv", **options: Any) -> InferenceBackend:
         from facetrack.inference.opencv import OpenCVBackend
 
         return OpenCVBackend(**options)
-    raise ValueError(f"unknown inference backend {backend!r}; available: 'opencv'")
+    if backend == "degirum":
+        from facetrack.inference.degirum import DeGirumBackend
+
+        return DeGirumBackend(**options)
+    raise ValueError(f"unknown inference backend {backend!r}; available: 'opencv', 'degirum'")

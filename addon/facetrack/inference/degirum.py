@@ -57,12 +57,12 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from facetrack.errors import FaceTrackError
 from facetrack.inference.base import (
     Detection,
     FloatArray,
     Frame,
     InferenceBackend,
+    InferenceUnavailableError,
     check_frame,
     l2_normalise,
 )
@@ -97,14 +97,6 @@ _ARCFACE_TEMPLATE = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
     dtype=np.float32,
 )
-
-
-class InferenceUnavailableError(FaceTrackError):
-    """A model, runtime, device or inference host the configuration names cannot be used.
-
-    The message says what is missing and what to do; the engine shows it in the log and in the
-    camera's MQTT ``state`` (``error``).
-    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,8 +265,7 @@ def _import_degirum() -> Any:
         import degirum as dg
     except ImportError as err:
         raise InferenceUnavailableError(
-            "the degirum backend needs the DeGirum PySDK: pip install 'facetrack[degirum]' "
-            f"(import failed: {err})"
+            f"the degirum backend needs the DeGirum PySDK: pip install 'facetrack[degirum]' (import failed: {err})"
         ) from None
     return dg
 
@@ -460,7 +451,9 @@ class DeGirumBackend(InferenceBackend):
                 hint = f"; no cloud token set (degirum.token, or {' / '.join(TOKEN_ENV_VARS)})"
             elif spec.host not in (LOCAL, CLOUD):
                 hint = "; is the DeGirum AI server running and reachable (degirum server start --zoo <folder>)?"
-            raise InferenceUnavailableError(f"cannot connect to the DeGirum inference host {where}: {err}{hint}") from None
+            raise InferenceUnavailableError(
+                f"cannot connect to the DeGirum inference host {where}: {err}{hint}"
+            ) from None
         try:
             devices = list(zoo.supported_device_types())
         except DegirumException as err:
@@ -489,7 +482,9 @@ class DeGirumBackend(InferenceBackend):
                 model.device_type = spec.device
         except DegirumException as err:
             hint = f": {_device_hint(spec.device)}" if spec.device else ""
-            raise InferenceUnavailableError(f"cannot load the {task} model {spec.model!r} on {where}: {err}{hint}") from None
+            raise InferenceUnavailableError(
+                f"cannot load the {task} model {spec.model!r} on {where}: {err}{hint}"
+            ) from None
         if "Image" in list(getattr(info, "InputType", [])):
             model.input_numpy_colorspace = "BGR"  # frames and crops are OpenCV BGR arrays
         model.frame_queue_depth = max(self.batch_size, 2)
@@ -597,7 +592,7 @@ class DeGirumBackend(InferenceBackend):
             return []
         faces = np.concatenate(rows_out, axis=0)
         # Same NMS as FaceDetectorYN: integer boxes, then OpenCV's NMSBoxes with top_k.
-        int_boxes = [[int(x), int(y), int(bw), int(bh)] for x, y, bw, bh in faces[:, :4]]
+        int_boxes = [[int(v) for v in r] for r in faces[:, :4]]
         keep = cv2.dnn.NMSBoxes(
             int_boxes, faces[:, 14].tolist(), self.score_threshold, self.nms_threshold, 1.0, self.top_k
         )
@@ -605,8 +600,8 @@ class DeGirumBackend(InferenceBackend):
         dets: list[Detection] = []
         for j in np.asarray(keep, dtype=np.int64).reshape(-1):
             row = faces[j]
-            x, y, bw, bh = (float(v) * inv for v in row[:4])
-            box = np.array([max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)], dtype=np.float32)
+            x, y, fw, fh = (float(v) * inv for v in row[:4])
+            box = np.array([max(0.0, x), max(0.0, y), min(float(w), x + fw), min(float(h), y + fh)], dtype=np.float32)
             if box[2] - box[0] < 2 or box[3] - box[1] < 2:
                 continue
             lm = (row[4:14].reshape(5, 2) * inv).astype(np.float32)
@@ -682,7 +677,9 @@ class DeGirumBackend(InferenceBackend):
         self._detector = self._embedder = None
 
 
-def decode_keypoint_faces(results: Sequence[Mapping[str, Any]], width: int, height: int, min_score: float) -> list[Detection]:
+def decode_keypoint_faces(
+    results: Sequence[Mapping[str, Any]], width: int, height: int, min_score: float
+) -> list[Detection]:
     """Faces from a PySDK keypoint-detection result (``yolov8n_relu6_widerface_kpts`` models).
 
     Args:
