@@ -25,7 +25,11 @@ fi
 stamp=.venv/.facetrack-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  # The degirum extra too: CI runs the identification and tracking tests on both backends.
+  .venv/bin/python -m pip install -q -e ".[dev,degirum]"
   touch "$stamp"
 fi
+# DeGirum's ONNX/CPU runtime must be listed (the engine preloads onnxruntime's library for it).
+.venv/bin/python -c 'from facetrack.inference.degirum import preload_onnxruntime; import degirum; assert preload_onnxruntime() and "ONNX/CPU" in degirum.get_supported_devices("@local"), "DeGirum ONNX/CPU runtime missing"' \
+  || { echo "setup: DeGirum ONNX/CPU runtime is not available (onnxruntime==1.20.1?)" >&2; exit 1; }
 echo "setup: engine ready in .venv ($(.venv/bin/python -V))" >&2
