@@ -423,6 +423,12 @@ class FaceLibrary:
         """The person with ``person_id``, or ``None``."""
         return self._index.persons.get(person_id)
 
+    def embedding_owner(self, embedding_id: str) -> Person | None:
+        """The person an embedding belongs to, or ``None`` if no embedding has that id."""
+        idx = self._index
+        hit = np.flatnonzero(idx.ids == embedding_id)
+        return idx.persons.get(str(idx.person_ids[hit[0]])) if hit.size else None
+
     def embeddings(self, name: str) -> list[EmbeddingRecord]:
         """The embeddings (with JPEG crops) of the person called ``name``.
 
