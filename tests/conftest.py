@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACETRACK_SHARED", ROOT.parent / "shared")).resolve()
 DATA = SHARED / "data"
 VIDEO = DATA / "facenet_pytorch" / "examples" / "video.mp4"
+#: Inference backends the identification and tracking tests run on (``degirum``: the bundled
+#: YuNet + SFace zoo through DeGirum's ONNX/CPU runtime, the code path Hailo uses).
+BACKENDS = ("opencv", "degirum")
 
 
 def _require_shared() -> None:
@@ -50,6 +54,19 @@ def config() -> FaceTrackerConfig:
 
 
 @pytest.fixture(scope="session")
-def backend(config: FaceTrackerConfig) -> InferenceBackend:
+def backend_factory(config: FaceTrackerConfig) -> Callable[[str], InferenceBackend]:
+    """``factory(name)``: the session's backend of that name (models load once per backend)."""
+    cache: dict[str, InferenceBackend] = {}
+
+    def factory(name: str) -> InferenceBackend:
+        if name not in cache:
+            cache[name] = backend_from_config(parse_config({"backend": name}))
+        return cache[name]
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def backend(backend_factory: Callable[[str], InferenceBackend]) -> InferenceBackend:
     """The default OpenCV backend, shared by the session (models load once)."""
-    return backend_from_config(config)
+    return backend_factory("opencv")

@@ -10,12 +10,14 @@ measured curve behind the default threshold is in ``docs/thresholds.md``
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import BACKENDS
 from facetrack.config import FaceTrackerConfig
 from facetrack.images import read_image
 from facetrack.inference import InferenceBackend
@@ -54,6 +56,12 @@ def largest_face(result: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not result:
         return None
     return max(result, key=lambda r: min(r["bbox"][2] - r["bbox"][0], r["bbox"][3] - r["bbox"][1]))
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest, backend_factory: Callable[[str], InferenceBackend]) -> InferenceBackend:
+    """Each backend in turn (overrides conftest's OpenCV-only fixture for this module)."""
+    return backend_factory(request.param)
 
 
 @pytest.fixture(scope="module")

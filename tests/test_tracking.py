@@ -39,6 +39,7 @@ A tracker that hands out a new id every frame, or swaps ids between people, fail
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conftest import BACKENDS
 from facetrack.camera import open_source
 from facetrack.config import FaceTrackerConfig
 from facetrack.inference import InferenceBackend
@@ -109,6 +111,12 @@ def _match(gt_rows: list[dict[str, Any]], faces: list[tuple[int, np.ndarray]]) -
             used_face.add(j)
             out[gt_rows[i]["person"]] = faces[j][0]
     return out
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest, backend_factory: Callable[[str], InferenceBackend]) -> InferenceBackend:
+    """Each backend in turn (overrides conftest's OpenCV-only fixture for this module)."""
+    return backend_factory(request.param)
 
 
 @pytest.fixture(scope="module")
