@@ -74,6 +74,8 @@ def schema_for(topic: str, prefix: str) -> str | None:
         return parts[0]
     if parts == ["inbox"]:
         return "inbox"
+    if parts == ["library"]:
+        return "library"
     if parts == ["inbox", "event"]:
         return "inbox_event"
     if parts[0] in ("response", "seen"):

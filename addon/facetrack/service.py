@@ -8,10 +8,12 @@ stops everything cleanly (tracks are ended and their events flushed, ``status`` 
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
 import time
+import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from facetrack.comms.payloads import (
     alert_payload,
     clip_payload,
     iso,
+    library_payload,
     seen_payload,
     state_payload,
     track_payload,
@@ -40,6 +43,7 @@ from facetrack.errors import FaceTrackError
 from facetrack.inference import InferenceBackend, backend_from_config
 from facetrack.inference.base import InferenceUnavailableError
 from facetrack.library import FaceLibrary
+from facetrack.library.sync import LibraryWatcher
 from facetrack.record.clips import ClipRecorder, StoredClip
 from facetrack.record.storage import ClipStorage, clip_key, create_storage, new_clip_id
 from facetrack.track import FaceTracker
@@ -166,11 +170,11 @@ class CameraWorker(threading.Thread):
             delay = 1.0
             try:
                 self._run_source(video)
-            except Exception as err:  # never let one camera take the service down
             except InferenceUnavailableError as err:  # no device/runtime/model: say so, retry slowly
                 _LOG.error("camera %s: inference unavailable: %s", self.camera.name, err)
                 self._set_state("offline", str(err))
                 delay = self.reconnect_max
+            except Exception as err:  # never let one camera take the service down
                 _LOG.exception("camera %s failed", self.camera.name)
                 self._set_state("offline", f"{type(err).__name__}: {err}")
             finally:
@@ -211,9 +215,9 @@ class CameraWorker(threading.Thread):
             index, processed = processed, processed + 1
             try:
                 result = tracker.process(frame, index, ts)
-            except Exception:  # one bad frame never stops a camera
             except InferenceUnavailableError:
                 raise  # every frame would fail: the camera reports it (run) instead
+            except Exception:  # one bad frame never stops a camera
                 self.failed_frames += 1
                 _LOG.exception("camera %s: frame %d failed; skipped", self.camera.name, index)
                 continue
@@ -306,10 +310,22 @@ class FaceTrackService:
         self.config = config
         self.stop_event = threading.Event()
         self.command_backend = backend_from_config(config.defaults)
-        self.library = FaceLibrary(config.db_path, self.command_backend.model_id, self.command_backend.embedding_dim)
+        self.instance_id = uuid.uuid4().hex  # tells this process's library notices from others'
+        self.library = FaceLibrary(
+            config.db_path,
+            self.command_backend.model_id,
+            self.command_backend.embedding_dim,
+            storage_options=config.library_storage.storage_options(),
+            on_change=self._library_changed,
+        )
+        # Enrolments by other instances (or the CLI): periodic refresh, and at once on notice.
+        self.library_watcher = LibraryWatcher(
+            self.library, config.library_refresh_seconds, on_refreshed=self._on_library_refreshed
+        )
         self.mqtt = MqttClient(
             config.mqtt,
             on_command=self._on_command,
+            subscriptions={config.mqtt.library_topic: self._on_library_notice},
             on_connected=self._republish,
             reconnect_max_seconds=config.reconnect_max_seconds,
         )
@@ -471,6 +487,29 @@ class FaceTrackService:
             ctx = {**payload, "time": payload["time"], "person": alert.event.person}
             self.notifier.send(ctx, snapshot)
 
+    def _library_changed(self, operation: str, version: int) -> None:
+        """This instance committed a library change: tell the instances sharing the library."""
+        m = self.config.mqtt
+        payload = library_payload(m.topic_prefix, self.instance_id, self.config.db_path, operation, version)
+        self.mqtt.publish_json(m.library_topic, payload, qos=1, retain=False)
+
+    def _on_library_notice(self, raw: bytes) -> None:
+        """A library notice (network thread): another instance's change to our library -> refresh."""
+        try:
+            notice = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            _LOG.warning("ignoring a library notice that is not JSON")
+            return
+        if not isinstance(notice, dict) or notice.get("origin") == self.instance_id:
+            return
+        if notice.get("library") != self.config.db_path:
+            return  # another library announced on the same topic: nothing to do
+        version = notice.get("version")
+        self.library_watcher.notify(version if isinstance(version, int) else None)
+
+    def _on_library_refreshed(self) -> None:
+        self._persons_dirty.set()
+
     def _on_command(self, verb: str, payload: bytes) -> None:
         self.commands.submit(verb, payload)
 
@@ -489,10 +528,11 @@ class FaceTrackService:
         if self.web is not None:
             self.web.start()
         self.mqtt.start()
+        self.library_watcher.start()
         self.commands.start()
         for w in self.workers:
             w.start()
-        last_refresh = last_purge = time.monotonic()
+        last_purge = time.monotonic()
         while not self.stop_event.wait(1.0):
             if self.storage is not None and time.monotonic() - last_purge > PURGE_INTERVAL:
                 last_purge = time.monotonic()
@@ -505,13 +545,10 @@ class FaceTrackService:
             if self._persons_dirty.is_set():
                 self._persons_dirty.clear()
                 self.publish_persons()
-            if time.monotonic() - last_refresh > 10:
-                last_refresh = time.monotonic()
-                if self.library.refresh():  # enrolled by another process (CLI)
-                    self.publish_persons()
         for w in self.workers:
             w.join(timeout=10)
         self.commands.stop()
+        self.library_watcher.stop()
         if self.notifier is not None:
             self.notifier.close(5.0)
         self.publish_persons()

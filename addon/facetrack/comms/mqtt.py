@@ -17,7 +17,7 @@ import json
 import logging
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -39,6 +39,9 @@ class MqttClient:
         on_command: called (on paho's network thread) with ``(verb, payload_bytes)`` for each
             message on ``<prefix>/command/<verb>``; must not block for long.
         on_connected: called after every successful (re)connection, to republish retained state.
+        subscriptions: further topics to subscribe to (QoS 1), each with the handler called (on
+            paho's network thread, must not block) with the payload bytes of each message, e.g.
+            the shared library topic (``mqtt.library_topic``, ``docs/scale-out.md``).
 
     The client reconnects by itself (1 s to ``reconnect_max_seconds`` backoff). The last will
     marks ``<prefix>/status`` ``offline`` (retained) if the engine dies.
@@ -50,8 +53,10 @@ class MqttClient:
         on_command: Callable[[str, bytes], None] | None = None,
         on_connected: Callable[[], None] | None = None,
         reconnect_max_seconds: float = 60.0,
+        subscriptions: Mapping[str, Callable[[bytes], None]] | None = None,
     ) -> None:
         self.config = config
+        self.subscriptions = dict(subscriptions or {})
         self.prefix = config.topic_prefix
         self.on_command = on_command
         self.on_connected = on_connected
@@ -128,6 +133,8 @@ class MqttClient:
         self.connections += 1
         _LOG.info("MQTT connected (%d)", self.connections)
         client.subscribe(self.topic("command", "+"), qos=1)
+        for topic in self.subscriptions:
+            client.subscribe(topic, qos=1)
         client.publish(self.topic("status"), "online", qos=1, retain=True)
         self.connected.set()
         if self.on_connected is not None:
@@ -142,6 +149,13 @@ class MqttClient:
             _LOG.warning("MQTT disconnected (%s); reconnecting", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        handler = self.subscriptions.get(msg.topic)
+        if handler is not None:
+            try:
+                handler(bytes(msg.payload))
+            except Exception:  # a bad message must never kill the network thread
+                _LOG.exception("message on %s failed", msg.topic)
+            return
         verb = msg.topic.rsplit("/", 1)[-1]
         if self.on_command is None:
             return

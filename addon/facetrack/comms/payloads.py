@@ -129,3 +129,21 @@ def response_payload(
     else:
         out["error"] = {"code": error[0], "message": error[1]}
     return out
+
+
+def library_payload(instance: str, origin: str, library: str, operation: str, version: int) -> dict[str, Any]:
+    """``mqtt.library_topic`` (QoS 1, never retained): this instance changed the shared face library.
+
+    ``instance`` is the topic prefix, ``origin`` the process's random id (32 hex), ``library`` the
+    ``db_path`` (an ``s3://`` URI or a folder), ``operation`` the write (``enroll``, ``rename``,
+    ``forget``, ``delete_embedding``), ``version`` the table version after the commit.
+    """
+    return {
+        "event": "library_changed",
+        "instance": instance,
+        "origin": origin,
+        "library": library,
+        "operation": operation,
+        "version": int(version),
+        "time": iso(time.time()),
+    }
