@@ -150,6 +150,100 @@ def cmd_track(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_find_faces(args: argparse.Namespace) -> int:
+    import dataclasses
+    import tempfile
+
+    from facetrack.cluster import DEFAULT_CLUSTER_THRESHOLD
+    from facetrack.findfaces import download_clip, find_faces
+
+    if (args.video is None) == (args.clip is None):
+        raise FaceTrackError("give either a VIDEO file or --clip <camera>/<clip id> (with --service-config)")
+    if args.clip is not None:
+        from facetrack.config.service import load_service_config
+        from facetrack.record.storage import create_storage
+
+        if not args.service_config:
+            raise FaceTrackError("--clip needs --service-config (where the clips are stored)")
+        service = load_service_config(args.service_config)
+        cfg = service.defaults
+        if args.db:
+            cfg = dataclasses.replace(cfg, db_path=args.db)
+    else:
+        cfg = _config(args)
+    backend = _backend(cfg)
+    library = _library(cfg, backend)
+    with tempfile.TemporaryDirectory(prefix="facetrack-clip-") as tmp:
+        source = args.video
+        if args.clip is not None:
+            source = str(download_clip(create_storage(service.clips.storage), args.clip, tmp))
+        result = find_faces(
+            source,
+            backend,
+            library,
+            cfg,
+            annotated_path=args.annotated,
+            cluster=args.clusters,
+            cluster_threshold=args.cluster_threshold or DEFAULT_CLUSTER_THRESHOLD,
+            progress=sys.stderr.isatty() and not args.no_progress,
+        )
+    if args.crops:
+        result.write_crops(args.crops)
+    payload = result.to_json(embeddings=not args.no_embeddings)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(payload, f, ensure_ascii=False)
+        _emit({"type": "find_faces", "json": args.json, "tracks": len(result.tracks), "clusters": len(result.clusters)})
+    else:
+        _emit(payload)
+    return 0
+
+
+def cmd_embeddings(args: argparse.Namespace) -> int:
+    import base64
+    from pathlib import Path
+
+    cfg = _config(args)
+    library = _library(cfg, _backend(cfg))
+    records = library.embeddings(args.name)
+    out = []
+    for e in records:
+        item: dict[str, Any] = {"embedding_id": e.embedding_id, "source": e.source, "created_at": e.created_at}
+        if args.crops:
+            folder = Path(args.crops)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{e.embedding_id}.jpg"
+            path.write_bytes(e.crop_jpeg)
+            item["crop"] = str(path)
+        elif args.base64:
+            item["crop_base64"] = base64.b64encode(e.crop_jpeg).decode("ascii")
+        out.append(item)
+    person = library.person(args.name)
+    _emit({"person": person.name if person else args.name, "embeddings": out})
+    return 0
+
+
+def cmd_forget_embedding(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    library = _library(cfg, _backend(cfg))
+    owner = library.embedding_owner(args.embedding_id)
+    if owner is None:
+        raise FaceTrackError(f"no embedding with id {args.embedding_id!r} in the face library")
+    if args.name is not None and library.person(args.name) != owner:
+        raise FaceTrackError(f"embedding {args.embedding_id} is not {args.name!r}'s (it is {owner.name!r}'s)")
+    left = library.delete_embedding(args.embedding_id)
+    _emit(
+        {
+            "person": owner.name,
+            "person_id": owner.person_id,
+            "embedding_id": args.embedding_id,
+            "embeddings": left.embedding_count if left is not None else 0,
+            "person_removed": left is None,
+        }
+    )
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from facetrack.config.service import load_service_config
     from facetrack.service import FaceTrackService
@@ -217,6 +311,36 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-frames", type=int, help="stop after this many frames")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     sp.set_defaults(func=cmd_track)
+
+    sp = sub.add_parser(
+        "find-faces",
+        help="faces in a recorded video: per track the best crops, embeddings and identity; clusters by person",
+    )
+    common(sp, db=True)
+    sp.add_argument("video", nargs="?", help="video file (or use --clip)")
+    sp.add_argument("--clip", help="a stored alert clip by name, <camera>/<clip id> (needs --service-config)")
+    sp.add_argument("--service-config", help="service configuration: clip storage, library and tracking settings")
+    sp.add_argument("--annotated", help="write an annotated MP4 here")
+    sp.add_argument("--clusters", action="store_true", help="group the tracks by person")
+    sp.add_argument("--cluster-threshold", type=float, help="cosine similarity for one person (default 0.5)")
+    sp.add_argument("--crops", help="write each track's best crops as JPEG into this folder")
+    sp.add_argument("--json", help="write the JSON result to this file (stdout: a summary)")
+    sp.add_argument("--no-embeddings", action="store_true", help="leave the embeddings out of the JSON")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    sp.set_defaults(func=cmd_find_faces)
+
+    sp = sub.add_parser("embeddings", help="list a person's embeddings (ids, sources, crops)")
+    common(sp, db=True)
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--crops", help="write the crops as <embedding id>.jpg into this folder")
+    sp.add_argument("--base64", action="store_true", help="include the crops as base64 JPEG")
+    sp.set_defaults(func=cmd_embeddings)
+
+    sp = sub.add_parser("forget-embedding", help="remove one wrong embedding from a person")
+    common(sp, db=True)
+    sp.add_argument("embedding_id")
+    sp.add_argument("--name", help="the person it must belong to (a safety check)")
+    sp.set_defaults(func=cmd_forget_embedding)
 
     sp = sub.add_parser("serve", help="run every configured camera, publishing over MQTT")
     sp.add_argument("--config", required=True, help="service configuration (YAML or JSON)")

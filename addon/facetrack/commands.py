@@ -2,7 +2,10 @@
 ``<prefix>/response/<request_id>`` (``docs/mqtt.md``).
 
 Verbs: ``enroll`` (base64 JPEG/PNG, or a path inside the media folder), ``enroll_track`` (best
-crops of a live or recent track), ``forget``, ``rename``, ``list``. Commands run one at a time on
+crops of a live or recent track), ``forget``, ``rename``, ``list``; ``list_embeddings`` and
+``forget_embedding`` (negative feedback: "this was not Bob"); the unknown-face inbox
+(:mod:`facetrack.inbox`): ``inbox_list``, ``inbox_crop``, ``inbox_name``, ``inbox_merge``,
+``inbox_discard``, ``inbox_ignore``, ``inbox_unignore``. Commands run one at a time on
 their own thread (enrolment computes embeddings), never on the MQTT network thread. A malformed,
 oversized or unknown command gets an error response; one without a usable ``request_id`` is
 answered on ``<prefix>/response/invalid``.
@@ -24,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import voluptuous as vol
 
-from facetrack.comms.payloads import response_payload
+from facetrack.comms.payloads import inbox_payload, iso, response_payload
 from facetrack.errors import FaceTrackError, LibraryError
 from facetrack.images import decode_image, read_image
+from facetrack.inbox import InboxError, UnknownInbox
 from facetrack.recognizer import FaceRecognizer
 from facetrack.track.face_tracker import encode_jpeg
 
@@ -40,6 +44,16 @@ MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 MAX_PENDING = 32
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _NAME = vol.All(str, vol.Length(min=1, max=100))
+_HEX_ID = vol.All(str, vol.Match(r"^[0-9a-f]{32}$", msg="must be 32 lowercase hex characters"))
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise vol.Invalid("expected an integer")
+    return v
+
+
+_GROUP: dict[Any, Any] = {vol.Required("request_id"): str, vol.Required("group_id"): _HEX_ID}
 SCHEMAS: dict[str, vol.Schema] = {
     "enroll": vol.Schema(
         {
@@ -64,7 +78,33 @@ SCHEMAS: dict[str, vol.Schema] = {
         {vol.Required("request_id"): str, vol.Required("name"): _NAME, vol.Required("new_name"): _NAME}
     ),
     "list": vol.Schema({vol.Required("request_id"): str}),
+    "list_embeddings": vol.Schema(
+        {
+            vol.Required("request_id"): str,
+            vol.Required("name"): _NAME,
+            vol.Optional("include_crops", default=False): bool,
+        }
+    ),
+    "forget_embedding": vol.Schema(
+        {vol.Required("request_id"): str, vol.Required("embedding_id"): _HEX_ID, vol.Optional("name"): _NAME}
+    ),
+    "inbox_list": vol.Schema({vol.Required("request_id"): str}),
+    "inbox_crop": vol.Schema({**_GROUP, vol.Optional("index", default=0): vol.All(_int, vol.Range(min=0))}),
+    "inbox_name": vol.Schema(
+        {
+            **_GROUP,
+            vol.Required("name"): _NAME,
+            vol.Optional("mode", default="auto"): vol.In(["auto", "new", "add"]),
+            vol.Optional("max_embeddings", default=5): vol.All(_int, vol.Range(min=1, max=10)),
+        }
+    ),
+    "inbox_merge": vol.Schema({**_GROUP, vol.Required("into_group_id"): _HEX_ID}),
+    "inbox_discard": vol.Schema(_GROUP),
+    "inbox_ignore": vol.Schema(_GROUP),
+    "inbox_unignore": vol.Schema(_GROUP),
 }
+#: Verbs that change nothing (no retained topic is republished after them).
+READ_ONLY = frozenset({"list", "list_embeddings", "inbox_list", "inbox_crop"})
 
 
 class CommandError(Exception):
@@ -185,7 +225,7 @@ class CommandHandler:
             verb, request_id, data, reply = item
             try:
                 result = getattr(self, f"_cmd_{verb}")(data)
-            except CommandError as err:
+            except (CommandError, InboxError) as err:
                 self._reply(reply, request_id, verb, error=(err.code, str(err)))
             except LibraryError as err:
                 code = "not_found" if "no person" in str(err) or "no embedding" in str(err) else "bad_request"
@@ -196,8 +236,10 @@ class CommandHandler:
                 _LOG.exception("command %s failed", verb)
                 self._reply(reply, request_id, verb, error=("internal", type(err).__name__))
             else:
+                if verb.startswith("inbox_") and verb not in READ_ONLY:
+                    self.service.publish_inbox()  # before the answer: the client sees the new state
                 self._reply(reply, request_id, verb, result)
-                if verb != "list":
+                if verb not in READ_ONLY:
                     self.service.publish_persons()
 
     # ---- verbs ---------------------------------------------------------------------------------
@@ -258,3 +300,81 @@ class CommandHandler:
 
     def _cmd_list(self, _data: dict[str, Any]) -> dict[str, Any]:
         return {"persons": self.service.persons_payload()["persons"]}
+
+    def _cmd_list_embeddings(self, data: dict[str, Any]) -> dict[str, Any]:
+        library = self.service.library
+        person = library.person(data["name"])
+        if person is None:
+            raise CommandError("not_found", f"no person called {data['name']!r} in the face library")
+        out = []
+        for e in library.embeddings(person.name):
+            item: dict[str, Any] = {"embedding_id": e.embedding_id, "source": e.source, "created_at": iso(e.created_at)}
+            if data["include_crops"]:
+                item["crop_base64"] = base64.b64encode(e.crop_jpeg).decode("ascii")
+            out.append(item)
+        return {"person": person.name, "person_id": person.person_id, "embeddings": out}
+
+    def _cmd_forget_embedding(self, data: dict[str, Any]) -> dict[str, Any]:
+        library = self.service.library
+        owner = library.embedding_owner(data["embedding_id"])
+        if owner is None:
+            raise CommandError("not_found", f"no embedding with id {data['embedding_id']}")
+        if "name" in data and library.person(data["name"]) != owner:
+            raise CommandError("not_found", f"embedding {data['embedding_id']} is not {data['name']!r}'s")
+        left = library.delete_embedding(data["embedding_id"])
+        return {
+            "person": owner.name,
+            "person_id": owner.person_id,
+            "embedding_id": data["embedding_id"],
+            "embeddings": left.embedding_count if left is not None else 0,
+            "person_removed": left is None,
+        }
+
+    # ---- the unknown-face inbox ------------------------------------------------------------------
+
+    def _inbox(self) -> UnknownInbox:
+        inbox = self.service.inbox
+        if inbox is None:
+            raise CommandError("bad_request", "the unknown-face inbox is disabled (inbox.enabled: false)")
+        return inbox
+
+    def _cmd_inbox_list(self, _data: dict[str, Any]) -> dict[str, Any]:
+        self._inbox()
+        return self.service.inbox_payload()
+
+    def _cmd_inbox_crop(self, data: dict[str, Any]) -> dict[str, Any]:
+        inbox = self._inbox()
+        jpeg = inbox.crop_jpeg(data["group_id"], data["index"])
+        return {
+            "group_id": data["group_id"],
+            "index": data["index"],
+            "crops": inbox.group(data["group_id"]).crops,
+            "jpeg_base64": base64.b64encode(jpeg).decode("ascii"),
+        }
+
+    def _cmd_inbox_name(self, data: dict[str, Any]) -> dict[str, Any]:
+        r = self._inbox().name(data["group_id"], data["name"], data["mode"], data["max_embeddings"])
+        return {
+            "person": r.person,
+            "person_id": r.person_id,
+            "group_id": r.group_id,
+            "enrolled": r.enrolled,
+            "embeddings": r.embeddings,
+            "created": r.created,
+        }
+
+    def _cmd_inbox_merge(self, data: dict[str, Any]) -> dict[str, Any]:
+        g = self._inbox().merge(data["group_id"], data["into_group_id"])
+        return dict(inbox_payload([g], self.service.inbox_crop_url)["groups"][0])
+
+    def _cmd_inbox_discard(self, data: dict[str, Any]) -> dict[str, Any]:
+        self._inbox().discard(data["group_id"])
+        return {"group_id": data["group_id"], "discarded": True}
+
+    def _cmd_inbox_ignore(self, data: dict[str, Any]) -> dict[str, Any]:
+        self._inbox().ignore(data["group_id"])
+        return {"group_id": data["group_id"], "status": "ignored"}
+
+    def _cmd_inbox_unignore(self, data: dict[str, Any]) -> dict[str, Any]:
+        self._inbox().unignore(data["group_id"])
+        return {"group_id": data["group_id"], "status": "pending"}

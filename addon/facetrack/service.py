@@ -32,6 +32,8 @@ from facetrack.comms.mqtt import CONTRACT_VERSION, MqttClient
 from facetrack.comms.payloads import (
     alert_payload,
     clip_payload,
+    inbox_event_payload,
+    inbox_payload,
     iso,
     library_payload,
     seen_payload,
@@ -40,6 +42,7 @@ from facetrack.comms.payloads import (
 )
 from facetrack.config.service import CameraConfig, ServiceConfig
 from facetrack.errors import FaceTrackError
+from facetrack.inbox import FaceCrop, UnknownInbox
 from facetrack.inference import InferenceBackend, backend_from_config
 from facetrack.inference.base import InferenceUnavailableError
 from facetrack.library import FaceLibrary
@@ -47,7 +50,7 @@ from facetrack.library.sync import LibraryWatcher
 from facetrack.record.clips import ClipRecorder, StoredClip
 from facetrack.record.storage import ClipStorage, clip_key, create_storage, new_clip_id
 from facetrack.track import FaceTracker
-from facetrack.track.face_tracker import BestCrop
+from facetrack.track.face_tracker import BestCrop, Track
 from facetrack.track.identity import IdentityState
 from facetrack.web.frames import FrameHub
 from facetrack.web.server import WebServer
@@ -62,6 +65,10 @@ RECENT_TRACKS = 32
 PURGE_INTERVAL = 600.0
 #: A known person in view is reported on ``<prefix>/seen/<person_id>`` at least this often (s).
 SEEN_INTERVAL = 10.0
+#: Lifetime of the signed inbox crop URLs (s); the retained inbox is republished at half of it.
+INBOX_URL_SECONDS = 86400
+#: Seconds between writes of the inbox file while camera tracks keep changing it.
+INBOX_SAVE_INTERVAL = 10.0
 
 
 @dataclass(slots=True)
@@ -100,12 +107,16 @@ class CameraWorker(threading.Thread):
         recorder: ClipRecorder | None = None,
         urls: Callable[[str], dict[str, str | None]] | None = None,
         clip_url: Callable[[str], str | None] | None = None,
+        on_unknown_ended: Callable[[str, Track], None] | None = None,
+        ignored: Callable[[Any], str | None] | None = None,
     ) -> None:
         super().__init__(name=f"camera-{camera.name}", daemon=True)
         self.hub = hub
         self.recorder = recorder
         self.urls = urls
         self.clip_url = clip_url
+        self.on_unknown_ended = on_unknown_ended  # an ended track decided unknown -> the inbox
+        self.ignored = ignored  # mean embedding -> the ignored inbox group it belongs to, or None
         self.camera = camera
         self.library = library
         self.publish = publish
@@ -213,6 +224,7 @@ class CameraWorker(threading.Thread):
                     break
             captured = time.time()
             index, processed = processed, processed + 1
+            live = dict(tracker.tracks)  # an ended track leaves the tracker: keep it for the inbox
             try:
                 result = tracker.process(frame, index, ts)
             except InferenceUnavailableError:
@@ -233,20 +245,48 @@ class CameraWorker(threading.Thread):
                 self.fps = (len(window) - 1) / max(window[-1] - window[0], 1e-6)
             for event in result.events:
                 self._emit_event(event, frame, captured)
+            self._feed_inbox(result.events, live)
             for face in result.faces:
                 if face.state is IdentityState.KNOWN and now - self._seen_at.get(face.track_id, 0.0) >= SEEN_INTERVAL:
                     self._sighting(face.track_id, tracker.tracks[face.track_id].voter, captured, now)
             if now - last_state >= STATE_INTERVAL:
                 last_state = now
                 self.publish((self.camera.name, "state"), self.state_payload(), 1, True)
-        for event in tracker.finish():
+        live = dict(tracker.tracks)
+        ended = tracker.finish()
+        for event in ended:
             self._emit_event(event, None, time.time())
+        self._feed_inbox(ended, live)
         with self._crops_lock:
             self._recent.update(tracker.ended_crops)
             while len(self._recent) > RECENT_TRACKS:
                 self._recent.popitem(last=False)
             self._tracker = None
         self.faces = 0
+
+    def _feed_inbox(self, events: list[Any], live: dict[int, Track]) -> None:
+        """Hand ended tracks decided unknown (with usable faces) to the unknown-face inbox."""
+        if self.on_unknown_ended is None:
+            return
+        for event in events:
+            track = live.get(event.track_id) if event.type == "track_ended" else None
+            if track is None or track.voter.state is not IdentityState.UNKNOWN or not track.best:
+                continue
+            try:
+                self.on_unknown_ended(self.camera.name, track)
+            except Exception:  # the inbox must never stop a camera
+                _LOG.exception("camera %s: track %d could not enter the inbox", self.camera.name, track.track_id)
+
+    def _ignored_track(self, event: Any) -> bool:
+        """An unknown track whose face is an ignored inbox group (the postman): no alert."""
+        if self.ignored is None or event.type != "identity" or event.person_id is not None:
+            return False
+        track = self._tracker.tracks.get(event.track_id) if self._tracker is not None else None
+        mean = track.mean_embedding if track is not None else None
+        group = self.ignored(mean) if mean is not None else None
+        if group is not None:
+            _LOG.info("camera %s: track %d is ignored group %s: no alert", self.camera.name, event.track_id, group)
+        return group is not None
 
     def _sighting(self, track_id: int, voter: Any, captured: float, now: float) -> None:
         self._seen_at[track_id] = now
@@ -265,6 +305,8 @@ class CameraWorker(threading.Thread):
             self._seen_at[event.track_id] = time.monotonic()
         if event.type == "track_ended":
             self._seen_at.pop(event.track_id, None)
+        if self._ignored_track(event):
+            return
         alert = self.policy.consider(event, time.monotonic())
         if alert is None:
             return
@@ -345,6 +387,13 @@ class FaceTrackService:
         self.sightings: dict[str, PersonSighting] = {}
         self._discovered: dict[str, str] = {}  # person id -> name published in discovery
         self._persons_dirty = threading.Event()
+        self.inbox: UnknownInbox | None = None
+        if config.inbox.enabled:
+            self.inbox = UnknownInbox(config.inbox, self.library, _inbox_path(config))
+            if self.web is not None:
+                self.web.inbox_crop = self.inbox.crop_jpeg
+        self._inbox_dirty = threading.Event()
+        self._inbox_published = self._inbox_saved = self._inbox_aged = time.monotonic()
         self.workers = [
             CameraWorker(
                 cam,
@@ -358,6 +407,8 @@ class FaceTrackService:
                 recorder=self._make_recorder(cam.name),
                 urls=self.camera_urls,
                 clip_url=self._clip_url if self.storage is not None else None,
+                on_unknown_ended=self._on_unknown_ended if self.inbox is not None else None,
+                ignored=self.inbox.ignored_group if self.inbox is not None else None,
             )
             for cam in config.cameras
             if cam.enabled
@@ -426,6 +477,7 @@ class FaceTrackService:
             "topic_prefix": self.config.mqtt.topic_prefix,
             "cameras": [w.camera.name for w in self.workers],
             "started_at": iso(self._started),
+            **({"features": ["inbox"]} if self.inbox is not None else {}),
         }
 
     def persons_payload(self) -> dict[str, Any]:
@@ -471,6 +523,7 @@ class FaceTrackService:
                 topic = config_topic(m.discovery_prefix, m.topic_prefix, "camera", w.camera.name)
                 self.mqtt.publish_json(topic, camera_discovery(m.topic_prefix, w.camera.name), qos=1, retain=True)
         self.publish_persons()
+        self.publish_inbox()
         for w in self.workers:
             self._publish((w.camera.name, "state"), w.state_payload(), 1, True)
 
@@ -510,6 +563,68 @@ class FaceTrackService:
     def _on_library_refreshed(self) -> None:
         self._persons_dirty.set()
 
+    # ---- the unknown-face inbox -------------------------------------------------------------------
+
+    def _on_unknown_ended(self, camera: str, track: Track) -> None:
+        """A camera thread: an ended unknown track joins (or starts) an inbox group."""
+        assert self.inbox is not None
+        mean = track.mean_embedding
+        if mean is None:
+            return
+        now = time.time()
+        faces = [FaceCrop(c.rank, c.crop, c.embedding) for c in sorted(track.best, key=lambda c: -c.rank)]
+        first = now - max(0.0, track.last_ts - track.first_ts)
+        added = self.inbox.add_track(camera, mean, faces, track.embeddings, first, now)
+        if not added.new_group:
+            self._inbox_dirty.set()  # republished by the main loop (at most once a second)
+            return
+        # A new group: the retained summary first, so a client reacting to the event finds it there.
+        self.publish_inbox()
+        url = self.inbox_crop_url(added.group_id, 0)
+        event = inbox_event_payload(added.group_id, camera, track.track_id, url, now)
+        self._publish(("inbox", "event"), event, 1, False)
+
+    def inbox_crop_url(self, group_id: str, index: int) -> str | None:
+        """Signed, expiring URL of an inbox crop on the HTTP server (None without the server)."""
+        if self.web is None or not self.web.running:
+            return None
+        path = f"/inbox/{group_id}/{index}.jpg"
+        return f"{self.web.origin}{path}?{self.web.signer.sign(path, int(time.time()) + INBOX_URL_SECONDS)}"
+
+    def inbox_payload(self) -> dict[str, Any]:
+        """``<prefix>/inbox`` (retained): the unknown-face groups."""
+        return inbox_payload(self.inbox.groups() if self.inbox is not None else [], self.inbox_crop_url)
+
+    def publish_inbox(self) -> None:
+        """Republish the retained inbox summary (no-op when the inbox is disabled; never raises)."""
+        if self.inbox is None:
+            return
+        self._inbox_dirty.clear()
+        self._inbox_published = time.monotonic()
+        try:
+            self._publish(("inbox",), self.inbox_payload(), 1, True)
+        except Exception:  # a summary can wait for the next change; callers are camera/command threads
+            _LOG.exception("publishing the inbox failed")
+
+    def _inbox_tick(self) -> None:
+        """Main loop: age out, republish when changed (or URLs half-expired), save now and then."""
+        inbox = self.inbox
+        if inbox is None:
+            return
+        now = time.monotonic()
+        if now - self._inbox_aged >= PURGE_INTERVAL:
+            self._inbox_aged = now
+            if inbox.age_out():
+                self._inbox_dirty.set()
+        if self._inbox_dirty.is_set() or now - self._inbox_published >= INBOX_URL_SECONDS / 2:
+            self.publish_inbox()
+        if inbox.dirty and (now - self._inbox_saved >= INBOX_SAVE_INTERVAL or self.stop_event.is_set()):
+            self._inbox_saved = now
+            try:
+                inbox.save()
+            except OSError as err:
+                _LOG.error("saving the unknown-face inbox failed: %s", err)
+
     def _on_command(self, verb: str, payload: bytes) -> None:
         self.commands.submit(verb, payload)
 
@@ -545,9 +660,11 @@ class FaceTrackService:
             if self._persons_dirty.is_set():
                 self._persons_dirty.clear()
                 self.publish_persons()
+            self._inbox_tick()
         for w in self.workers:
             w.join(timeout=10)
         self.commands.stop()
+        self._inbox_tick()  # stop is set: a pending inbox change is saved now
         self.library_watcher.stop()
         if self.notifier is not None:
             self.notifier.close(5.0)
@@ -560,3 +677,12 @@ class FaceTrackService:
     def shutdown(self) -> None:
         """Ask every thread to stop (returns at once; :meth:`run` returns when done)."""
         self.stop_event.set()
+
+
+def _inbox_path(config: ServiceConfig) -> Path:
+    """``inbox.path``, or ``inbox.npz`` next to the face library (the working directory for a
+    library on an object store)."""
+    if config.inbox.path:
+        return Path(config.inbox.path)
+    db = config.db_path
+    return (Path.cwd() if "://" in db else Path(db).resolve().parent) / "inbox.npz"

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facetrack.alerts import Alert
 from facetrack.events import TrackEvent
+
+if TYPE_CHECKING:
+    from facetrack.inbox import InboxGroup
 
 
 def iso(epoch: float) -> str:
@@ -129,6 +133,50 @@ def response_payload(
     else:
         out["error"] = {"code": error[0], "message": error[1]}
     return out
+
+
+def inbox_payload(
+    groups: Sequence[InboxGroup], crop_url: Callable[[str, int], str | None] | None = None, now: float | None = None
+) -> dict[str, Any]:
+    """``<prefix>/inbox`` (retained): the unknown-face groups, most recently seen first;
+    ``crop_url(group_id, index)`` gives the signed URL of a crop (None: no HTTP server)."""
+    return {
+        "groups": [
+            {
+                "group_id": g.group_id,
+                "status": g.status,
+                "count": g.count,
+                "tracks": g.tracks,
+                "cameras": list(g.cameras),
+                "first_seen": iso(g.first_seen),
+                "last_seen": iso(g.last_seen),
+                "crops": g.crops,
+                "crop_url": crop_url(g.group_id, 0) if crop_url is not None else None,
+                "nearest_person": g.nearest_person,
+                "nearest_similarity": _sim(g.nearest_similarity),
+            }
+            for g in groups
+        ],
+        "pending": sum(1 for g in groups if g.status == "pending"),
+        "ignored": sum(1 for g in groups if g.status == "ignored"),
+        "time": iso(time.time() if now is None else now),
+    }
+
+
+def inbox_event_payload(
+    group_id: str, camera: str, track_id: int, crop_url: str | None, epoch: float
+) -> dict[str, Any]:
+    """``<prefix>/inbox/event`` (QoS 1, never retained): ``new_group``, a new unknown person."""
+    return {
+        "event_id": uuid.uuid4().hex,
+        "type": "new_group",
+        "group_id": group_id,
+        "camera": camera,
+        "track_id": track_id,
+        "crop_url": crop_url,
+        "time": iso(epoch),
+        "ts": round(epoch, 3),
+    }
 
 
 def library_payload(instance: str, origin: str, library: str, operation: str, version: int) -> dict[str, Any]:

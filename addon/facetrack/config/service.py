@@ -19,6 +19,7 @@ import voluptuous as vol
 
 from facetrack.config.schema import CONFIG_SCHEMA, FaceTrackerConfig, parse_config, read_config_file
 from facetrack.errors import ConfigError
+from facetrack.inbox import InboxConfig
 from facetrack.objectstore import is_uri
 from facetrack.record.storage import StorageConfig
 
@@ -204,6 +205,7 @@ class ServiceConfig:
     library_storage: LibraryStorageConfig = field(default_factory=LibraryStorageConfig)
     #: Seconds between checks for library changes made by other instances (0: on notice only).
     library_refresh_seconds: float = 10.0
+    inbox: InboxConfig = field(default_factory=InboxConfig)
 
     @property
     def db_path(self) -> str:
@@ -343,6 +345,16 @@ SERVICE_SCHEMA = vol.Schema(
             }
         ),
         vol.Optional("library_refresh_seconds"): vol.All(vol.Coerce(float), vol.Range(min=0, max=3600)),
+        vol.Optional("inbox"): vol.Schema(
+            {
+                vol.Optional("enabled"): bool,
+                vol.Optional("max_groups"): vol.All(vol.Coerce(int), vol.Range(min=1, max=500)),
+                vol.Optional("max_crops_per_group"): vol.All(vol.Coerce(int), vol.Range(min=1, max=50)),
+                vol.Optional("max_age_days"): vol.All(vol.Coerce(float), vol.Range(min=0)),
+                vol.Optional("cluster_threshold"): vol.All(vol.Coerce(float), vol.Range(min=0.05, max=0.95)),
+                vol.Optional("path"): vol.Any(None, vol.All(str, vol.Length(min=1))),
+            }
+        ),
     }
 )
 
@@ -389,6 +401,7 @@ def parse_service_config(raw: Any) -> ServiceConfig:
     storage = StorageConfig(**storage_raw)  # ConfigError names the bad key
     clips = ClipsConfig(**clips_raw, storage=storage)
     rtsp = RTSPConfig(**data.pop("rtsp", {}))
+    inbox = InboxConfig(**data.pop("inbox", {}))
     defaults = parse_config(data)
     alerts = AlertConfig(
         **{**alerts_raw, **({"alert_mode": AlertMode(alerts_raw["alert_mode"])} if "alert_mode" in alerts_raw else {})}
@@ -440,6 +453,7 @@ def parse_service_config(raw: Any) -> ServiceConfig:
         rtsp=rtsp,
         library_storage=library_storage,
         library_refresh_seconds=refresh,
+        inbox=inbox,
     )
 
 

@@ -116,6 +116,9 @@ class WebServer:
         self._stopping = False
         self._encoder: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        #: ``inbox_crop(group_id, index)`` -> JPEG bytes or None: serves signed
+        #: ``/inbox/<group_id>/<index>.jpg`` URLs (the unknown-face inbox); attach before start.
+        self.inbox_crop: Callable[[str, int], bytes | None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -174,6 +177,7 @@ class WebServer:
         app.router.add_get("/api/cameras/{camera}/snapshot.jpg", self._snapshot)
         app.router.add_get("/api/cameras/{camera}/stream.mjpeg", self._stream, allow_head=False)
         app.router.add_get("/clips/{key:.+}", self._clip)
+        app.router.add_get("/inbox/{group_id:[0-9a-f]{32}}/{index:[0-9]{1,3}}.jpg", self._inbox_crop)
         # handler_cancellation: a viewer that disconnects cancels its stream handler at once.
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
         await runner.setup()
@@ -324,6 +328,21 @@ class WebServer:
             except ConnectionResetError:
                 pass  # the viewer went away
         return response
+
+    async def _inbox_crop(self, request: web.Request) -> web.Response:
+        group_id, index = request.match_info["group_id"], int(request.match_info["index"])
+        if self.inbox_crop is None:
+            raise web.HTTPNotFound()
+        if not self.signer.verify(request.path, request.query.get("exp"), request.query.get("sig")):
+            raise web.HTTPForbidden()
+        try:
+            jpeg = self.inbox_crop(group_id, index)
+        except Exception:  # a group named or discarded since the URL was made
+            jpeg = None
+        if jpeg is None:
+            raise web.HTTPNotFound()
+        headers = {"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"}
+        return web.Response(body=jpeg, content_type="image/jpeg", headers=headers)
 
     async def _clip(self, request: web.Request) -> web.StreamResponse:
         key = request.match_info["key"]
