@@ -52,6 +52,7 @@ from facetrack.record.storage import ClipStorage, clip_key, create_storage, new_
 from facetrack.track import FaceTracker
 from facetrack.track.face_tracker import BestCrop, Track
 from facetrack.track.identity import IdentityState
+from facetrack.web.api import AlertHistory, WebUi
 from facetrack.web.frames import FrameHub
 from facetrack.web.server import WebServer
 from facetrack.web.signing import UrlSigner, secret_and_stream_token
@@ -385,6 +386,8 @@ class FaceTrackService:
             signer = self.web.sign_clip_url if self.web is not None else None
             self.storage = create_storage(config.clips.storage, url_signer=signer)
         self.sightings: dict[str, PersonSighting] = {}
+        local_clips = config.clips.enabled and config.clips.storage.kind == "local"
+        self.alert_history = AlertHistory(local_clips)  # recent alerts for the web page
         self._discovered: dict[str, str] = {}  # person id -> name published in discovery
         self._persons_dirty = threading.Event()
         self.inbox: UnknownInbox | None = None
@@ -414,6 +417,8 @@ class FaceTrackService:
             if cam.enabled
         ]
         self.commands = CommandHandler(self)
+        if self.web is not None:  # the face library page (ingress, or the main port with a UI token)
+            self.web.ui = WebUi(self, config.http.ingress_allow, config.http.ui_token)
 
     def _make_web(self) -> WebServer:
         h = self.config.http
@@ -421,7 +426,10 @@ class FaceTrackService:
         self.stream_token = token
         storage = self.config.clips.storage
         clip_root = Path(storage.path) if self.config.clips.enabled and storage.kind == "local" else None
-        return WebServer(h.host, h.port, self.hub, UrlSigner(secret), clip_root, h.base_url, stream_token=token)
+        return WebServer(
+            h.host, h.port, self.hub, UrlSigner(secret), clip_root, h.base_url, stream_token=token,
+            ingress_port=h.ingress_port, ingress_host=h.ingress_host,
+        )  # fmt: skip
 
     def _make_recorder(self, camera: str) -> ClipRecorder | None:
         if self.storage is None:
@@ -536,6 +544,7 @@ class FaceTrackService:
 
     def _on_alert(self, alert: Alert, payload: dict[str, Any], snapshot: bytes | None) -> None:
         _LOG.info("alert %s on %s: %s", alert.mode.value, alert.camera, alert.event.person or "unknown face")
+        self.alert_history.add(payload, snapshot)
         if self.notifier is not None:
             ctx = {**payload, "time": payload["time"], "person": alert.event.person}
             self.notifier.send(ctx, snapshot)

@@ -143,6 +143,14 @@ class HTTPConfig:
             stable one from the URL-signing secret, ``None`` leaves them open (trusted networks).
         secret_file: the 256-bit URL-signing secret (created 0600 on first start); default next to
             the face library.
+        ingress_port: a second listener for Home Assistant ingress (the face library page and
+            its API, streams, clips) without tokens, for ``ingress_allow`` peers only; None: none.
+        ingress_host: where it listens (default: ``host``).
+        ingress_allow: peer addresses the ingress listener accepts (the Supervisor's,
+            ``172.30.32.2``, which proxies every ingress request).
+        ui_token: the face library page and its API on the main port (``host``/``port``) need
+            this token (``?token=`` once, then a cookie; or a Bearer header); None (default):
+            the page is served through ingress only.
     """
 
     enabled: bool = True
@@ -151,6 +159,10 @@ class HTTPConfig:
     base_url: str | None = None
     stream_token: str | None = "auto"  # noqa: S105 - a mode, not a secret
     secret_file: str | None = None
+    ingress_port: int | None = None
+    ingress_host: str | None = None
+    ingress_allow: tuple[str, ...] = ("172.30.32.2",)
+    ui_token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +317,10 @@ SERVICE_SCHEMA = vol.Schema(
                 vol.Optional("base_url"): vol.Any(None, vol.All(str, vol.Match(r"^https?://[^\s]+$"))),
                 vol.Optional("stream_token"): vol.Any(None, vol.All(str, vol.Length(min=4, max=200))),
                 vol.Optional("secret_file"): vol.Any(None, str),
+                vol.Optional("ingress_port"): vol.Any(None, vol.All(vol.Coerce(int), vol.Range(min=0, max=65535))),
+                vol.Optional("ingress_host"): vol.Any(None, vol.All(str, vol.Length(min=1))),
+                vol.Optional("ingress_allow"): vol.All([vol.All(str, vol.Length(min=1))], vol.Length(min=1)),
+                vol.Optional("ui_token"): vol.Any(None, vol.All(str, vol.Length(min=16, max=200))),
             }
         ),
         vol.Optional("clips"): vol.Schema(
@@ -389,7 +405,10 @@ def parse_service_config(raw: Any) -> ServiceConfig:
     notif_raw = data.pop("notifications", {}) or {}
     media_dir = data.pop("media_dir", None)
     reconnect = data.pop("reconnect_max_seconds", 60.0)
-    http = HTTPConfig(**data.pop("http", {}))
+    http_raw = dict(data.pop("http", {}))
+    if "ingress_allow" in http_raw:
+        http_raw["ingress_allow"] = tuple(http_raw["ingress_allow"])
+    http = HTTPConfig(**http_raw)
     clips_raw = dict(data.pop("clips", {}))
     storage_raw = dict(clips_raw.pop("storage", {}))
     library_storage, refresh = _library_settings(data)

@@ -7,6 +7,10 @@ aiohttp runs its own event loop in a background thread (the engine is threaded),
 - ``GET /api/cameras/{camera}/stream.mjpeg[?fps=N]``: ``multipart/x-mixed-replace`` MJPEG.
 - ``GET /clips/<camera>/<clip id>/<file>?exp=&sig=``: a clip file, only with a valid signature.
 - ``GET /healthz``: ``ok``.
+- The face library page and its JSON API (:mod:`facetrack.web.api`), when attached as :attr:`WebServer.ui`.
+
+With ``ingress_port``, a second listener serves the same routes for Home Assistant ingress: only
+to the allowed peers (the Supervisor), without tokens (HA has authenticated the user).
 
 Snapshot and stream require ``?token=`` or ``Authorization: Bearer`` when a ``stream_token`` is set.
 Nothing else is served: no directory listings, and error bodies never carry paths or exceptions.
@@ -25,11 +29,15 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from facetrack.web.frames import EncodedFrame, FrameHub
 from facetrack.web.signing import UrlSigner
+
+if TYPE_CHECKING:
+    from facetrack.web.api import WebUi
 
 _LOG = logging.getLogger(__name__)
 
@@ -47,6 +55,9 @@ MIN_STREAM_FPS = 0.1
 _WAIT_SLICE_S = 1.0  # how often an idle stream re-checks its connection and the stop flag
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Set on a request by the UI's access middleware when it came through ingress or carried the UI
+#: token: such a request may also open snapshots and streams without the stream token.
+TRUSTED = web.RequestKey("facetrack_trusted", bool)
 
 
 def _plain(status: int, text: str) -> web.Response:
@@ -89,6 +100,8 @@ class WebServer:
         *,
         stream_token: str | None = None,
         frame_max_age_s: float | None = 30.0,
+        ingress_port: int | None = None,
+        ingress_host: str | None = None,
     ) -> None:
         """Configure; nothing is bound before :meth:`start`.
 
@@ -97,7 +110,9 @@ class WebServer:
         externally visible origin for signed URLs (default ``http://host:port``; set it when
         binding ``0.0.0.0``). ``stream_token``: required (``?token=`` or a Bearer header) for
         snapshots and streams. ``frame_max_age_s``: frames older than this are not served (a
-        stalled camera gives 503 rather than an old picture); None: no limit.
+        stalled camera gives 503 rather than an old picture); None: no limit. ``ingress_port``:
+        also listen there (on ``ingress_host``, default ``host``) for Home Assistant ingress; it
+        serves only when :attr:`ui` is attached (the UI decides which peers it accepts).
         """
         if stream_token is not None and not stream_token:
             raise ValueError("stream_token must be non-empty (or None)")
@@ -116,6 +131,12 @@ class WebServer:
         self._stopping = False
         self._encoder: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self.ingress_host = ingress_host or host
+        self._requested_ingress_port = ingress_port
+        self._ingress_port: int | None = None
+        self._ingress_runner: web.AppRunner | None = None
+        #: The face library page and API (:class:`facetrack.web.api.WebUi`); attach before start.
+        self.ui: WebUi | None = None
         #: ``inbox_crop(group_id, index)`` -> JPEG bytes or None: serves signed
         #: ``/inbox/<group_id>/<index>.jpg`` URLs (the unknown-face inbox); attach before start.
         self.inbox_crop: Callable[[str, int], bytes | None] | None = None
@@ -128,6 +149,11 @@ class WebServer:
         if self._port is None:
             raise RuntimeError("the server is not started")
         return self._port
+
+    @property
+    def ingress_port(self) -> int | None:
+        """The bound ingress port (after :meth:`start`), or None without an ingress listener."""
+        return self._ingress_port
 
     @property
     def running(self) -> bool:
@@ -156,6 +182,8 @@ class WebServer:
                 self._encoder = None
                 raise
         _LOG.info("HTTP server listening on %s:%d", self.host, self._port)
+        if self._ingress_port is not None:
+            _LOG.info("ingress listener on %s:%d", self.ingress_host, self._ingress_port)
 
     def _run(self, loop: asyncio.AbstractEventLoop, ready: concurrent.futures.Future[int]) -> None:
         asyncio.set_event_loop(loop)
@@ -171,25 +199,45 @@ class WebServer:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    async def _setup(self) -> int:
-        app = web.Application(middlewares=[_errors], client_max_size=64 * 1024)
+    def _make_app(self, *, ingress: bool) -> web.Application:
+        middlewares: list[Any] = [_errors]
+        if self.ui is not None:
+            middlewares.append(self.ui.access_middleware(ingress=ingress))
+        app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/api/cameras/{camera}/snapshot.jpg", self._snapshot)
         app.router.add_get("/api/cameras/{camera}/stream.mjpeg", self._stream, allow_head=False)
         app.router.add_get("/clips/{key:.+}", self._clip)
         app.router.add_get("/inbox/{group_id:[0-9a-f]{32}}/{index:[0-9]{1,3}}.jpg", self._inbox_crop)
+        if self.ui is not None:
+            self.ui.add_routes(app)
+        return app
+
+    async def _serve(self, app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
         # handler_cancellation: a viewer that disconnects cancels its stream handler at once.
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self._requested_port)
+        site = web.TCPSite(runner, host, port)
         try:
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
-        self._runner = runner
         addresses = runner.addresses
-        return int(addresses[0][1]) if addresses else self._requested_port
+        return runner, int(addresses[0][1]) if addresses else port
+
+    async def _setup(self) -> int:
+        self._runner, port = await self._serve(self._make_app(ingress=False), self.host, self._requested_port)
+        if self._requested_ingress_port is not None and self.ui is not None:
+            try:
+                self._ingress_runner, self._ingress_port = await self._serve(
+                    self._make_app(ingress=True), self.ingress_host, self._requested_ingress_port
+                )
+            except BaseException:
+                await self._runner.cleanup()
+                self._runner = None
+                raise
+        return port
 
     def stop(self, timeout: float = 10.0) -> None:
         """Close open streams, stop listening and end the thread. Idempotent."""
@@ -199,19 +247,20 @@ class WebServer:
                 return
             self._stopping = True
             self.hub.wake_all()
-            if self._runner is not None and not loop.is_closed():
-                try:
-                    asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(timeout)
-                except (concurrent.futures.TimeoutError, RuntimeError):
-                    _LOG.warning("HTTP server did not shut down cleanly")
+            for runner in (self._runner, self._ingress_runner):
+                if runner is not None and not loop.is_closed():
+                    try:
+                        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout)
+                    except (concurrent.futures.TimeoutError, RuntimeError):
+                        _LOG.warning("HTTP server did not shut down cleanly")
             with contextlib.suppress(RuntimeError):  # already closed
                 loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout)
             if self._encoder is not None:
                 self._encoder.shutdown(wait=False, cancel_futures=True)
-            self._runner = None
+            self._runner = self._ingress_runner = None
             self._thread = self._loop = self._encoder = None
-            self._port = None
+            self._port = self._ingress_port = None
 
     def __enter__(self) -> WebServer:
         """``with WebServer(...) as server:`` starts and stops it."""
@@ -247,7 +296,7 @@ class WebServer:
         return _plain(200, "ok")
 
     def _authorise(self, request: web.Request) -> None:
-        if self._token is None:
+        if self._token is None or request.get(TRUSTED):
             return
         supplied = request.query.get("token")
         if supplied is None:

@@ -1,0 +1,568 @@
+"""The face library page: static UI files and the JSON API behind it, on the engine's HTTP server.
+
+The page (``web/ui/``: plain HTML, CSS and JavaScript, no framework) uses only relative URLs, so
+it works at ``/`` of the engine's port and under any Home Assistant ingress prefix
+(``/api/hassio_ingress/<token>/``). Routes, relative to the listener's root:
+
+=====================================================  ==============================================
+``GET /``                                              the page
+``GET /ui/<file>``                                     its CSS, JavaScript and icon
+``GET /api/info``                                      version, cameras, features (``inbox``)
+``GET /api/persons``                                   persons: embeddings, last seen, thumbnail URL
+``GET /api/persons/<id>``                              one person with every embedding (crop URLs)
+``GET /api/persons/<id>/thumbnail.jpg``                the person's first face crop
+``GET /api/persons/<id>/embeddings/<eid>.jpg``         one embedding's face crop
+``DELETE /api/persons/<id>/embeddings/<eid>``          remove a wrong embedding (``forget_embedding``)
+``POST /api/persons/<id>/rename`` ``{"name"}``         ``rename``
+``DELETE /api/persons/<id>``                           ``forget``
+``POST /api/enroll`` (multipart ``name``, ``photo``*)  ``enroll`` per photo, a result for each
+``GET /api/cameras``                                   state, frames/s, faces, stream URLs
+``GET /api/alerts``                                    recent alerts: snapshot and clip URLs
+``GET /api/alerts/<alert id>/snapshot.jpg``            an alert's face snapshot
+``GET /api/inbox``                                     unknown-face groups (``inbox_list``)
+``GET /api/inbox/<group>/<index>.jpg``                 a group's crop (``inbox_crop``)
+``POST /api/inbox/<group>/<action>``                   ``name`` / ``merge`` / ``discard`` / ``ignore`` /
+                                                       ``unignore`` (``inbox_*`` commands)
+=====================================================  ==============================================
+
+Every change goes through :meth:`facetrack.commands.CommandHandler.call`: the same validation,
+queue, thread and republishing as the MQTT command of the same name (``docs/mqtt.md``), so the
+page and MQTT clients behave identically. Handlers only translate HTTP to commands and back.
+
+Access (see :meth:`WebUi.access_middleware`): on the ingress listener, only the allowed peers (the
+Supervisor, which proxies HA's authenticated users) and no login; on the main port, the page and
+API need the UI token (``http.ui_token``; none configured: they are not served there). Changes
+also need the ``X-Requested-With: facetrack`` header, which a cross-site form cannot send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from aiohttp import BodyPartReader, web
+
+from facetrack import __version__
+from facetrack.commands import SCHEMAS, CommandError
+from facetrack.web.server import CLIP_KEY_RE, TRUSTED
+
+if TYPE_CHECKING:
+    from facetrack.library.store import EmbeddingRecord
+    from facetrack.service import FaceTrackService
+
+#: Photos accepted in one upload, and the size of one.
+MAX_PHOTOS = 20
+MAX_PHOTO_BYTES = 10 * 1024 * 1024
+#: Alerts kept for the page (in memory, with their face snapshots: about 20 kB each).
+ALERT_HISTORY = 50
+#: How long the clip URLs handed to the page stay valid (s).
+CLIP_URL_TTL = 3600
+COOKIE = "facetrack_ui"
+CSRF_HEADER = "X-Requested-With"
+CSRF_VALUE = "facetrack"
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_STATUS = {
+    "bad_request": 400,
+    "forbidden": 403,
+    "not_found": 404,
+    "too_large": 413,
+    "unknown_command": 501,
+    "busy": 503,
+    "timeout": 504,
+}
+_UI_FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "icon.svg": "image/svg+xml",
+}
+_CSP = (
+    "default-src 'self'; img-src 'self' data: blob: http: https:; media-src 'self' blob: http: https:; "
+    "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'self'"
+)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class RecentAlert:
+    """An alert as published, its face snapshot (JPEG) and its clip's key in local storage."""
+
+    payload: dict[str, Any]
+    snapshot: bytes | None
+    clip_key: str | None
+
+
+class AlertHistory:
+    """The last :data:`ALERT_HISTORY` alerts, for the page (thread-safe; newest last)."""
+
+    def __init__(self, local_clips: bool, maxlen: int = ALERT_HISTORY) -> None:
+        """``local_clips``: clips are in the folder this server serves (their keys are kept)."""
+        self._alerts: deque[RecentAlert] = deque(maxlen=maxlen)
+        self._lock = threading.Lock()
+        self._local = local_clips
+
+    def add(self, payload: dict[str, Any], snapshot: bytes | None) -> None:
+        """Keep an alert (its ``alert`` payload, ``docs/schemas/alert.json``) and its snapshot."""
+        key = None
+        url = payload.get("clip_url")
+        if self._local and isinstance(url, str):
+            # A local clip URL is <origin>/clips/<key>?exp=&sig=: keep the key to sign it afresh.
+            _, _, tail = urlsplit(url).path.rpartition("/clips/")
+            key = tail if CLIP_KEY_RE.match(tail) else None
+        with self._lock:
+            self._alerts.append(RecentAlert(dict(payload), snapshot, key))
+
+    def recent(self) -> list[RecentAlert]:
+        """The kept alerts, newest first."""
+        with self._lock:
+            return list(reversed(self._alerts))
+
+    def get(self, alert_id: str) -> RecentAlert | None:
+        """The kept alert with ``alert_id``, or None."""
+        with self._lock:
+            return next((a for a in self._alerts if a.payload.get("alert_id") == alert_id), None)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, headers={"Cache-Control": "no-store"})
+
+
+def _error(code: str, message: str) -> web.Response:
+    return _json({"error": code, "message": message}, _STATUS.get(code, 500))
+
+
+def _jpeg(data: bytes, cache: str = "no-cache") -> web.Response:
+    return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": cache})
+
+
+def _hex_id(request: web.Request, key: str) -> str:
+    value = request.match_info[key]
+    if not _HEX32.match(value):
+        raise web.HTTPNotFound()
+    return value
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"
+
+
+def photo_outcome(err: CommandError) -> str:
+    """The per-photo result of a failed ``enroll``: ``no_face``, ``several_faces``,
+    ``not_an_image``, ``unusable`` (too small, blurred, turned away...) or ``error``.
+
+    The engine's enrolment errors (:func:`facetrack.recognizer.pick_enrolment_face`,
+    :func:`facetrack.images.decode_image`) say which in their message.
+    """
+    text = str(err)
+    if err.code != "bad_request":
+        return "error"
+    if "no face" in text:
+        return "no_face"
+    if "faces of similar size" in text:
+        return "several_faces"
+    if "not an image" in text or "empty file" in text or "larger than" in text:
+        return "not_an_image"
+    return "unusable"
+
+
+class WebUi:
+    """The page and its API over a running :class:`~facetrack.service.FaceTrackService`.
+
+    Args:
+        service: the engine (its library, command handler, cameras, sightings, alert history).
+        ingress_allow: peer addresses the ingress listener serves.
+        ui_token: token for the page on the main port; None: not served there.
+    """
+
+    def __init__(self, service: FaceTrackService, ingress_allow: tuple[str, ...], ui_token: str | None) -> None:
+        if ui_token is not None and len(ui_token) < 16:
+            raise ValueError("ui_token must have at least 16 characters")
+        self.service = service
+        self.ingress_allow = frozenset(ingress_allow)
+        self._token = ui_token.encode() if ui_token else None
+        root = resources.files("facetrack.web") / "ui"
+        self._files: dict[str, tuple[bytes, str, str]] = {}
+        for name, ctype in _UI_FILES.items():
+            body = (root / name).read_bytes()
+            self._files[name] = (body, ctype, '"' + hashlib.sha256(body).hexdigest()[:16] + '"')
+
+    # ---- access ----------------------------------------------------------------------------
+
+    def _token_ok(self, supplied: str | None) -> bool:
+        return (
+            self._token is not None
+            and supplied is not None
+            and hmac.compare_digest(supplied.encode("utf-8", "replace"), self._token)
+        )
+
+    def access_middleware(self, *, ingress: bool) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+        """Who may use the page and API on a listener.
+
+        Ingress listener: peers outside :attr:`ingress_allow` get 403 on every route; the others
+        are trusted (no token, streams included). Main port: page and API routes need the UI
+        token as a Bearer header or the ``facetrack_ui`` cookie, which ``/?token=<ui_token>``
+        sets (HttpOnly, SameSite=Strict) before redirecting to ``./``; 401 without it, 404 when no
+        UI token is configured. Other routes keep their own rules (stream token, signed URLs).
+        Changes (not GET/HEAD) on UI routes need ``X-Requested-With: facetrack`` (403 otherwise).
+        """
+
+        @web.middleware
+        async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
+            name = request.match_info.route.name or ""
+            is_ui = name.startswith("ui-")
+            if ingress:
+                if request.remote not in self.ingress_allow:
+                    raise web.HTTPForbidden()
+                request[TRUSTED] = True
+            else:
+                auth = request.headers.get("Authorization", "")
+                scheme, _, bearer = auth.partition(" ")
+                supplied = bearer.strip() if scheme.lower() == "bearer" else request.cookies.get(COOKIE)
+                if self._token_ok(supplied):
+                    request[TRUSTED] = True
+                elif is_ui:
+                    if self._token is None:
+                        raise web.HTTPNotFound()
+                    if name == "ui-page" and self._token_ok(request.query.get("token")):
+                        reply = web.Response(status=303, headers={"Location": "./", "Cache-Control": "no-store"})
+                        reply.set_cookie(
+                            COOKIE, request.query["token"], httponly=True, samesite="Strict", path="/",
+                            max_age=30 * 86400,
+                        )  # fmt: skip
+                        return reply
+                    raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Bearer realm="facetrack"'})
+            if is_ui and request.method not in ("GET", "HEAD") and request.headers.get(CSRF_HEADER) != CSRF_VALUE:
+                raise web.HTTPForbidden()
+            return await handler(request)
+
+        return access
+
+    # ---- routes ------------------------------------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        """Register the page and the API (route names start with ``ui-``)."""
+        r = app.router
+        r.add_get("/", self._page, name="ui-page")
+        r.add_get("/ui/{file}", self._static, name="ui-static")
+        r.add_get("/api/info", self._info, name="ui-info")
+        r.add_get("/api/persons", self._persons, name="ui-persons")
+        r.add_get("/api/persons/{pid}", self._person, name="ui-person")
+        r.add_delete("/api/persons/{pid}", self._forget, name="ui-forget")
+        r.add_post("/api/persons/{pid}/rename", self._rename, name="ui-rename")
+        r.add_get("/api/persons/{pid}/thumbnail.jpg", self._thumbnail, name="ui-thumbnail")
+        r.add_get("/api/persons/{pid}/embeddings/{eid}.jpg", self._crop, name="ui-crop")
+        r.add_delete("/api/persons/{pid}/embeddings/{eid}", self._forget_embedding, name="ui-forget-embedding")
+        r.add_post("/api/enroll", self._enroll, name="ui-enroll")
+        r.add_get("/api/cameras", self._cameras, name="ui-cameras")
+        r.add_get("/api/alerts", self._alerts, name="ui-alerts")
+        r.add_get("/api/alerts/{aid}/snapshot.jpg", self._alert_snapshot, name="ui-alert-snapshot")
+        r.add_get("/api/inbox", self._inbox, name="ui-inbox")
+        r.add_get("/api/inbox/{gid}/{index:[0-9]{1,3}}.jpg", self._inbox_crop, name="ui-inbox-crop")
+        r.add_post("/api/inbox/{gid}/{action}", self._inbox_action, name="ui-inbox-action")
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args))
+
+    async def _command(self, verb: str, data: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._run(self.service.commands.call, verb, data)
+        return result
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise web.HTTPBadRequest() from None
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest()
+        return body
+
+    # ---- page ----------------------------------------------------------------------------------
+
+    def _file(self, request: web.Request, name: str) -> web.Response:
+        body, ctype, etag = self._files[name]
+        headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        if name == "index.html":
+            headers |= {"Content-Security-Policy": _CSP, "Referrer-Policy": "same-origin"}
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=body, headers={**headers, "Content-Type": ctype})
+
+    async def _page(self, request: web.Request) -> web.Response:
+        return self._file(request, "index.html")
+
+    async def _static(self, request: web.Request) -> web.Response:
+        name = request.match_info["file"]
+        if name not in self._files or name == "index.html":
+            raise web.HTTPNotFound()
+        return self._file(request, name)
+
+    async def _info(self, request: web.Request) -> web.Response:
+        s = self.service
+        return _json(
+            {
+                "version": __version__,
+                "cameras": [w.camera.name for w in s.workers],
+                "features": {"inbox": "inbox_list" in SCHEMAS, "forget_embedding": "forget_embedding" in SCHEMAS},
+                "ingress": bool(request.get(TRUSTED)) and request.headers.get("X-Ingress-Path") is not None,
+            }
+        )
+
+    # ---- people ----------------------------------------------------------------------------
+
+    def _person_json(self, person: Any) -> dict[str, Any]:
+        seen = self.service.sightings.get(person.person_id)
+        return {
+            "person_id": person.person_id,
+            "name": person.name,
+            "embeddings": person.embedding_count,
+            "created_at": _iso(person.created_at),
+            "last_seen": _iso(seen.last_seen) if seen else None,
+            "last_camera": seen.last_camera if seen else None,
+            # The count in the URL: a removed or added embedding gives a new URL, not a stale picture.
+            "thumbnail_url": f"api/persons/{person.person_id}/thumbnail.jpg?v={person.embedding_count}",
+        }
+
+    def _require_person(self, request: web.Request) -> Any:
+        person = self.service.library.person_by_id(_hex_id(request, "pid"))
+        if person is None:
+            raise web.HTTPNotFound()
+        return person
+
+    async def _persons(self, request: web.Request) -> web.Response:
+        return _json({"persons": [self._person_json(p) for p in self.service.library.persons()]})
+
+    async def _embeddings(self, person: Any) -> list[EmbeddingRecord]:
+        records: list[EmbeddingRecord] = await self._run(self.service.library.embeddings, person.name)
+        return records
+
+    async def _person(self, request: web.Request) -> web.Response:
+        person = self._require_person(request)
+        records = await self._embeddings(person)
+        return _json(
+            {
+                **self._person_json(person),
+                "embedding_list": [
+                    {
+                        "embedding_id": e.embedding_id,
+                        "source": e.source,
+                        "created_at": _iso(e.created_at),
+                        "crop_url": f"api/persons/{person.person_id}/embeddings/{e.embedding_id}.jpg",
+                    }
+                    for e in records
+                ],
+            }
+        )
+
+    async def _thumbnail(self, request: web.Request) -> web.Response:
+        person = self._require_person(request)
+        records = [e for e in await self._embeddings(person) if e.crop_jpeg]
+        if not records:
+            raise web.HTTPNotFound()
+        return _jpeg(records[0].crop_jpeg, "private, max-age=60")
+
+    async def _crop(self, request: web.Request) -> web.Response:
+        person = self._require_person(request)
+        eid = _hex_id(request, "eid")
+        record = next((e for e in await self._embeddings(person) if e.embedding_id == eid), None)
+        if record is None or not record.crop_jpeg:
+            raise web.HTTPNotFound()
+        return _jpeg(record.crop_jpeg, "private, max-age=86400, immutable")  # an embedding's crop never changes
+
+    async def _forget_embedding(self, request: web.Request) -> web.Response:
+        person = self._require_person(request)
+        try:
+            result = await self._command(
+                "forget_embedding", {"embedding_id": _hex_id(request, "eid"), "name": person.name}
+            )
+        except CommandError as err:
+            return _error(err.code, str(err))
+        return _json(result)
+
+    async def _rename(self, request: web.Request) -> web.Response:
+        person = self._require_person(request)
+        body = await self._body(request)
+        try:
+            result = await self._command("rename", {"name": person.name, "new_name": body.get("name")})
+        except CommandError as err:
+            return _error(err.code, str(err))
+        return _json(result)
+
+    async def _forget(self, request: web.Request) -> web.Response:
+        person = self._require_person(request)
+        try:
+            result = await self._command("forget", {"name": person.name})
+        except CommandError as err:
+            return _error(err.code, str(err))
+        return _json(result)
+
+    async def _enroll(self, request: web.Request) -> web.Response:
+        """Multipart ``name`` and up to :data:`MAX_PHOTOS` ``photo`` files; one ``enroll`` command
+        per photo, in order. Returns ``{"person", "person_id", "results": [{"file", "status",
+        "message"}]}``, ``status`` one of ``enrolled``, ``no_face``, ``several_faces``,
+        ``not_an_image``, ``unusable``, ``too_large``, ``error``."""
+        try:
+            reader = await request.multipart()
+        except (AssertionError, ValueError):  # aiohttp asserts on a non-multipart body
+            return _error("bad_request", "expected multipart/form-data")
+        name: str | None = None
+        photos: list[tuple[str, bytes | None]] = []
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                return _error("bad_request", "nested multipart is not accepted")
+            if part.name == "name":
+                name = (await part.read(decode=True))[:1000].decode("utf-8", "replace").strip()
+            elif part.name == "photo":
+                if len(photos) >= MAX_PHOTOS:
+                    return _error("too_large", f"at most {MAX_PHOTOS} photos at a time")
+                buf = bytearray()
+                while chunk := await part.read_chunk(256 * 1024):
+                    buf += chunk
+                    if len(buf) > MAX_PHOTO_BYTES:
+                        await part.release()
+                        break
+                kept = bytes(buf) if len(buf) <= MAX_PHOTO_BYTES else None  # None: too large
+                photos.append((part.filename or f"photo {len(photos) + 1}", kept))
+            else:
+                await part.release()
+        if not name:
+            return _error("bad_request", "give the person's name")
+        if not photos:
+            return _error("bad_request", "give at least one photo")
+        results: list[dict[str, Any]] = []
+        person: dict[str, Any] | None = None
+        for filename, data in photos:
+            if data is None:
+                results.append({"file": filename, "status": "too_large", "message": f"over {MAX_PHOTO_BYTES >> 20} MB"})
+                continue
+            try:
+                person = await self._command("enroll", {"name": name, "image_base64": base64.b64encode(data).decode()})
+            except CommandError as err:
+                results.append({"file": filename, "status": photo_outcome(err), "message": str(err)})
+            else:
+                results.append({"file": filename, "status": "enrolled", "message": None})
+        return _json(
+            {
+                "person": person["person"] if person else None,
+                "person_id": person["person_id"] if person else None,
+                "results": results,
+            }
+        )
+
+    # ---- cameras and alerts ----------------------------------------------------------------
+
+    async def _cameras(self, request: web.Request) -> web.Response:
+        cams = []
+        for w in self.service.workers:
+            name = w.camera.name
+            cams.append(
+                {
+                    "name": name,
+                    "state": w.state,
+                    "fps": round(w.fps, 1),
+                    "faces": w.faces,
+                    "error": w.error,
+                    "stream_url": f"api/cameras/{name}/stream.mjpeg?fps=5",
+                    "snapshot_url": f"api/cameras/{name}/snapshot.jpg",
+                }
+            )
+        return _json({"cameras": cams})
+
+    def _clip_url(self, key: str) -> str | None:
+        web_server = self.service.web
+        root = web_server.clip_root if web_server is not None else None
+        if web_server is None or root is None or not (root / key).is_file():
+            return None
+        # Relative: the same listener (ingress or main port) serves /clips/.
+        path = f"/clips/{key}"
+        return path[1:] + "?" + web_server.signer.sign(path, int(time.time()) + CLIP_URL_TTL)
+
+    async def _alerts(self, request: web.Request) -> web.Response:
+        history: AlertHistory | None = getattr(self.service, "alert_history", None)
+        out = []
+        for a in history.recent() if history is not None else []:
+            p = a.payload
+            clip = annotated = None
+            if a.clip_key is not None:
+                clip = await self._run(self._clip_url, a.clip_key)
+                annotated = await self._run(self._clip_url, str(Path(a.clip_key).with_name("annotated.mp4")))
+            elif isinstance(p.get("clip_url"), str):
+                clip = p["clip_url"]  # presigned (S3)
+            out.append(
+                {
+                    **{k: p.get(k) for k in ("alert_id", "camera", "kind", "person", "person_id", "similarity")},
+                    **{k: p.get(k) for k in ("track_id", "time", "ts")},
+                    "snapshot_url": f"api/alerts/{p['alert_id']}/snapshot.jpg" if a.snapshot else None,
+                    "clip_url": clip,
+                    "annotated_clip_url": annotated,
+                }
+            )
+        return _json({"alerts": out})
+
+    async def _alert_snapshot(self, request: web.Request) -> web.Response:
+        history: AlertHistory | None = getattr(self.service, "alert_history", None)
+        alert = history.get(request.match_info["aid"]) if history is not None else None
+        if alert is None or alert.snapshot is None:
+            raise web.HTTPNotFound()
+        return _jpeg(alert.snapshot, "private, max-age=3600")
+
+    # ---- unknown-face inbox ----------------------------------------------------------------
+
+    async def _inbox(self, request: web.Request) -> web.Response:
+        if "inbox_list" not in SCHEMAS:
+            return _json({"available": False, "groups": []})
+        try:
+            result = await self._command("inbox_list", {})
+        except CommandError as err:
+            return _error(err.code, str(err))
+        groups = []
+        for g in result.get("groups", []):
+            gid = g["group_id"]
+            n = int(g.get("crops") or 0)
+            groups.append({**g, "crop_url": None, "crop_urls": [f"api/inbox/{gid}/{i}.jpg" for i in range(n)]})
+        return _json({**result, "groups": groups, "available": True})
+
+    async def _inbox_crop(self, request: web.Request) -> web.Response:
+        gid = _hex_id(request, "gid")
+        try:
+            result = await self._command("inbox_crop", {"group_id": gid, "index": int(request.match_info["index"])})
+            jpeg = base64.b64decode(result["jpeg_base64"], validate=True)
+        except CommandError as err:
+            return _error(err.code, str(err))
+        except (KeyError, ValueError):
+            return _error("internal", "bad crop")
+        return _jpeg(jpeg, "private, max-age=300")
+
+    async def _inbox_action(self, request: web.Request) -> web.Response:
+        gid = _hex_id(request, "gid")
+        action = request.match_info["action"]
+        data: dict[str, Any] = {"group_id": gid}
+        if action == "name":
+            body = await self._body(request)
+            data["name"] = body.get("name")
+            if body.get("mode") is not None:
+                data["mode"] = body["mode"]
+        elif action == "merge":
+            data["into_group_id"] = (await self._body(request)).get("into_group_id")
+        elif action not in ("discard", "ignore", "unignore"):
+            raise web.HTTPNotFound()
+        try:
+            result = await self._command(f"inbox_{action}", data)
+        except CommandError as err:
+            return _error(err.code, str(err))
+        return _json(result)
