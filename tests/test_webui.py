@@ -349,8 +349,7 @@ def test_keyboard_only(page: Page, stack: tuple[WebEngine, IngressProxy]) -> Non
         " return [s.outlineStyle, parseFloat(s.outlineWidth)]; }"
     )
     assert outline[0] != "none" and outline[1] >= 2
-    page.keyboard.press("Shift+Tab")
-    page.keyboard.press("Shift+Tab")  # "Cameras"
+    page.keyboard.press("Shift+Tab")  # back from "Alerts" to "Cameras"
     page.keyboard.press("Enter")
     expect(page.locator("main h2")).to_have_text("Cameras")
     assert page.evaluate("() => document.activeElement.tagName") == "H2"  # focus moves to the new view

@@ -39,6 +39,10 @@ _LOG = logging.getLogger("facetrack.config.addon")
 DEFAULT_CONFIG_DIR = "/config"
 #: Clips and enrolment photos, inside the ``media`` map.
 DEFAULT_MEDIA_DIR = "/media/facetrack"
+#: The ingress listener (``ingress_port`` in ``addon/config.yaml``) and the only peer it serves:
+#: the Supervisor, which proxies every ingress request after Home Assistant's login.
+INGRESS_PORT = 8100
+SUPERVISOR_ADDRESS = "172.30.32.2"
 #: File name of the face library inside the app config folder.
 LIBRARY_NAME = "faces.lance"
 
@@ -62,6 +66,7 @@ KNOWN_OPTIONS = frozenset(
         "topic_prefix",
         "discovery",
         "log_level",
+        "ui_token",
     }
 )
 
@@ -163,6 +168,10 @@ def options_to_service_config(
         "host": "0.0.0.0",  # noqa: S104 - inside the app's container; published as port 8099
         "port": 8099,
         "secret_file": "/data/url_secret",
+        # The FaceTrack page: through ingress only, unless a UI token opens it on port 8099 too.
+        "ingress_port": INGRESS_PORT,
+        "ingress_allow": [SUPERVISOR_ADDRESS],
+        **({"ui_token": str(options["ui_token"])} if options.get("ui_token") else {}),
         **({"base_url": str(options["http_base_url"]).rstrip("/")} if options.get("http_base_url") else {}),
     }
     storage: dict[str, Any] = {"path": str(PurePosixPath(media_dir) / "clips")}
