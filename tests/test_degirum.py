@@ -289,3 +289,26 @@ def test_image_requirements_in_sync_with_extra() -> None:
     text = (ROOT / "addon" / "requirements-degirum.txt").read_text(encoding="utf-8")
     actual = sorted(re.sub(r"\s+", "", ln) for ln in text.splitlines() if ln.strip() and not ln.startswith("#"))
     assert actual == expected
+
+
+def test_app_options_map_to_the_degirum_section() -> None:
+    from facetrack.config.addon import options_to_service_config
+    from facetrack.config.service import parse_service_config
+
+    options = {
+        "cameras": [{"name": "door", "source": "rtsp://cam/stream"}],
+        "backend": "degirum",
+        "degirum_device": "HAILORT/HAILO8",
+        "degirum_host": " 192.168.1.50:8778 ",
+        "degirum_zoo": "",
+        "degirum_token": "tok",
+    }
+    raw = options_to_service_config(options, None)
+    assert raw["backend"] == "degirum"
+    assert raw["degirum"] == {"device": "HAILORT/HAILO8", "host": "192.168.1.50:8778", "token": "tok"}
+    service = parse_service_config(raw)
+    backend = DeGirumBackend(service.cameras[0].tracking.degirum)
+    assert backend.detector_spec.host == "192.168.1.50:8778" and backend.detector_spec.zoo == "server"
+    assert backend.embedder_spec.model == "arcface_mobilefacenet--112x112_quant_hailort_hailo8_1"
+    opencv = options_to_service_config({**options, "backend": "opencv"}, None)
+    assert opencv["backend"] == "opencv" and "degirum" not in opencv

@@ -16,18 +16,23 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import numpy as np
 import pytest
 
+import test_service_e2e
+from facetrack.config.addon import options_to_service_config
 from facetrack.config.service import parse_service_config
 from facetrack.errors import ConfigError, LibraryError
 from facetrack.library import FaceLibrary
 from facetrack.library.sync import LibraryWatcher
 from mqtt_helpers import Broker, Subscriber, free_port
-from test_service_e2e import Engine, compose, demo_clip  # noqa: F401 - demo_clip is a fixture
+from test_service_e2e import Engine, demo_clip  # noqa: F401 - demo_clip is a fixture
 from test_storage import ACCESS, SECRET, moto_endpoint  # noqa: F401 - moto_endpoint is a fixture
+
+compose = test_service_e2e.compose  # demo/compose.py: the demo clip's people and photos
 
 pytestmark = pytest.mark.timeout(300)
 D = 128
@@ -195,7 +200,8 @@ def test_refresh_on_notice_and_periodically(moto_endpoint: str, bucket: str) -> 
         assert refreshed.wait(5)
         latency = time.monotonic() - t0
         assert b.version == a.version and b.match(anna[0], 0.9)[0].name == "Anna"
-        print(f"refresh without change: median {sorted(costs)[5] * 1000:.1f} ms; notice to index: {latency * 1000:.0f} ms")
+        median = sorted(costs)[5] * 1000
+        print(f"refresh without change: median {median:.1f} ms; notice to index: {latency * 1000:.0f} ms")
     finally:
         watcher.stop()
         watcher.join(5)
@@ -278,7 +284,7 @@ def test_service_config_for_a_shared_library() -> None:
     assert cfg.clips.storage.path == str(Path.cwd() / "clips")
     default = parse_service_config({"cameras": [{"name": "door", "source": "x.mp4"}]})
     assert (default.mqtt.client_id, default.mqtt.library_topic) == ("facetrack", "facetrack/library")
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"library_storage": {"endpoint": "http://minio:9000"}}, "allow_http"),
         ({"db_path": "faces.lance", "library_storage": {"region": "eu"}}, "needs an s3://"),
         ({"db_path": "gs://bucket/x"}, "unsupported scheme"),
@@ -289,6 +295,27 @@ def test_service_config_for_a_shared_library() -> None:
     for extra, message in cases:
         with pytest.raises(ConfigError, match=message):
             parse_service_config({**raw, **extra})
+
+
+def test_app_options_for_a_shared_library() -> None:
+    """The HA app's library_* options become db_path, library_storage and mqtt.library_topic."""
+    options = {
+        "cameras": [{"name": "hall", "source": "rtsp://cam/1"}],
+        "topic_prefix": "facetrack/hall",
+        "library_uri": "s3://faces/library",
+        "library_endpoint": "http://minio.local:9000",
+        "library_access_key": "AK",
+        "library_secret_key": "very-secret-value",
+        "library_allow_http": "true",  # bashio hands booleans over as strings
+        "library_topic": "facetrack/library",
+    }
+    raw = options_to_service_config(options, None)
+    cfg = parse_service_config(raw)
+    assert cfg.db_path == "s3://faces/library" and cfg.mqtt.library_topic == "facetrack/library"
+    assert cfg.library_storage.storage_options()["aws_secret_access_key"] == "very-secret-value"
+    assert cfg.library_storage.allow_http and cfg.mqtt.client_id == "facetrack-hall"
+    local = parse_service_config(options_to_service_config({"cameras": options["cameras"]}, None))
+    assert local.db_path == "/config/faces.lance" and local.library_storage.storage_options() == {}
 
 
 # ---- two real instances -------------------------------------------------------------------------
@@ -312,7 +339,7 @@ def test_enrolment_on_one_instance_is_recognised_by_another(
     """Instance A (a camera group) enrols John_Salley by MQTT command; instance B, watching the
     demo clip with the same S3 library, recognises him. B polls never (refresh only on notice),
     so the MQTT library notice is what tells it."""
-    shared = {
+    shared: dict[str, Any] = {
         "db_path": f"s3://{bucket}/faces",
         "library_storage": {
             "endpoint": f"http://{moto_endpoint}",
@@ -349,7 +376,8 @@ def test_enrolment_on_one_instance_is_recognised_by_another(
         subs["b"].wait_for("door_b/track", lambda m: m.payload["type"] == "track_started", timeout=60)
         assert not subs["b"].find("door_b/track", lambda m: m.payload["person"] is not None)
         photo = compose.enrolment_photos("John_Salley")[0]
-        request = {"request_id": "enrol-a", "name": "John_Salley", "image_base64": base64.b64encode(photo.read_bytes()).decode()}
+        image = base64.b64encode(photo.read_bytes()).decode()
+        request = {"request_id": "enrol-a", "name": "John_Salley", "image_base64": image}
         sent = time.time()
         subs["a"].publish("facetrack/a/command/enroll", request)
         ok = subs["a"].wait_for("response/enrol-a", timeout=60)[0]

@@ -48,6 +48,8 @@ LIBRARY_NAME = "faces.lance"
 
 #: Top-level app options that map onto :class:`~facetrack.config.schema.FaceTrackerConfig` keys.
 TRACKING_OPTIONS = ("detector_input_size", "credence_count", "cosine_similarity_threshold")
+#: App options of the inference backend: ``backend`` and the ``degirum`` section (``degirum_<key>``).
+BACKEND_OPTIONS = ("backend", "degirum_device", "degirum_host", "degirum_zoo", "degirum_token")
 #: Top-level app options that form the ``alerts`` section.
 ALERT_OPTIONS = ("alert_mode", "alert_once", "cooldown_seconds")
 #: Every option ``addon/config.yaml`` declares; ``log_level`` is used by the run script only.
@@ -55,6 +57,7 @@ KNOWN_OPTIONS = frozenset(
     {
         "cameras",
         *TRACKING_OPTIONS,
+        *BACKEND_OPTIONS,
         *ALERT_OPTIONS,
         "notification_urls",
         "notification_message",
@@ -112,6 +115,22 @@ def _mqtt_section(options: Mapping[str, Any], mqtt: Mapping[str, Any] | None) ->
     return section
 
 
+def _backend(options: Mapping[str, Any], raw: dict[str, Any]) -> None:
+    """``backend`` and, for ``degirum``, its section: device, host, zoo and token (secret)."""
+    backend = _optional_str(options.get("backend"))
+    if backend is None:
+        return
+    raw["backend"] = backend
+    if backend != "degirum":
+        return
+    section: dict[str, Any] = {}
+    for key in ("device", "host", "zoo", "token"):
+        value = _optional_str(options.get(f"degirum_{key}"))
+        if value is not None and value.strip():
+            section[key] = value.strip()
+    raw["degirum"] = section
+
+
 def _camera(entry: Mapping[str, Any]) -> dict[str, Any]:
     # Unknown keys are passed on too: the engine's schema names them in its error message.
     cam = {k: v for k, v in entry.items() if v is not None}
@@ -150,6 +169,7 @@ def options_to_service_config(
     for key in TRACKING_OPTIONS:
         if options.get(key) is not None:
             raw[key] = options[key]
+    _backend(options, raw)
     raw["cameras"] = [_camera(c) for c in options.get("cameras") or [] if isinstance(c, Mapping)]
     raw["mqtt"] = _mqtt_section(options, mqtt)
     alerts = {k: options[k] for k in ALERT_OPTIONS if options.get(k) is not None}

@@ -74,6 +74,9 @@ LOCAL = "@local"
 CLOUD = "@cloud"
 #: The zoo shipped with the engine: YuNet + SFace float32 model JSON files beside their ONNX weights.
 BUNDLED_ZOO = "bundled"
+#: The zoo an AI server serves itself (``degirum server start --zoo <folder>``): the default zoo
+#: when ``host`` names an AI server and no zoo is configured.
+SERVER_ZOO = "server"
 #: DeGirum's public cloud zoo of Hailo models (also the place to download them from once).
 HAILO_CLOUD_ZOO = "degirum/hailo"
 #: Environment variables a cloud token is read from when the configuration has none (PySDK convention).
@@ -106,8 +109,9 @@ class ModelSpec:
     Attributes:
         model: model name in the zoo (DeGirum registry name, e.g.
             ``yolov8n_relu6_widerface_kpts--640x640_quant_hailort_hailo8l_1``).
-        zoo: ``"bundled"`` (the YuNet/SFace zoo shipped with the engine), a local zoo folder (or
-            one model JSON file), or a cloud zoo ``organisation/zoo`` such as ``degirum/hailo``.
+        zoo: ``"bundled"`` (the YuNet/SFace zoo shipped with the engine), ``"server"`` (the zoo
+            of the AI server named by ``host``), a local zoo folder (or one model JSON file), or a
+            cloud zoo ``organisation/zoo`` such as ``degirum/hailo``.
         host: ``"@local"``, ``"@cloud"`` or ``host[:port]`` of a DeGirum AI server.
         device: ``RUNTIME/DEVICE`` to run on (``HAILORT/HAILO8L``, ``ONNX/CPU``...); ``None`` lets
             the PySDK pick the first the model supports.
@@ -212,6 +216,8 @@ class DeGirumOptions:
             base = replace(base, device=self.device)
             if self.host is not None:
                 base = replace(base, host=self.host)
+                if self.host not in (LOCAL, CLOUD):
+                    base = replace(base, zoo=SERVER_ZOO)  # the AI server's own models
             if self.zoo is not None:
                 base = replace(base, zoo=self.zoo)
             if "model" in overrides and overrides["model"] != base.model:
@@ -424,6 +430,8 @@ class DeGirumBackend(InferenceBackend):
             )  # fmt: skip
 
     def _zoo_url(self, spec: ModelSpec) -> str:
+        if spec.zoo == SERVER_ZOO:
+            return ""  # PySDK: an empty zoo URL on an AI server means the server's local zoo
         if spec.zoo == BUNDLED_ZOO:
             return str(bundled_zoo_path())
         if _is_cloud_zoo(spec.zoo) or spec.host != LOCAL:
@@ -440,7 +448,7 @@ class DeGirumBackend(InferenceBackend):
         from degirum.exceptions import DegirumException
 
         zoo_url = self._zoo_url(spec)
-        needs_token = spec.host == CLOUD or (_is_cloud_zoo(spec.zoo) and spec.zoo != BUNDLED_ZOO)
+        needs_token = spec.host == CLOUD or (_is_cloud_zoo(spec.zoo) and spec.zoo not in (BUNDLED_ZOO, SERVER_ZOO))
         token = _token(self.options.token) if needs_token else ""
         where = f"{spec.host} (zoo {spec.zoo})"
         try:
