@@ -69,6 +69,8 @@ KNOWN_OPTIONS = frozenset(
         "topic_prefix",
         "discovery",
         "log_level",
+        *("library_uri", "library_endpoint", "library_region", "library_access_key"),
+        *("library_secret_key", "library_allow_http", "library_topic"),
         "ui_token",
     }
 )
@@ -112,7 +114,25 @@ def _mqtt_section(options: Mapping[str, Any], mqtt: Mapping[str, Any] | None) ->
         section["topic_prefix"] = options["topic_prefix"]
     if options.get("discovery") is not None:
         section["discovery"] = _as_bool(options["discovery"])
+    if _optional_str(options.get("library_topic")):
+        section["library_topic"] = str(options["library_topic"])
     return section
+
+
+def _library_storage(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``library_storage`` of a shared library (``library_uri``; docs/scale-out.md)."""
+    storage: dict[str, Any] = {}
+    for option, key in (
+        ("library_endpoint", "endpoint"),
+        ("library_region", "region"),
+        ("library_access_key", "access_key"),
+        ("library_secret_key", "secret_key"),
+    ):
+        if _optional_str(options.get(option)):
+            storage[key] = str(options[option]).strip()
+    if options.get("library_allow_http") is not None:
+        storage["allow_http"] = _as_bool(options["library_allow_http"])
+    return storage
 
 
 def _backend(options: Mapping[str, Any], raw: dict[str, Any]) -> None:
@@ -166,6 +186,10 @@ def options_to_service_config(
     if unknown:
         _LOG.warning("ignoring unknown app option(s): %s", ", ".join(unknown))
     raw: dict[str, Any] = {"db_path": str(PurePosixPath(config_dir) / LIBRARY_NAME)}
+    if _optional_str(options.get("library_uri")):  # shared with other instances (scale-out)
+        raw["db_path"] = str(options["library_uri"]).strip()
+        if library_storage := _library_storage(options):
+            raw["library_storage"] = library_storage
     for key in TRACKING_OPTIONS:
         if options.get(key) is not None:
             raw[key] = options[key]
