@@ -692,8 +692,10 @@ def decode_keypoint_faces(
 
     Args:
         results: ``InferenceResults.results``: dicts with ``bbox`` (``x1, y1, x2, y2`` frame pixels),
-            ``score`` and ``landmarks`` (5 dicts with ``landmark: [x, y]``, in the
-            right eye, left eye, nose, right mouth, left mouth order of WIDER FACE / RetinaFace).
+            ``score`` and ``landmarks`` (5 dicts with ``landmark: [x, y]``, in the order of the
+            WIDER FACE / RetinaFace annotations: the eye and mouth corner on the image's left
+            first, i.e. the subject's right eye, left eye, nose, right and left mouth corners,
+            the order of :class:`~facetrack.inference.base.Detection` and ArcFace's template).
         width, height: frame size, to clip boxes.
         min_score: faces below this score are dropped.
 
