@@ -19,7 +19,8 @@ from facetrack.library import FaceLibrary
 _LOG = logging.getLogger("facetrack")
 
 
-def _emit(obj: Any, out: TextIO = sys.stdout) -> None:
+def _emit(obj: Any, out: TextIO | None = None) -> None:
+    out = out or sys.stdout  # looked up at call time (so in-process callers can capture it)
     out.write(json.dumps(obj, ensure_ascii=False) + "\n")
     out.flush()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from facetrack.inference.base import FloatArray, InferenceBackend
 from facetrack.library import FaceLibrary
 from facetrack.record import VideoWriter
 from facetrack.track import FaceTracker
-from facetrack.track.face_tracker import BestCrop, Track
+from facetrack.track.face_tracker import BestCrop, FrameResult, Track
 
 _LOG = logging.getLogger(__name__)
 
@@ -181,6 +182,7 @@ def find_faces(
     cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD,
     progress: bool = False,
     max_frames: int | None = None,
+    on_frame: Callable[[int, FrameResult], None] | None = None,
 ) -> FindFacesResult:
     """Track, identify and cluster the faces of a video file (or any source, up to ``max_frames``).
 
@@ -190,6 +192,7 @@ def find_faces(
         annotated_path: also write the annotated video (H.264 MP4) there.
         cluster: group the tracks by person (otherwise every ``cluster`` is ``None``).
         cluster_threshold: cosine similarity for two tracks to be one person.
+        on_frame: called with ``(frame index, tracker result)`` after each frame (boxes, ids).
 
     Raises:
         VideoSourceError: the source cannot be opened or yields no frame.
@@ -211,6 +214,8 @@ def find_faces(
             ended += [
                 _summarise(live[e.track_id]) for e in result.events if e.type == "track_ended" and e.track_id in live
             ]
+            if on_frame is not None:
+                on_frame(index, result)
             if annotated_path is not None:
                 if writer is None:
                     writer = VideoWriter(annotated_path, frame.shape[1], frame.shape[0], video.fps)
