@@ -57,6 +57,7 @@ from aiohttp import BodyPartReader, web
 
 from facetrack import __version__
 from facetrack.commands import SCHEMAS, CommandError
+from facetrack.library.store import MAX_NAME_LENGTH
 from facetrack.web.server import CLIP_KEY_RE, TRUSTED
 
 if TYPE_CHECKING:
@@ -411,25 +412,26 @@ class WebUi:
             return _error(err.code, str(err))
         return _json(result)
 
-    async def _enroll(self, request: web.Request) -> web.Response:
-        """Multipart ``name`` and up to :data:`MAX_PHOTOS` ``photo`` files; one ``enroll`` command
-        per photo, in order. Returns ``{"person", "person_id", "results": [{"file", "status",
-        "message"}]}``, ``status`` one of ``enrolled``, ``no_face``, ``several_faces``,
-        ``not_an_image``, ``unusable``, ``too_large``, ``error``."""
+    async def _read_upload(self, request: web.Request) -> tuple[str, list[tuple[str, bytes | None]]]:
+        """The name and the photos (``(file name, bytes or None when over the size limit)``).
+
+        Raises:
+            CommandError: not multipart, no name, a name too long, no photo, too many photos.
+        """
         try:
             reader = await request.multipart()
         except (AssertionError, ValueError):  # aiohttp asserts on a non-multipart body
-            return _error("bad_request", "expected multipart/form-data")
-        name: str | None = None
+            raise CommandError("bad_request", "expected multipart/form-data") from None
+        name = ""
         photos: list[tuple[str, bytes | None]] = []
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
-                return _error("bad_request", "nested multipart is not accepted")
+                raise CommandError("bad_request", "nested multipart is not accepted")
             if part.name == "name":
                 name = (await part.read(decode=True))[:1000].decode("utf-8", "replace").strip()
             elif part.name == "photo":
                 if len(photos) >= MAX_PHOTOS:
-                    return _error("too_large", f"at most {MAX_PHOTOS} photos at a time")
+                    raise CommandError("too_large", f"at most {MAX_PHOTOS} photos at a time")
                 buf = bytearray()
                 while chunk := await part.read_chunk(256 * 1024):
                     buf += chunk
@@ -441,9 +443,22 @@ class WebUi:
             else:
                 await part.release()
         if not name:
-            return _error("bad_request", "give the person's name")
+            raise CommandError("bad_request", "give the person's name")
+        if len(name) > MAX_NAME_LENGTH:
+            raise CommandError("bad_request", f"a name has at most {MAX_NAME_LENGTH} characters")
         if not photos:
-            return _error("bad_request", "give at least one photo")
+            raise CommandError("bad_request", "give at least one photo")
+        return name, photos
+
+    async def _enroll(self, request: web.Request) -> web.Response:
+        """Multipart ``name`` and up to :data:`MAX_PHOTOS` ``photo`` files; one ``enroll`` command
+        per photo, in order. Returns ``{"person", "person_id", "results": [{"file", "status",
+        "message"}]}``, ``status`` one of ``enrolled``, ``no_face``, ``several_faces``,
+        ``not_an_image``, ``unusable``, ``too_large``, ``error``."""
+        try:
+            name, photos = await self._read_upload(request)
+        except CommandError as err:
+            return _error(err.code, str(err))
         results: list[dict[str, Any]] = []
         person: dict[str, Any] | None = None
         for filename, data in photos:
