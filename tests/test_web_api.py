@@ -357,3 +357,12 @@ def test_app_options_enable_ingress_and_the_optional_token() -> None:
     assert cfg.http.ui_token == UI_TOKEN and UI_TOKEN not in repr(cfg.http)
     with pytest.raises(Exception, match="ui_token"):
         parse_service_config(options_to_service_config({**options, "ui_token": "short"}, None))
+
+
+def test_a_page_request_does_not_hang_when_commands_are_not_running(service: FaceTrackService) -> None:
+    from facetrack.commands import CommandError
+
+    started = time.monotonic()
+    with pytest.raises(CommandError) as err:
+        service.commands.call("list", {}, timeout=30)  # the fixture never starts the command thread
+    assert err.value.code == "busy" and time.monotonic() - started < 5

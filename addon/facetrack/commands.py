@@ -21,6 +21,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -196,10 +197,16 @@ class CommandHandler:
             self._queue.put_nowait((verb, "web", body, reply))
         except queue.Full:
             raise CommandError("busy", "too many pending commands") from None
-        try:
-            return reply.result(timeout)
-        except concurrent.futures.TimeoutError:
-            raise CommandError("timeout", f"command {verb!r} took longer than {timeout:g} s") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return reply.result(min(1.0, max(deadline - time.monotonic(), 0.0)))
+            except concurrent.futures.TimeoutError:
+                # A stopped handler never answers: give up at once rather than at the deadline.
+                if not self._thread.is_alive():
+                    raise CommandError("busy", "commands are not running (engine starting or stopping)") from None
+                if time.monotonic() >= deadline:
+                    raise CommandError("timeout", f"command {verb!r} took longer than {timeout:g} s") from None
 
     def _reply(
         self,

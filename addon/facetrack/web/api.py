@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import hashlib
 import hmac
 import re
@@ -197,6 +198,9 @@ class WebUi:
         self.service = service
         self.ingress_allow = frozenset(ingress_allow)
         self._token = ui_token.encode() if ui_token else None
+        # Its own threads for commands (which may wait behind an enrolment) and library reads, so
+        # aiohttp's default executor (file responses: clips) is never starved by them.
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="facetrack-webui")
         root = resources.files("facetrack.web") / "ui"
         self._files: dict[str, tuple[bytes, str, str]] = {}
         for name, ctype in _UI_FILES.items():
@@ -278,7 +282,7 @@ class WebUi:
         r.add_post("/api/inbox/{gid}/{action}", self._inbox_action, name="ui-inbox-action")
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args))
+        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
 
     async def _command(self, verb: str, data: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = await self._run(self.service.commands.call, verb, data)
