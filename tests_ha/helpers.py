@@ -136,3 +136,37 @@ def fire_engine_online(hass: HomeAssistant, prefix: str = PREFIX) -> None:
     )
     for camera in ("front_door", "garden"):
         fire(hass, f"{prefix}/{camera}/state", state(camera), "state", retain=True)
+
+
+GROUP_A = "0b5e1c2d" + "a" * 24
+GROUP_B = "7a1f33c0" + "b" * 24
+GROUP_C = "7a1f33c0" + "c" * 24  # shares its first 8 digits with GROUP_B
+
+
+def group(group_id: str, status: str = "pending", **changes: Any) -> dict[str, Any]:
+    """One group of the unknown-face inbox."""
+    payload: dict[str, Any] = {
+        "group_id": group_id,
+        "status": status,
+        "count": 14,
+        "tracks": 3,
+        "cameras": ["front_door"],
+        "first_seen": "2026-11-21T18:02:11.400Z",
+        "last_seen": TIME,
+        "crops": 4,
+        "crop_url": f"http://engine.local:8099/inbox/{group_id}/0.jpg?exp=1795421703&sig=x",
+        "nearest_person": "Anna",
+        "nearest_similarity": 0.31,
+    }
+    payload.update(changes)
+    return payload
+
+
+def inbox(*groups: dict[str, Any]) -> dict[str, Any]:
+    """A `<prefix>/inbox` payload."""
+    return {
+        "groups": list(groups),
+        "pending": sum(g["status"] == "pending" for g in groups),
+        "ignored": sum(g["status"] == "ignored" for g in groups),
+        "time": TIME,
+    }

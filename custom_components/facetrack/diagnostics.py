@@ -19,6 +19,8 @@ TO_REDACT = {
     "name",
     "person",
     "error",
+    "crop_url",
+    "nearest_person",
 }
 
 
@@ -36,4 +38,8 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: FaceTra
         "cameras": hub.cameras,
         "camera_states": async_redact_data(hub.camera_states, TO_REDACT),
         "persons": async_redact_data(list(hub.persons.values()), TO_REDACT),
+        "inbox": {
+            **hub.inbox_counts,
+            "groups": async_redact_data(list(hub.inbox.values()), TO_REDACT),
+        },
     }

@@ -101,3 +101,14 @@ class FaceTrackPersonEntity(FaceTrackEntity):
     def _handle_seen(self, seen: dict[str, Any]) -> None:
         """Handle a `<prefix>/seen/<person_id>` message (subclasses keep what they need)."""
         self.async_write_ha_state()
+
+
+class FaceTrackEngineEntity(FaceTrackEntity):
+    """An entity of the engine instance itself (its device), e.g. the unknown-face inbox."""
+
+    def __init__(self, hub: FaceTrackHub, description: EntityDescription, key: str | None = None) -> None:
+        """Initialise; `key` tells apart several entities of one description (one per inbox group)."""
+        super().__init__(hub)
+        self.entity_description = description
+        self._attr_unique_id = f"{hub.prefix}_{description.key}" + (f"_{key}" if key else "")
+        self._attr_device_info = DeviceInfo(identifiers={engine_identifier(hub.prefix)})

@@ -1,4 +1,5 @@
-"""Face events per camera (`known_face` / `unknown_face`, from `<prefix>/<camera>/alert`)."""
+"""Face events per camera (`known_face` / `unknown_face`, from `<prefix>/<camera>/alert`), and the
+engine's `new_group` event when a new unknown person appears in the inbox (`<prefix>/inbox/event`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from homeassistant.components.event import EventEntity, EventEntityDescription
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import EVENT_KNOWN_FACE, EVENT_UNKNOWN_FACE
-from .entity import FaceTrackCameraEntity
+from .const import EVENT_KNOWN_FACE, EVENT_NEW_GROUP, EVENT_UNKNOWN_FACE
+from .entity import FaceTrackCameraEntity, FaceTrackEngineEntity
 from .hub import FaceTrackConfigEntry
 
 PARALLEL_UPDATES = 0
@@ -20,8 +21,15 @@ FACE_EVENT = EventEntityDescription(
     event_types=[EVENT_KNOWN_FACE, EVENT_UNKNOWN_FACE],
 )
 
+INBOX_EVENT = EventEntityDescription(
+    key="unknown_person",
+    translation_key="unknown_person",
+    event_types=[EVENT_NEW_GROUP],
+)
+
 # Alert fields passed on as event attributes.
 EVENT_ATTRIBUTES = ("person", "person_id", "similarity", "track_id", "snapshot_url", "clip_url", "alert_id")
+INBOX_EVENT_ATTRIBUTES = ("group_id", "camera", "track_id", "crop_url")
 
 
 async def async_setup_entry(
@@ -37,6 +45,7 @@ async def async_setup_entry(
         async_add_entities(FaceTrackFaceEvent(hub, camera, FACE_EVENT) for camera in cameras)
 
     entry.async_on_unload(hub.async_add_camera_listener(_add_cameras))
+    async_add_entities([FaceTrackInboxEvent(hub, INBOX_EVENT)])
 
 
 class FaceTrackFaceEvent(FaceTrackCameraEntity, EventEntity):
@@ -58,4 +67,20 @@ class FaceTrackFaceEvent(FaceTrackCameraEntity, EventEntity):
         if kind not in (self.event_types or ()):
             return
         self._trigger_event(kind, {key: alert.get(key) for key in EVENT_ATTRIBUTES})
+        self.async_write_ha_state()
+
+
+class FaceTrackInboxEvent(FaceTrackEngineEntity, EventEntity):
+    """A new unknown person (a new group) appeared in the engine's unknown-face inbox."""
+
+    async def async_added_to_hass(self) -> None:
+        """Follow `<prefix>/inbox/event`."""
+        await super().async_added_to_hass()
+        self._connect("inbox_event", "", self._handle_inbox_event)
+
+    @callback
+    def _handle_inbox_event(self, event: dict[str, Any]) -> None:
+        if event["type"] not in (self.event_types or ()):
+            return
+        self._trigger_event(event["type"], {key: event.get(key) for key in INBOX_EVENT_ATTRIBUTES})
         self.async_write_ha_state()

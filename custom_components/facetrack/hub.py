@@ -31,6 +31,7 @@ from .const import (
     CONTRACT_VERSION,
     DEFAULT_PRESENCE_TIMEOUT,
     DOMAIN,
+    GROUP_PENDING,
     LOGGER,
     STATUS_ONLINE,
 )
@@ -91,6 +92,7 @@ class _Listeners:
 
     cameras: list[Callable[[list[str]], None]] = field(default_factory=list)
     persons: list[Callable[[list[str]], None]] = field(default_factory=list)
+    groups: list[Callable[[list[str]], None]] = field(default_factory=list)
 
 
 class FaceTrackHub:
@@ -107,6 +109,9 @@ class FaceTrackHub:
         self.persons: dict[str, dict[str, Any]] = {}
         self.camera_states: dict[str, dict[str, Any]] = {}
         self.cameras: list[str] = []
+        # The unknown-face inbox (`<prefix>/inbox`, contract 1.1): groups by id, in the engine's order.
+        self.inbox: dict[str, dict[str, Any]] = {}
+        self.inbox_counts: dict[str, int] = {}
         # Options: cameras / person ids that get no entities (and no device).
         self.excluded_cameras: frozenset[str] = frozenset(entry.options.get(CONF_EXCLUDED_CAMERAS, ()))
         self.excluded_persons: frozenset[str] = frozenset(entry.options.get(CONF_EXCLUDED_PERSONS, ()))
@@ -139,6 +144,8 @@ class FaceTrackHub:
             (f"{prefix}/status", self._on_status, 1),
             (f"{prefix}/info", self._on_info, 1),
             (f"{prefix}/persons", self._on_persons, 1),
+            (f"{prefix}/inbox", self._on_inbox, 1),
+            (f"{prefix}/inbox/event", self._on_inbox_event, 1),
             (f"{prefix}/+/state", self._on_camera_state, 1),
             (f"{prefix}/+/alert", self._on_alert, 1),
             (f"{prefix}/+/clip", self._on_clip, 1),
@@ -173,6 +180,18 @@ class FaceTrackHub:
         if person_ids := [pid for pid in self.persons if pid not in self.excluded_persons]:
             add(person_ids)
         return lambda: self._listeners.persons.remove(add)
+
+    @callback
+    def async_add_group_listener(self, add: Callable[[list[str]], None]) -> CALLBACK_TYPE:
+        """Call `add` with the pending inbox groups known now and with every new pending one later."""
+        self._listeners.groups.append(add)
+        if group_ids := self.pending_groups():
+            add(group_ids)
+        return lambda: self._listeners.groups.remove(add)
+
+    def pending_groups(self) -> list[str]:
+        """Ids of the inbox groups waiting to be named (not ignored)."""
+        return [gid for gid, group in self.inbox.items() if group.get("status") == GROUP_PENDING]
 
     # -- retained topics ----------------------------------------------------------------------
 
@@ -234,6 +253,32 @@ class FaceTrackHub:
             for add in self._listeners.persons:
                 add(new)
         async_dispatcher_send(self.hass, self.signal("persons"))
+
+    @callback
+    def _on_inbox(self, msg: ReceiveMessage) -> None:
+        data = parse_json_object(msg.payload)
+        if data is None or not isinstance(data.get("groups"), list):
+            LOGGER.warning("Ignoring an invalid inbox payload on %s", msg.topic)
+            return
+        before = set(self.pending_groups())
+        self.inbox = {
+            g["group_id"]: g for g in data["groups"] if isinstance(g, dict) and isinstance(g.get("group_id"), str)
+        }
+        self.inbox_counts = {key: data[key] for key in ("pending", "ignored") if isinstance(data.get(key), int)}
+        # Entities of groups that left the pending state (named, discarded, merged, ignored) listen
+        # for the "inbox" signal and remove themselves; new pending groups get entities.
+        if new := [gid for gid in self.pending_groups() if gid not in before]:
+            for add in self._listeners.groups:
+                add(new)
+        async_dispatcher_send(self.hass, self.signal("inbox"))
+
+    @callback
+    def _on_inbox_event(self, msg: ReceiveMessage) -> None:
+        event = parse_json_object(msg.payload)
+        if event is None or not isinstance(event.get("type"), str) or not isinstance(event.get("group_id"), str):
+            LOGGER.warning("Ignoring an invalid inbox event on %s", msg.topic)
+            return
+        async_dispatcher_send(self.hass, self.signal("inbox_event"), event)
 
     @callback
     def _on_camera_state(self, msg: ReceiveMessage) -> None:

@@ -1,8 +1,12 @@
-"""The face snapshot of each camera's last alert (an `image` entity per camera).
+"""Images: the face snapshot of each camera's last alert, and the best crop of each unknown person
+waiting in the inbox.
 
 The alert's `snapshot_url` is signed and the file exists only once the alert's clip is stored, a few
 seconds after the alert: until then (HTTP 404, or any other failure) the previous snapshot is kept,
 and the image is fetched again when `<prefix>/<camera>/clip` announces the stored clip.
+
+An inbox group's image (`crop_url`, signed, valid 24 h, republished at least every 12 h) lives as
+long as the group is pending: naming, merging away, discarding or ignoring it removes the entity.
 """
 
 from __future__ import annotations
@@ -14,18 +18,22 @@ from typing import Any
 import aiohttp
 from homeassistant.components.image import Image, ImageEntity, ImageEntityDescription
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
-from .const import LOGGER
-from .entity import FaceTrackCameraEntity
+from .const import GROUP_PENDING, LOGGER
+from .entity import FaceTrackCameraEntity, FaceTrackEngineEntity
 from .hub import FaceTrackConfigEntry, FaceTrackHub
 
 PARALLEL_UPDATES = 0
 FETCH_TIMEOUT = 10
 
 LAST_ALERT = ImageEntityDescription(key="last_alert", translation_key="last_alert")
+UNKNOWN_GROUP = ImageEntityDescription(key="unknown_group", translation_key="unknown_group")
+# Group fields shown as attributes of its image (the crop URL is the image itself).
+GROUP_ATTRIBUTES = ("group_id", "count", "tracks", "cameras", "first_seen", "last_seen", "nearest_person")
 
 
 async def async_setup_entry(
@@ -33,14 +41,19 @@ async def async_setup_entry(
     entry: FaceTrackConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add a last-alert image per camera, now and for cameras added later."""
+    """Add a last-alert image per camera and a crop per pending inbox group, now and later."""
     hub = entry.runtime_data.hub
 
     @callback
     def _add_cameras(cameras: list[str]) -> None:
         async_add_entities(FaceTrackAlertImage(hass, hub, camera) for camera in cameras)
 
+    @callback
+    def _add_groups(group_ids: list[str]) -> None:
+        async_add_entities(FaceTrackUnknownGroupImage(hass, hub, group_id) for group_id in group_ids)
+
     entry.async_on_unload(hub.async_add_camera_listener(_add_cameras))
+    entry.async_on_unload(hub.async_add_group_listener(_add_groups))
 
 
 class FaceTrackAlertImage(FaceTrackCameraEntity, ImageEntity):
@@ -110,21 +123,84 @@ class FaceTrackAlertImage(FaceTrackCameraEntity, ImageEntity):
         return image.content if image is not None else None
 
     async def _async_fetch(self, url: str) -> Image | None:
-        session = async_get_clientsession(self.hass)
-        try:
-            async with asyncio.timeout(FETCH_TIMEOUT), session.get(url) as response:
-                if response.status == 404:
-                    LOGGER.debug("The snapshot of alert %s is not stored yet", self._alert_id)
-                    return None
-                response.raise_for_status()
-                content_type = (response.content_type or "").lower()
-                if not content_type.startswith("image/"):
-                    LOGGER.debug("The snapshot of alert %s is not an image: %s", self._alert_id, content_type)
-                    return None
-                return Image(content_type=content_type, content=await response.read())
-        except (TimeoutError, aiohttp.ClientError) as err:
-            LOGGER.debug("Cannot fetch the snapshot of alert %s: %s", self._alert_id, err)
-            return None
+        return await _async_fetch_image(self.hass, url, f"the snapshot of alert {self._alert_id}")
+
+
+class FaceTrackUnknownGroupImage(FaceTrackEngineEntity, ImageEntity):
+    """The best face crop of an unknown person (a pending group of the engine's inbox)."""
+
+    _attr_content_type = "image/jpeg"
+
+    def __init__(self, hass: HomeAssistant, hub: FaceTrackHub, group_id: str) -> None:
+        """Initialise from the group in the hub's inbox."""
+        FaceTrackEngineEntity.__init__(self, hub, UNKNOWN_GROUP, group_id)
+        ImageEntity.__init__(self, hass)
+        self.group_id = group_id
+        # Entity names by group: "Unknown person 0b5e1c2d" (the id's head is what the actions take).
+        self._attr_translation_placeholders = {"group": group_id[:8]}
+        self._removing = False
+        self._update_from_inbox()
+
+    @callback
+    def _update_from_inbox(self) -> None:
+        group = self.hub.inbox.get(self.group_id, {})
+        url = group.get("crop_url")
+        if url != self._attr_image_url:
+            self._attr_image_url = url if isinstance(url, str) else None
+            self._cached_image = None
+        self._attr_image_last_updated = _parse_time(group.get("last_seen")) or dt_util.utcnow()
+        self._attr_extra_state_attributes = {key: group.get(key) for key in GROUP_ATTRIBUTES}
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the inbox."""
+        await super().async_added_to_hass()
+        self._connect("inbox", "", self._handle_inbox)
+
+    @callback
+    def _handle_inbox(self) -> None:
+        group = self.hub.inbox.get(self.group_id)
+        if group is None or group.get("status") != GROUP_PENDING:
+            # Named, merged away, discarded or ignored: the entity goes (a returning group gets a new one).
+            if not self._removing:
+                self._removing = True
+                self.hass.async_create_task(self._async_remove_self())
+            return
+        self._update_from_inbox()
+        self.async_write_ha_state()
+
+    async def _async_remove_self(self) -> None:
+        registry = er.async_get(self.hass)
+        if self.registry_entry is not None:
+            registry.async_remove(self.entity_id)
+        else:
+            await self.async_remove(force_remove=True)
+
+    async def async_image(self) -> bytes | None:
+        """The group's best crop (fetched once per crop URL)."""
+        if self._cached_image is None and self._attr_image_url:
+            self._cached_image = await _async_fetch_image(
+                self.hass, self._attr_image_url, f"the crop of unknown group {self.group_id}"
+            )
+        return self._cached_image.content if self._cached_image is not None else None
+
+
+async def _async_fetch_image(hass: HomeAssistant, url: str, what: str) -> Image | None:
+    """GET an image from the engine's HTTP server; None (logged at debug) when missing or failing."""
+    session = async_get_clientsession(hass)
+    try:
+        async with asyncio.timeout(FETCH_TIMEOUT), session.get(url) as response:
+            if response.status == 404:
+                LOGGER.debug("%s is not stored (yet)", what.capitalize())
+                return None
+            response.raise_for_status()
+            content_type = (response.content_type or "").lower()
+            if not content_type.startswith("image/"):
+                LOGGER.debug("%s is not an image: %s", what.capitalize(), content_type)
+                return None
+            return Image(content_type=content_type, content=await response.read())
+    except (TimeoutError, aiohttp.ClientError) as err:
+        LOGGER.debug("Cannot fetch %s: %s", what, err)
+        return None
 
 
 def _parse_time(value: Any) -> datetime | None:

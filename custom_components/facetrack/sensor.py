@@ -1,4 +1,4 @@
-"""Sensors: last seen per person; faces in view and frames/s per camera."""
+"""Sensors: last seen per person; faces in view and frames/s per camera; the unknown-face inbox."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
-from .entity import FaceTrackCameraEntity, FaceTrackPersonEntity
+from .entity import FaceTrackCameraEntity, FaceTrackEngineEntity, FaceTrackPersonEntity
 from .hub import FaceTrackConfigEntry, FaceTrackHub
 
 PARALLEL_UPDATES = 0
@@ -50,6 +50,14 @@ CAMERA_SENSORS: tuple[FaceTrackCameraSensorDescription, ...] = (
     ),
 )
 
+UNKNOWN_FACES = SensorEntityDescription(
+    key="unknown_faces",
+    translation_key="unknown_faces",
+    state_class=SensorStateClass.MEASUREMENT,
+)
+# Group fields listed in the inbox sensor's `groups` attribute (not the signed, expiring crop URL).
+GROUP_ATTRIBUTES = ("group_id", "status", "count", "tracks", "cameras", "last_seen", "nearest_person")
+
 LAST_SEEN = SensorEntityDescription(
     key="last_seen",
     translation_key="last_seen",
@@ -77,6 +85,7 @@ async def async_setup_entry(
 
     entry.async_on_unload(hub.async_add_camera_listener(_add_cameras))
     entry.async_on_unload(hub.async_add_person_listener(_add_persons))
+    async_add_entities([FaceTrackUnknownFaces(hub, UNKNOWN_FACES)])
 
 
 class FaceTrackCameraSensor(FaceTrackCameraEntity, SensorEntity):
@@ -88,6 +97,31 @@ class FaceTrackCameraSensor(FaceTrackCameraEntity, SensorEntity):
     def native_value(self) -> StateType:
         """The value in the camera's last state."""
         return self.entity_description.value_fn(self.camera_state)
+
+
+class FaceTrackUnknownFaces(FaceTrackEngineEntity, SensorEntity):
+    """Unknown persons waiting in the inbox to be named; the groups (pending and ignored) as an attribute."""
+
+    # The group list changes with every sighting: keep it out of the recorder's history.
+    _unrecorded_attributes = frozenset({"groups"})
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the engine's `<prefix>/inbox`."""
+        await super().async_added_to_hass()
+        self._connect("inbox", "", self._handle_update)
+
+    @property
+    def native_value(self) -> int | None:
+        """Pending groups (unknown until the engine publishes its inbox: engines before 1.1 have none)."""
+        return self.hub.inbox_counts.get("pending")
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """Ignored groups and every group's summary, newest sighting first."""
+        return {
+            "ignored": self.hub.inbox_counts.get("ignored"),
+            "groups": [{key: group.get(key) for key in GROUP_ATTRIBUTES} for group in self.hub.inbox.values()],
+        }
 
 
 class FaceTrackLastSeen(FaceTrackPersonEntity, SensorEntity):

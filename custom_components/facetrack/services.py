@@ -1,4 +1,6 @@
-"""FaceTrack actions: enroll, enroll_track, forget, rename, list_persons (MQTT commands of the engine)."""
+"""FaceTrack actions (MQTT commands of the engine): enroll, enroll_track, forget, rename, list_persons;
+negative feedback (list_embeddings, forget_embedding); the unknown-face inbox (inbox_name,
+inbox_merge, inbox_discard, inbox_ignore, inbox_unignore)."""
 
 from __future__ import annotations
 
@@ -28,9 +30,14 @@ from .const import (
     ATTR_CAMERA,
     ATTR_CAMERA_ENTITY_ID,
     ATTR_CONFIG_ENTRY_ID,
+    ATTR_EMBEDDING_ID,
+    ATTR_GROUP_ID,
     ATTR_IMAGE_PATH,
     ATTR_IMAGE_URL,
+    ATTR_INCLUDE_CROPS,
+    ATTR_INTO_GROUP_ID,
     ATTR_MAX_EMBEDDINGS,
+    ATTR_MODE,
     ATTR_NAME,
     ATTR_NEW_NAME,
     ATTR_TRACK_ID,
@@ -43,6 +50,13 @@ SERVICE_ENROLL_TRACK = "enroll_track"
 SERVICE_FORGET = "forget"
 SERVICE_RENAME = "rename"
 SERVICE_LIST_PERSONS = "list_persons"
+SERVICE_LIST_EMBEDDINGS = "list_embeddings"
+SERVICE_FORGET_EMBEDDING = "forget_embedding"
+SERVICE_INBOX_NAME = "inbox_name"
+SERVICE_INBOX_MERGE = "inbox_merge"
+SERVICE_INBOX_DISCARD = "inbox_discard"
+SERVICE_INBOX_IGNORE = "inbox_ignore"
+SERVICE_INBOX_UNIGNORE = "inbox_unignore"
 COMMAND_LIST = "list"
 
 MAX_IMAGE_BYTES = 6 * 1024 * 1024  # base64 of it stays under the engine's 8 MB payload limit
@@ -70,6 +84,24 @@ ENROLL_TRACK_SCHEMA = vol.Schema(
 )
 FORGET_SCHEMA = vol.Schema({_ENTRY: cv.string, vol.Required(ATTR_NAME): _NAME})
 LIST_PERSONS_SCHEMA = vol.Schema({_ENTRY: cv.string})
+# A group is named by its id (32 hex) or by the id's first 8+ hex digits, as in its image entity's name.
+_GROUP = vol.All(cv.string, vol.Lower, vol.Match(r"^[0-9a-f]{8,32}$"))
+_HEX32 = vol.All(cv.string, vol.Lower, vol.Match(r"^[0-9a-f]{32}$"))
+GROUP_SCHEMA = vol.Schema({_ENTRY: cv.string, vol.Required(ATTR_GROUP_ID): _GROUP})
+INBOX_NAME_SCHEMA = GROUP_SCHEMA.extend(
+    {
+        vol.Required(ATTR_NAME): _NAME,
+        vol.Optional(ATTR_MODE): vol.In(["auto", "new", "add"]),
+        vol.Optional(ATTR_MAX_EMBEDDINGS): vol.All(vol.Coerce(int), vol.Range(min=1, max=10)),
+    }
+)
+INBOX_MERGE_SCHEMA = GROUP_SCHEMA.extend({vol.Required(ATTR_INTO_GROUP_ID): _GROUP})
+LIST_EMBEDDINGS_SCHEMA = vol.Schema(
+    {_ENTRY: cv.string, vol.Required(ATTR_NAME): _NAME, vol.Optional(ATTR_INCLUDE_CROPS): cv.boolean}
+)
+FORGET_EMBEDDING_SCHEMA = vol.Schema(
+    {_ENTRY: cv.string, vol.Required(ATTR_EMBEDDING_ID): _HEX32, vol.Optional(ATTR_NAME): _NAME}
+)
 RENAME_SCHEMA = vol.Schema(
     {
         _ENTRY: cv.string,
@@ -226,6 +258,46 @@ async def _async_list_persons(call: ServiceCall) -> ServiceResponse:
     return await hub.async_command(COMMAND_LIST, {}, const.COMMAND_TIMEOUT)
 
 
+def _group_id(hub: FaceTrackHub, value: str) -> str:
+    """The full id of an inbox group given by its id or the id's head (unique among the inbox's groups)."""
+    if len(value) == 32:
+        return value
+    matches = [group_id for group_id in hub.inbox if group_id.startswith(value)]
+    if len(matches) != 1:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="unknown_group" if not matches else "ambiguous_group",
+            translation_placeholders={"group_id": value},
+        )
+    return matches[0]
+
+
+async def _async_list_embeddings(call: ServiceCall) -> ServiceResponse:
+    hub = _get_hub(call.hass, call)
+    body: dict[str, Any] = {"name": call.data[ATTR_NAME]}
+    if ATTR_INCLUDE_CROPS in call.data:
+        body["include_crops"] = call.data[ATTR_INCLUDE_CROPS]
+    return await hub.async_command(SERVICE_LIST_EMBEDDINGS, body, const.COMMAND_TIMEOUT)
+
+
+async def _async_forget_embedding(call: ServiceCall) -> ServiceResponse:
+    hub = _get_hub(call.hass, call)
+    body = {key: call.data[key] for key in (ATTR_EMBEDDING_ID, ATTR_NAME) if key in call.data}
+    return await hub.async_command(SERVICE_FORGET_EMBEDDING, body, const.COMMAND_TIMEOUT)
+
+
+async def _async_inbox_command(call: ServiceCall) -> ServiceResponse:
+    """inbox_name / inbox_merge / inbox_discard / inbox_ignore / inbox_unignore: the verb is the action."""
+    hub = _get_hub(call.hass, call)
+    body: dict[str, Any] = {
+        key: value for key, value in call.data.items() if key in (ATTR_NAME, ATTR_MODE, ATTR_MAX_EMBEDDINGS)
+    }
+    body[ATTR_GROUP_ID] = _group_id(hub, call.data[ATTR_GROUP_ID])
+    if ATTR_INTO_GROUP_ID in call.data:
+        body[ATTR_INTO_GROUP_ID] = _group_id(hub, call.data[ATTR_INTO_GROUP_ID])
+    return await hub.async_command(call.service, body, const.COMMAND_TIMEOUT)
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register the FaceTrack actions (once, for every config entry)."""
@@ -234,12 +306,16 @@ def async_setup_services(hass: HomeAssistant) -> None:
         (SERVICE_ENROLL_TRACK, _async_enroll_track, ENROLL_TRACK_SCHEMA),
         (SERVICE_FORGET, _async_forget, FORGET_SCHEMA),
         (SERVICE_RENAME, _async_rename, RENAME_SCHEMA),
+        (SERVICE_FORGET_EMBEDDING, _async_forget_embedding, FORGET_EMBEDDING_SCHEMA),
+        (SERVICE_INBOX_NAME, _async_inbox_command, INBOX_NAME_SCHEMA),
+        (SERVICE_INBOX_MERGE, _async_inbox_command, INBOX_MERGE_SCHEMA),
+        (SERVICE_INBOX_DISCARD, _async_inbox_command, GROUP_SCHEMA),
+        (SERVICE_INBOX_IGNORE, _async_inbox_command, GROUP_SCHEMA),
+        (SERVICE_INBOX_UNIGNORE, _async_inbox_command, GROUP_SCHEMA),
     ):
         hass.services.async_register(DOMAIN, name, handler, schema=schema, supports_response=SupportsResponse.OPTIONAL)
-    hass.services.async_register(
-        DOMAIN,
-        SERVICE_LIST_PERSONS,
-        _async_list_persons,
-        schema=LIST_PERSONS_SCHEMA,
-        supports_response=SupportsResponse.ONLY,
-    )
+    for name, handler, schema in (
+        (SERVICE_LIST_PERSONS, _async_list_persons, LIST_PERSONS_SCHEMA),
+        (SERVICE_LIST_EMBEDDINGS, _async_list_embeddings, LIST_EMBEDDINGS_SCHEMA),
+    ):
+        hass.services.async_register(DOMAIN, name, handler, schema=schema, supports_response=SupportsResponse.ONLY)
