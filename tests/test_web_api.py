@@ -255,6 +255,35 @@ def test_alerts_with_snapshot_and_a_relative_signed_clip(stack: tuple[WebEngine,
     assert http("GET", f"{engine.ingress}/{tampered}")[0] == 403
 
 
+def test_inbox_group_crops_and_actions(stack: tuple[WebEngine, Subscriber]) -> None:
+    engine, sub = stack
+    # The demo clip's stranger ends as an unknown track: a group with crops.
+    groups = wait_for(lambda: engine.get_json("api/inbox")["groups"], 90, 1, "an inbox group")
+    g = groups[0]
+    gid = g["group_id"]
+    assert g["status"] == "pending" and g["crops"] >= 1 and len(g["crop_urls"]) == g["crops"]
+    assert g["crop_url"] is None  # absolute URLs of the main port are no use through ingress
+    status, raw = call(engine, "GET", g["crop_urls"][0])
+    assert status == 200 and cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) is not None
+    assert call(engine, "GET", f"api/inbox/{gid}/{g['crops']}.jpg")[0] == 404  # past the last crop
+    status, result = call(engine, "POST", f"api/inbox/{gid}/ignore")
+    assert status == 200 and result["status"] == "ignored"
+    # Through the command handler: the retained inbox summary is republished with the change.
+    sub.wait_for("inbox", lambda m: any(x["group_id"] == gid and x["status"] == "ignored" for x in m.payload["groups"]))
+    assert next(x for x in engine.get_json("api/inbox")["groups"] if x["group_id"] == gid)["status"] == "ignored"
+    assert call(engine, "POST", f"api/inbox/{gid}/unignore")[1]["status"] == "pending"
+    status, err = call(engine, "POST", f"api/inbox/{gid}/merge", {"into_group_id": gid})
+    assert status == 400 and err["error"] == "bad_request"
+    status, err = call(engine, "POST", f"api/inbox/{gid}/name", {"name": "John_Salley", "mode": "new"})
+    assert status == 400 and "already exists" in err["message"]  # nothing enrolled
+    assert person_named(engine, "John_Salley")["embeddings"] == 3  # type: ignore[index]
+    assert call(engine, "POST", f"api/inbox/{gid}/explode")[0] == 404
+    assert call(engine, "POST", f"api/inbox/{uuid.uuid4().hex}/discard")[0] == 404
+    status, result = call(engine, "POST", f"api/inbox/{gid}/discard")
+    assert status == 200 and result["discarded"] is True
+    assert gid not in [x["group_id"] for x in engine.get_json("api/inbox")["groups"]]
+
+
 # ---- the page and access ----------------------------------------------------------------------------
 
 
