@@ -404,6 +404,23 @@ const ROUTES = [
 ];
 let routing = 0;
 
+// A periodic refresh rebuilds the view: keep keyboard focus on the same control (found again by
+// its card's data-* key and its name), so refreshing never throws a keyboard user back to the top.
+function focusKey(el) {
+  if (!el || el === view || !view.contains(el)) return null;
+  const holder = el.closest("[data-person],[data-group],[data-alert],[data-camera],[data-embedding]");
+  const attr = holder && [...holder.attributes].find((a) => a.name.startsWith("data-"));
+  const name = (e) => e.getAttribute("aria-label") || e.textContent.trim();
+  return { scope: attr ? `[${attr.name}="${CSS.escape(attr.value)}"]` : null, tag: el.tagName, name: name(el), nameOf: name };
+}
+function restoreFocus(key) {
+  if (!key) return;
+  const scope = key.scope ? view.querySelector(key.scope) : view;
+  if (!scope) return;
+  const el = [scope, ...scope.querySelectorAll(key.tag)].find((e) => e.tagName === key.tag && key.nameOf(e) === key.name);
+  if (el) el.focus({ preventScroll: true });
+}
+
 async function route(focus = false) {
   const hash = location.hash;
   const [re, tab, render, refresh] = ROUTES.find(([r]) => r.test(hash)) || ROUTES[0];
@@ -417,7 +434,10 @@ async function route(focus = false) {
   catch (err) { content = [heading("Something went wrong"), h("p", { class: "error", role: "alert", text: err.message })]; }
   if (ticket !== routing) return;  // a newer navigation won
   const scroll = window.scrollY;
+  const focused = focus ? null : focusKey(document.activeElement);
   view.replaceChildren(...[content].flat());
+  restoreFocus(focused);
+  if (state.features.inbox && tab !== "inbox") loadInbox().catch(() => {});  // the tab's badge
   document.title = `${$("h2", view)?.textContent || "FaceTrack"} · FaceTrack`;
   if (focus) $("h2", view)?.focus(); else window.scrollTo(0, scroll);
   view.setAttribute("aria-busy", "false");
@@ -427,7 +447,6 @@ async function route(focus = false) {
 window.addEventListener("hashchange", () => route(true));
 (async () => {
   try { state.features = (await api("api/info")).features; } catch { /* shown by the view */ }
-  if (state.features.inbox) loadInbox().catch(() => {});
-  else $('nav a[data-view="inbox"]').hidden = true;
+  if (!state.features.inbox) $('nav a[data-view="inbox"]').hidden = true;
   route();
 })();
