@@ -399,7 +399,7 @@ const ROUTES = [
   [/^#?(people)?$/, "people", () => renderPeople(), 15000],
   [/^#person\/([0-9a-f]{32})$/, "people", (m) => renderPerson(m[1]), 0],
   [/^#inbox$/, "inbox", () => renderInbox(), 10000],
-  [/^#cameras$/, "cameras", () => renderCameras(), 0],
+  [/^#cameras$/, "cameras", () => renderCameras(), 10000],
   [/^#alerts$/, "alerts", () => renderAlerts(), 10000],
 ];
 let routing = 0;
