@@ -3,8 +3,9 @@
 The engine (`facetrack serve`, its own venv /work/main/.venv) plays the composed demo clip with
 John_Salley and John_Savage enrolled, and publishes through a Mosquitto on a free loopback port.
 Home Assistant's MQTT integration connects to that broker (no `mqtt_mock`), the FaceTrack
-integration follows the engine: John_Salley's presence turns on; after SIGTERM the engine's
-`offline` status makes the entities unavailable.
+integration follows the engine: John_Salley's presence turns on; the clip's stranger lands in the
+unknown-face inbox and the `inbox_name` action enrols them; after SIGTERM the engine's `offline`
+status makes the entities unavailable.
 
 pytest-socket: the harness allows connections to 127.0.0.1 only (socket_allow_hosts) but blocks
 creating sockets at all; the `socket_enabled` fixture lifts the latter and keeps the former.
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENGINE_PYTHON = ROOT / ".venv" / "bin" / "python"
 PERSON = "John_Salley"
 ENROLLED = ("John_Salley", "John_Savage")
+STRANGER = "Visitor"
 PREFIX = "facetrack"
 DEADLINE = 60.0
 
@@ -224,6 +226,41 @@ async def test_real_engine_turns_presence_on(
         assert faces_id is not None
         faces = hass.states.get(faces_id)
         assert faces is not None and faces.state != STATE_UNAVAILABLE
+
+        # The stranger of the clip lands in the unknown-face inbox; naming the group from Home
+        # Assistant enrols them: a person device appears and the group's image entity goes.
+        unknown_id = ent_reg.async_get_entity_id("sensor", DOMAIN, f"{PREFIX}_unknown_faces")
+        assert unknown_id is not None
+
+        def pending_group() -> str | None:
+            state = hass.states.get(unknown_id)
+            if state is None or state.state in ("unknown", STATE_UNAVAILABLE) or int(state.state) < 1:
+                return None
+            return next(g["group_id"] for g in state.attributes["groups"] if g["status"] == "pending")
+
+        await _wait_for(hass, "an unknown group in the inbox", lambda: pending_group() is not None, engine_log)
+        group_id = pending_group()
+        assert group_id is not None
+        image_id = ent_reg.async_get_entity_id("image", DOMAIN, f"{PREFIX}_unknown_group_{group_id}")
+        assert image_id is not None
+        result = await hass.services.async_call(
+            DOMAIN,
+            "inbox_name",
+            {"group_id": group_id[:8], "name": STRANGER, "mode": "new"},
+            blocking=True,
+            return_response=True,
+        )
+        assert result is not None
+        assert result["person"] == STRANGER
+        assert result["created"] is True
+        assert result["enrolled"] >= 1
+
+        def stranger_enrolled() -> bool:
+            devices = dev_reg.devices.get_devices_for_config_entry_id(entry.entry_id)
+            return any(d.name == STRANGER for d in devices) and hass.states.get(image_id) is None
+
+        await _wait_for(hass, f"{STRANGER}'s device and the group's image gone", stranger_enrolled, engine_log)
+        assert ent_reg.async_get(image_id) is None
 
         # Clean shutdown: the engine publishes `offline` (retained) before it disconnects.
         proc.send_signal(signal.SIGTERM)
