@@ -188,6 +188,16 @@ def test_persistence_is_atomic_and_survives_restarts(
     assert len(UnknownInbox(InboxConfig(), library, path)) == 0
     assert not path.exists()
 
+    # A disk that refuses the file: the user's action still happens, the save is retried later.
+    blocked = tmp_path / "a_file"
+    blocked.write_text("not a folder")
+    stuck = UnknownInbox(InboxConfig(), library, blocked / "inbox.npz")
+    gid = _add(stuck, johns[people[0]][:1])[0]
+    stuck.ignore(gid)
+    assert stuck.group(gid).status == "ignored" and stuck.dirty
+    with pytest.raises(OSError):
+        stuck.save()
+
 
 def test_bounded_and_aged_out(johns: dict[str, list[Face]], library: FaceLibrary) -> None:
     inbox = UnknownInbox(InboxConfig(max_groups=2, max_crops_per_group=2, max_age_days=1), library)

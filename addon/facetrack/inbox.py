@@ -26,6 +26,7 @@ This class is the inbox's Python API (the engine's web page uses it through
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -187,6 +188,7 @@ class UnknownInbox:
         self.path = Path(path) if path is not None else None
         self.dim = library.embedding_dim
         self._lock = threading.RLock()
+        self._save_lock = threading.Lock()  # one writer of the file at a time
         self._groups: dict[str, _Group] = {}
         self._dirty = False
         if self.path is not None and self.path.exists():
@@ -349,14 +351,14 @@ class UnknownInbox:
                 raise InboxError("bad_request", f"a person called {existing.name!r} already exists (use mode add)")
             if mode == "add" and existing is None:
                 raise InboxError("not_found", f"no person called {person!r} to add the group to")
-            chosen = diverse_subset(embs, max_embeddings, first=0)
-            # One library commit; the group leaves the inbox only once the enrolment is stored.
-            p = self.library.enroll(
-                person, embs[chosen], [jpegs[i] for i in chosen], [f"inbox:{group_id}"] * len(chosen)
-            )
-            del self._groups[group_id]
+        chosen = diverse_subset(embs, max_embeddings, first=0)
+        # One library commit (outside the inbox lock: on an object store it can take a while, and
+        # camera threads must not wait); the group leaves the inbox only once the enrolment is stored.
+        p = self.library.enroll(person, embs[chosen], [jpegs[i] for i in chosen], [f"inbox:{group_id}"] * len(chosen))
+        with self._lock:
+            self._groups.pop(group_id, None)
             self._dirty = True
-            self.save()
+        self._persist()
         return NameResult(p.name, p.person_id, group_id, len(chosen), p.embedding_count, existing is None)
 
     def merge(self, group_id: str, into_group_id: str) -> InboxGroup:
@@ -371,7 +373,7 @@ class UnknownInbox:
             src, dst = self._require(group_id), self._require(into_group_id)
             self._absorb(dst, src)
             self._dirty = True
-            self.save()
+        self._persist()
         return self.group(into_group_id)
 
     def discard(self, group_id: str) -> None:
@@ -384,7 +386,7 @@ class UnknownInbox:
             self._require(group_id)
             del self._groups[group_id]
             self._dirty = True
-            self.save()
+        self._persist()
 
     def ignore(self, group_id: str) -> None:
         """Mark a group ignored: tracks nearest to it never alert (see :meth:`ignored_group`).
@@ -431,46 +433,61 @@ class UnknownInbox:
         if self.path is None:
             self._dirty = False
             return
-        with self._lock:
-            groups = list(self._groups.values())
-            meta = {
-                "version": FILE_VERSION,
-                "model_id": self.library.model_id,
-                "dim": self.dim,
-                "saved_at": time.time(),
-                "groups": [
-                    {
-                        "group_id": g.group_id, "status": g.status, "tracks": g.tracks, "count": g.count,
-                        "cameras": g.cameras, "first_seen": g.first_seen, "last_seen": g.last_seen,
-                        "crops": [{"rank": c.rank, "camera": c.camera, "ts": c.ts} for c in g.crops],
-                    }
-                    for g in groups
-                ],
-            }  # fmt: skip
-            crops = [c for g in groups for c in g.crops]
-            blobs = [np.frombuffer(c.jpeg, dtype=np.uint8) for c in crops]
-            offsets = np.cumsum([0, *(len(b) for b in blobs)]).astype(np.int64)
-            arrays = {
-                "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-                "centroids": np.stack([g.centroid_sum for g in groups])
-                if groups
-                else np.zeros((0, self.dim), np.float32),
-                "embeddings": np.stack([c.embedding for c in crops]) if crops else np.zeros((0, self.dim), np.float32),
-                "jpeg": np.concatenate(blobs) if blobs else np.zeros(0, np.uint8),
-                "offsets": offsets,
-            }
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._save_lock:  # snapshot and write as one: an older snapshot never overwrites a newer file
+            with self._lock:
+                groups = list(self._groups.values())
+                meta = {
+                    "version": FILE_VERSION,
+                    "model_id": self.library.model_id,
+                    "dim": self.dim,
+                    "saved_at": time.time(),
+                    "groups": [
+                        {
+                            "group_id": g.group_id, "status": g.status, "tracks": g.tracks, "count": g.count,
+                            "cameras": g.cameras, "first_seen": g.first_seen, "last_seen": g.last_seen,
+                            "crops": [{"rank": c.rank, "camera": c.camera, "ts": c.ts} for c in g.crops],
+                        }
+                        for g in groups
+                    ],
+                }  # fmt: skip
+                crops = [c for g in groups for c in g.crops]
+                blobs = [np.frombuffer(c.jpeg, dtype=np.uint8) for c in crops]
+                offsets = np.cumsum([0, *(len(b) for b in blobs)]).astype(np.int64)
+                arrays = {
+                    "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                    "centroids": np.stack([g.centroid_sum for g in groups])
+                    if groups
+                    else np.zeros((0, self.dim), np.float32),
+                    "embeddings": np.stack([c.embedding for c in crops])
+                    if crops
+                    else np.zeros((0, self.dim), np.float32),
+                    "jpeg": np.concatenate(blobs) if blobs else np.zeros(0, np.uint8),
+                    "offsets": offsets,
+                }
+                self._dirty = False  # a change from now on is saved next time
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
             try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
                 with tmp.open("wb") as f:
                     np.savez(f, **arrays)  # type: ignore[arg-type]
                     f.flush()
                     os.fsync(f.fileno())
                 tmp.replace(self.path)
+            except OSError:
+                self._dirty = True
+                raise
             finally:
-                tmp.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
             _fsync_dir(self.path.parent)
-            self._dirty = False
+
+    def _persist(self) -> None:
+        """Save after a user action; a failing disk is logged, the change stays in memory and
+        :attr:`dirty` (the service retries), and the action is not undone."""
+        try:
+            self.save()
+        except OSError as err:
+            _LOG.error("unknown-face inbox not saved (retried later): %s", err)
 
     def _load(self) -> None:
         assert self.path is not None
@@ -518,7 +535,7 @@ class UnknownInbox:
         with self._lock:
             self._require(group_id).status = status
             self._dirty = True
-            self.save()
+        self._persist()
 
     def _nearest(self, mean: FloatArray, exclude: str | None = None) -> tuple[str, float] | None:
         """The group with the highest average-linkage similarity to ``mean`` if >= threshold."""
