@@ -395,3 +395,25 @@ def test_a_page_request_does_not_hang_when_commands_are_not_running(service: Fac
     with pytest.raises(CommandError) as err:
         service.commands.call("list", {}, timeout=30)  # the fixture never starts the command thread
     assert err.value.code == "busy" and time.monotonic() - started < 5
+
+
+def test_page_without_the_inbox_when_it_is_disabled(tmp_path: Path, video_path: Path) -> None:
+    raw = {
+        "db_path": str(tmp_path / "faces.lance"),
+        "mqtt": {"host": "127.0.0.1", "port": free_port()},
+        "cameras": [{"name": "door", "source": str(video_path)}],
+        "http": {"host": "127.0.0.1", "port": 0, "ui_token": UI_TOKEN},
+        "inbox": {"enabled": False},
+    }
+    svc = FaceTrackService(parse_service_config(raw))
+    assert svc.web is not None
+    svc.web.start()
+    try:
+        auth = {"Authorization": f"Bearer {UI_TOKEN}"}
+        base = f"http://127.0.0.1:{svc.web.port}"
+        status, _, body = http("GET", base + "/api/info", headers=auth)
+        assert status == 200 and json.loads(body)["features"]["inbox"] is False
+        status, _, body = http("GET", base + "/api/inbox", headers=auth)
+        assert status == 200 and json.loads(body) == {"available": False, "groups": []}
+    finally:
+        svc.web.stop()

@@ -323,7 +323,7 @@ class WebUi:
             {
                 "version": __version__,
                 "cameras": [w.camera.name for w in s.workers],
-                "features": {"inbox": "inbox_list" in SCHEMAS, "forget_embedding": "forget_embedding" in SCHEMAS},
+                "features": {"inbox": self._has_inbox(), "forget_embedding": "forget_embedding" in SCHEMAS},
                 "ingress": bool(request.get(TRUSTED)) and request.headers.get("X-Ingress-Path") is not None,
             }
         )
@@ -542,8 +542,12 @@ class WebUi:
 
     # ---- unknown-face inbox ----------------------------------------------------------------
 
+    def _has_inbox(self) -> bool:
+        """The engine has the unknown-face inbox (contract 1.1) and it is enabled."""
+        return "inbox_list" in SCHEMAS and getattr(self.service, "inbox", None) is not None
+
     async def _inbox(self, request: web.Request) -> web.Response:
-        if "inbox_list" not in SCHEMAS:
+        if not self._has_inbox():
             return _json({"available": False, "groups": []})
         try:
             result = await self._command("inbox_list", {})
