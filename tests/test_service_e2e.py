@@ -84,7 +84,8 @@ class Engine:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "facetrack", "-v", "serve", "--config", str(self.config)],
-                stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # Its own working directory: local state of an s3:// library (inbox, clips) goes there.
+                stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=self.config.parent,
             )  # fmt: skip
         return self
 
