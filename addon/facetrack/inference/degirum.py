@@ -453,14 +453,16 @@ class DeGirumBackend(InferenceBackend):
         where = f"{spec.host} (zoo {spec.zoo})"
         try:
             zoo = dg.connect(spec.host, zoo_url, token)
-        except DegirumException as err:
+        except (DegirumException, RuntimeError, OSError) as err:
+            # An unreachable AI server surfaces as a plain RuntimeError from the PySDK's C++ client.
             hint = ""
             if needs_token and not token:
                 hint = f"; no cloud token set (degirum.token, or {' / '.join(TOKEN_ENV_VARS)})"
             elif spec.host not in (LOCAL, CLOUD):
                 hint = "; is the DeGirum AI server running and reachable (degirum server start --zoo <folder>)?"
+            detail = " ".join(str(err).split())  # the C++ client's message spans lines
             raise InferenceUnavailableError(
-                f"cannot connect to the DeGirum inference host {where}: {err}{hint}"
+                f"cannot connect to the DeGirum inference host {where}: {detail}{hint}"
             ) from None
         try:
             devices = list(zoo.supported_device_types())
