@@ -317,6 +317,8 @@ def test_app_options_for_a_shared_library() -> None:
     assert cfg.library_storage.allow_http and cfg.mqtt.client_id == "facetrack-hall"
     local = parse_service_config(options_to_service_config({"cameras": options["cameras"]}, None))
     assert local.db_path == "/config/faces.lance" and local.library_storage.storage_options() == {}
+    # The inbox stays the instance's own, in the app config folder, not the working directory.
+    assert cfg.inbox.path == local.inbox.path == "/config/inbox.npz"
 
 
 # ---- two real instances -------------------------------------------------------------------------

@@ -190,6 +190,9 @@ def options_to_service_config(
         raw["db_path"] = str(options["library_uri"]).strip()
         if library_storage := _library_storage(options):
             raw["library_storage"] = library_storage
+    # The unknown-face inbox is this instance's own, in the app config folder (also with a shared
+    # library, whose local state would otherwise go to the working directory).
+    raw["inbox"] = {"path": str(PurePosixPath(config_dir) / "inbox.npz")}
     for key in TRACKING_OPTIONS:
         if options.get(key) is not None:
             raw[key] = options[key]
