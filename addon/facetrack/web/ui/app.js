@@ -298,7 +298,7 @@ async function renderInbox() {
     const label = groupLabel(i);
     const name = () => textDialog({
       title: `Name ${label}`, label: "Name", submit: "Name",
-      help: g.nearest_person ? `Closest enrolled person: ${g.nearest_person} (similarity ${g.nearest_similarity}). Give an existing name to add these faces to that person.` : "A new name creates a person; an existing name adds these faces to that person.",
+      help: g.nearest_person ? `Closest enrolled person: ${g.nearest_person} (similarity ${Number(g.nearest_similarity).toFixed(2)}). Give an existing name to add these faces to that person.` : "A new name creates a person; an existing name adds these faces to that person.",
       action: async (v) => { await api(`api/inbox/${g.group_id}/name`, { method: "POST", json: { name: v } }); toast(`${label} named ${v}`); route(); },
     });
     const merge = () => {
@@ -324,7 +324,10 @@ async function renderInbox() {
         h("div", { class: "title" }, `${label} `, ignored ? h("span", { class: "badge ignored", text: "ignored" }) : null),
         h("div", { class: "meta", text: `${plural(g.count, "face", "faces")} · ${plural(g.tracks, "sighting", "sightings")} · ${(g.cameras || []).join(", ")}` }),
         h("div", { class: "meta" }, "Last seen ", timeEl(g.last_seen)),
-        g.nearest_person ? h("div", { class: "meta", text: `Looks most like ${g.nearest_person} (${g.nearest_similarity})` }) : null,
+        // A hint only when it means something: from the 1:1 equal-error point (cosine 0.31, docs/thresholds.md) up.
+        g.nearest_person && g.nearest_similarity >= 0.31
+          ? h("div", { class: "meta", text: `Looks a little like ${g.nearest_person} (similarity ${g.nearest_similarity.toFixed(2)})` })
+          : null,
         h("div", { class: "actions" },
           h("button", { type: "button", class: "primary icon", onclick: name, "aria-label": `Name ${label}` }, "Name…"),
           groups.length > 1 ? h("button", { type: "button", class: "icon", onclick: merge, "aria-label": `Merge ${label}` }, "Merge…") : null,
