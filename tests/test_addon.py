@@ -21,6 +21,7 @@ import facetrack
 from facetrack.config.addon import build_parser, main, options_to_service_config
 from facetrack.config.schema import DEFAULT_COSINE_THRESHOLD
 from facetrack.config.service import AlertMode, load_service_config, parse_service_config
+from facetrack.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 ADDON = ROOT / "addon"
@@ -220,6 +221,14 @@ def test_schema_rejects_what_the_engine_rejects(config: dict[str, Any]) -> None:
     for name in ("Front Door", "front-door", "", "a" * 33):
         assert not re.match(name_re, name)
     assert re.match(topic_re, "home/facetrack") and not re.match(topic_re, "face#track")
+
+
+@pytest.mark.parametrize("name", ["inbox", "seen", "command", "response", "status", "persons"])
+def test_camera_names_that_are_engine_topics_are_refused(name: str) -> None:
+    """A camera called `seen` would publish `<prefix>/seen/state`, read by clients as a sighting."""
+    with pytest.raises(ConfigError, match="MQTT topic of the engine itself"):
+        parse_service_config({"cameras": [{"name": name, "source": "rtsp://cam/1"}]})
+    assert parse_service_config({"cameras": [{"name": f"{name}_cam", "source": "rtsp://cam/1"}]}).cameras
 
 
 # --- translations, docs, images, repository ----------------------------------------------------

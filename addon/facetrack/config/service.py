@@ -248,10 +248,18 @@ def _topic_prefix(v: Any) -> str:
     return s
 
 
+#: Topic levels under ``<prefix>/`` that are not cameras (docs/mqtt.md): a camera of that name
+#: would publish its ``<prefix>/<camera>/...`` topics among them (``seen/state`` read as a sighting).
+RESERVED_CAMERA_NAMES = frozenset({"status", "info", "persons", "inbox", "seen", "command", "response", "library"})
+
+
 def _camera_name(v: Any) -> str:
     s = str(v)
     if not _NAME.match(s):
         raise vol.Invalid("must be 1-32 characters of a-z, 0-9 and '_' (it is used in MQTT topics)")
+    if s in RESERVED_CAMERA_NAMES:
+        reserved = ", ".join(sorted(RESERVED_CAMERA_NAMES))
+        raise vol.Invalid(f"{s!r} is an MQTT topic of the engine itself; reserved names: {reserved}")
     return s
 
 
