@@ -25,7 +25,7 @@ from facetrack.config.addon import options_to_service_config
 from facetrack.config.service import parse_service_config
 from facetrack.service import FaceTrackService
 from mqtt_helpers import Broker, Subscriber, free_port
-from webui_helpers import UI_TOKEN, WebEngine, http, wait_for
+from webui_helpers import UI_TOKEN, WebEngine, http, seed_demo, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "demo"))
@@ -44,19 +44,8 @@ def data_path(rel: str) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebEngine, Subscriber]]:
-    from facetrack.config import parse_config
-    from facetrack.inference import create_backend
-    from facetrack.library import FaceLibrary
-    from facetrack.recognizer import FaceRecognizer
-
     tmp = tmp_path_factory.mktemp("webapi")
-    clip = tmp / "demo.mp4"
-    compose.compose(clip)
-    db = tmp / "seed" / "faces.lance"
-    backend = create_backend()
-    rec = FaceRecognizer(backend, parse_config({}), FaceLibrary(db, backend.model_id, backend.embedding_dim))
-    for person in compose.ENROLLED:
-        assert rec.enroll(person, list(compose.enrolment_photos(person))).enrolled == 3
+    clip, db = seed_demo(tmp)
     broker = Broker(tmp)
     broker.start()
     sub = Subscriber(broker.port).start()

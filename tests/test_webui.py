@@ -18,12 +18,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from facetrack.config import parse_config
-from facetrack.inference import create_backend
-from facetrack.library import FaceLibrary
-from facetrack.recognizer import FaceRecognizer
 from mqtt_helpers import Broker
-from webui_helpers import ARTIFACTS, UI_TOKEN, IngressProxy, WebEngine, wait_for
+from webui_helpers import ARTIFACTS, UI_TOKEN, IngressProxy, WebEngine, seed_demo, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "demo"))
@@ -38,13 +34,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebEngine, IngressProxy]]:
     """Broker, engine (demo clip, two people enrolled) and the ingress proxy, for the whole module."""
     tmp = tmp_path_factory.mktemp("webui")
-    clip = tmp / "demo.mp4"
-    compose.compose(clip)
-    db = tmp / "seed" / "faces.lance"
-    backend = create_backend()
-    rec = FaceRecognizer(backend, parse_config({}), FaceLibrary(db, backend.model_id, backend.embedding_dim))
-    for person in compose.ENROLLED:
-        assert rec.enroll(person, list(compose.enrolment_photos(person))).enrolled == 3
+    clip, db = seed_demo(tmp)
     broker = Broker(tmp)
     broker.start()
     (tmp / "engine").mkdir()

@@ -37,6 +37,27 @@ INGRESS_TOKEN = "x7Yk2pQwErTy"  # HA's per-session ingress token in the path
 _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length"}
 
 
+def seed_demo(tmp: Path) -> tuple[Path, Path]:
+    """The composed demo clip and a face library with its two people enrolled (3 photos each)."""
+    sys.path.insert(0, str(ROOT / "demo"))
+    import compose
+
+    from facetrack.config import parse_config
+    from facetrack.inference import create_backend
+    from facetrack.library import FaceLibrary
+    from facetrack.recognizer import FaceRecognizer
+
+    clip = tmp / "demo.mp4"
+    compose.compose(clip)
+    db = tmp / "seed" / "faces.lance"
+    backend = create_backend()
+    rec = FaceRecognizer(backend, parse_config({}), FaceLibrary(db, backend.model_id, backend.embedding_dim))
+    for person in compose.ENROLLED:
+        if rec.enroll(person, list(compose.enrolment_photos(person))).enrolled != 3:
+            raise AssertionError(f"the demo photos of {person} did not all enrol")
+    return clip, db
+
+
 class WebEngine:
     """``python -m facetrack serve`` with the HTTP server, the ingress listener and a UI token."""
 
