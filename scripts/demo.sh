@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set up, compose the demo clip from real face photos, enrol two people, then
 # track the clip and the real multi-face street clip; prints the events, writes annotated videos
-# to out/.
+# to out/; then groups the street clip's faces by person (find-faces, crops in out/street_faces/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -22,5 +22,9 @@ if [ -f "$SHARED_CLIP" ]; then
   $FT track --db out/demo.lance --source "$SHARED_CLIP" --annotated out/street_annotated.mp4 \
     --events out/street_events.jsonl --no-progress
   tail -n 1 out/street_events.jsonl
+  echo "== find-faces on the street clip: best crops per track, grouped by person" >&2
+  rm -rf out/street_faces
+  $FT find-faces "$SHARED_CLIP" --db out/demo.lance --clusters --crops out/street_faces \
+    --json out/street_faces.json --no-embeddings --no-progress
 fi
-echo "annotated videos: out/demo_annotated.mp4 out/street_annotated.mp4" >&2
+echo "annotated videos: out/demo_annotated.mp4 out/street_annotated.mp4; face crops: out/street_faces/" >&2
