@@ -218,8 +218,9 @@ def test_schema_rejects_what_the_engine_rejects(config: dict[str, Any]) -> None:
     topic_re = SCHEMA_TYPE.match(config["schema"]["topic_prefix"]).group("match")  # type: ignore[union-attr]
     for name in ("front_door", "cam1", "a" * 32):
         assert re.match(name_re, name)
-    for name in ("Front Door", "front-door", "", "a" * 33):
+    for name in ("Front Door", "front-door", "", "a" * 33, "seen", "inbox", "command"):
         assert not re.match(name_re, name)
+    assert re.match(name_re, "seen_cam") and re.match(name_re, "inbox2")
     assert re.match(topic_re, "home/facetrack") and not re.match(topic_re, "face#track")
 
 
