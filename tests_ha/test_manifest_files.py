@@ -18,12 +18,8 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 COMPONENT = Path(__file__).resolve().parents[1] / "custom_components" / DOMAIN
 
 
-class _Loader(yaml.SafeLoader):
-    """services.yaml may use anchors / aliases (plain YAML), nothing HA-specific."""
-
-
 def _services_yaml() -> dict:  # type: ignore[type-arg]
-    return yaml.load((COMPONENT / "services.yaml").read_text(), Loader=_Loader)  # noqa: S506
+    return yaml.safe_load((COMPONENT / "services.yaml").read_text())  # anchors / aliases only
 
 
 def _strings() -> dict:  # type: ignore[type-arg]
