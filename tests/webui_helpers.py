@@ -13,7 +13,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 from aiohttp import web
 
 from mqtt_helpers import free_port
+from test_service_e2e import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
@@ -58,39 +57,24 @@ def seed_demo(tmp: Path) -> tuple[Path, Path]:
     return clip, db
 
 
-class WebEngine:
+class WebEngine(Engine):
     """``python -m facetrack serve`` with the HTTP server, the ingress listener and a UI token."""
 
     def __init__(self, tmp: Path, mqtt_port: int, db: Path | None, source: Path | str, **extra: Any) -> None:
         self.tmp = tmp
-        self.db = tmp / "faces.lance"
-        if db is not None and db.exists():
-            import shutil
-
-            shutil.copytree(db, self.db)
         self.http_port = free_port()
         self.ingress_port = free_port()
-        cfg: dict[str, Any] = {
-            "db_path": str(self.db),
-            "reconnect_max_seconds": 2,
-            "media_dir": str(tmp),
-            "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "client_id": f"facetrack-web-{mqtt_port}"},
-            "alerts": {"alert_mode": "ON_ALL", "alert_once": True, "cooldown_seconds": 0},
-            "cameras": [{"name": "door", "source": str(source)}],
-            "http": {
-                "host": "127.0.0.1",
-                "port": self.http_port,
-                "ingress_port": self.ingress_port,
-                "ingress_allow": ["127.0.0.1"],
-                "ui_token": UI_TOKEN,
-            },
-            "clips": {"clip_duration": 50, "pre_roll": 10, "storage": {"path": str(tmp / "clips")}},
+        http = {
+            "host": "127.0.0.1",
+            "port": self.http_port,
+            "ingress_port": self.ingress_port,
+            "ingress_allow": ["127.0.0.1"],
+            "ui_token": UI_TOKEN,
         }
-        cfg.update(extra)
-        self.config = tmp / "facetrack.yaml"
-        self.config.write_text(yaml.safe_dump(cfg))
-        self.log = tmp / "engine.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        alerts = {"alert_mode": "ON_ALL", "alert_once": True, "cooldown_seconds": 0}
+        super().__init__(tmp, mqtt_port, db if db is not None else tmp / "no-seed", source, **{
+            "http": http, "alerts": alerts, **extra,
+        })  # fmt: skip
 
     @property
     def direct(self) -> str:
@@ -101,11 +85,9 @@ class WebEngine:
         return f"http://127.0.0.1:{self.ingress_port}"
 
     def start(self, timeout: float = 60.0) -> WebEngine:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "facetrack", "-v", "serve", "--config", str(self.config)],
-                stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )  # fmt: skip
+        """Start the engine and wait until its ingress listener answers."""
+        super().start()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
