@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from boxes import box_iou
 from facetrack.cluster import DEFAULT_CLUSTER_THRESHOLD, cluster_embeddings, diverse_subset, purity
 from facetrack.config import FaceTrackerConfig
 from facetrack.findfaces import find_faces
@@ -101,14 +102,6 @@ def test_stills_incremental_inbox_is_pure(
     assert sum(g.tracks for g in inbox.groups()) == len(order)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def test_video_groups_match_people(
     backend: InferenceBackend, config: FaceTrackerConfig, video_path: Path, tmp_path: Path
 ) -> None:
@@ -118,8 +111,8 @@ def test_video_groups_match_people(
     def on_frame(index: int, result: FrameResult) -> None:
         for row in GT_FRAMES.get(index, []):
             box = np.asarray(row["box"], float)
-            best = max(result.faces, key=lambda f: _iou(box, f.detection.box), default=None)
-            if best is not None and _iou(box, best.detection.box) >= 0.3:
+            best = max(result.faces, key=lambda f: box_iou(box, f.detection.box), default=None)
+            if best is not None and box_iou(box, best.detection.box) >= 0.3:
                 gt_of_track.setdefault(best.track_id, set()).add(row["person"])
 
     result = find_faces(str(video_path), backend, library, config, on_frame=on_frame)

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
+from boxes import box_iou
 from facetrack.images import read_image
 from facetrack.inference import InferenceBackend
 
@@ -28,14 +29,6 @@ MIN_RECALL = 0.90
 LFW_SIZE = 100
 MIN_LFW_FACES_FOUND = 90
 MAX_LFW_NONFACE_DETECTIONS = 5
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def dlib_ground_truth(data_dir: Path) -> list[tuple[Path, list[tuple[np.ndarray, bool]]]]:
@@ -63,7 +56,7 @@ def test_recall_on_dlib_faces(backend: InferenceBackend, data_dir: Path) -> None
         for box in boxes:  # greedy one-to-one matching by descending score
             best, j_best = MIN_IOU, -1
             for j, (gt, _) in enumerate(gts):
-                v = iou(box, gt)
+                v = box_iou(box, gt)
                 if not taken[j] and v >= best:
                     best, j_best = v, j
             if j_best >= 0:
@@ -74,7 +67,7 @@ def test_recall_on_dlib_faces(backend: InferenceBackend, data_dir: Path) -> None
             total += 1
             found += h
             if not h:
-                missed.append((path.name, gt.tolist(), round(max((iou(b, gt) for b in boxes), default=0.0), 2)))
+                missed.append((path.name, gt.tolist(), round(max((box_iou(b, gt) for b in boxes), default=0.0), 2)))
     assert total >= 15, "unexpected dlib ground truth"
     recall = found / total
     assert recall >= MIN_RECALL, f"recall {recall:.3f} ({found}/{total}) at IoU {MIN_IOU}; missed: {missed}"

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from boxes import box_iou
 from conftest import BACKENDS
 from facetrack.camera import open_source
 from facetrack.config import FaceTrackerConfig
@@ -82,20 +83,12 @@ class Run:
     frames: int
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def _match(gt_rows: list[dict[str, Any]], faces: list[tuple[int, np.ndarray]]) -> dict[str, int | None]:
     """One-to-one GT person -> track id, greedily by highest IoU (>= ``IOU_MIN``); ``None`` if unmatched."""
     out: dict[str, int | None] = {r["person"]: None for r in gt_rows}
     pairs = sorted(
         (
-            (_iou(np.asarray(r["box"], float), box), i, j)
+            (box_iou(np.asarray(r["box"], float), box), i, j)
             for i, r in enumerate(gt_rows)
             for j, (_, box) in enumerate(faces)
         ),
@@ -154,7 +147,7 @@ def _forgivable(run: Run, person: str, k: int, tid: int, later_ids: set[int]) ->
     """Whether ``tid`` on ``person`` at key frame ``k`` is split off within the swap latency."""
     box = np.asarray(next(r["box"] for r in GT_FRAMES[k] if r["person"] == person), float)
     after = run.faces.get(k + SWAP_LATENCY_FRAMES, [])
-    here = [t for t, b in after if _iou(box, b) >= IOU_MIN]
+    here = [t for t, b in after if box_iou(box, b) >= IOU_MIN]
     return bool(here) and all(t != tid and t in later_ids for t in here)
 
 

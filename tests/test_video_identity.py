@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from boxes import box_iou
 from facetrack.camera import open_source
 from facetrack.config import FaceTrackerConfig
 from facetrack.events import TrackEvent
@@ -24,14 +25,6 @@ from facetrack.track import FaceTracker
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "demo"))
 import compose  # noqa: E402
-
-
-def iou(a: list[float], b: list[float]) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +82,7 @@ def test_each_appearance_is_one_track_with_the_right_identity(run) -> None:
         matched = 0
         for i in range(a, b + 1):
             gt_box = next(g["box"] for g in truth["boxes"][str(i)] if g["person"] == person and a <= i <= b)
-            hits = [tid for tid, box in per_frame.get(i, []) if iou(box, gt_box) >= 0.3]
+            hits = [tid for tid, box in per_frame.get(i, []) if box_iou(box, gt_box) >= 0.3]
             ids.update(hits)
             matched += bool(hits)
         # Confirmed within credence_count frames and followed to the end of the appearance.
