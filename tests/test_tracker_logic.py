@@ -201,6 +201,29 @@ def test_scene_cut_ends_tracks_and_new_ids_follow(lib: FaceLibrary) -> None:
     assert started[1].frame == 11
 
 
+def test_ended_holds_the_tracks_that_ended_in_the_last_call(lib: FaceLibrary) -> None:
+    """`tracker.ended`: the Track objects behind the last call's track_ended events, then cleared."""
+    cfg = parse_config({"credence_count": 2})
+    bright = np.full((480, 640, 3), 230, np.uint8)
+    bright[:, :, 0] = 20
+    be = ScriptedBackend(dets={i: [face(100, 100)] for i in range(20)})
+    tracker = FaceTracker(be, lib, cfg, fps=25.0)
+    seen_ended: list[tuple[int, list[int], list[int]]] = []
+    for i in range(20):
+        be.frame = i
+        result = tracker.process(BLANK if i < 10 else bright, i, i / 25.0)
+        ended_events = [e.track_id for e in result.events if e.type == "track_ended"]
+        seen_ended.append((i, ended_events, list(tracker.ended)))
+        assert list(tracker.ended) == ended_events
+        assert all(t.track_id not in tracker.tracks for t in tracker.ended.values())
+    assert [(i, ids) for i, ids, _ in seen_ended if ids] == [(10, [1])]  # the scene cut
+    live = list(tracker.tracks)
+    assert live == [2]
+    final = tracker.finish()
+    assert [e.track_id for e in final] == list(tracker.ended) == [2]
+    assert tracker.ended[2].last_frame == 19
+
+
 def test_recent_gallery_gives_identity_back_at_once(lib: FaceLibrary) -> None:
     # instant_margin 0.5: no single vote is "clear", so only the gallery can name track 2 at once.
     cfg = parse_config(

@@ -12,7 +12,6 @@ tracks of one unknown person (who left and came back, or was hidden for a while)
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,20 +20,14 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from facetrack.annotate import draw_faces
-from facetrack.camera import open_source
 from facetrack.cluster import DEFAULT_CLUSTER_THRESHOLD, cluster_embeddings
 from facetrack.config import FaceTrackerConfig
 from facetrack.errors import FaceTrackError, VideoSourceError
 from facetrack.inference.base import FloatArray, InferenceBackend
 from facetrack.library import FaceLibrary
-from facetrack.record import VideoWriter
-from facetrack.track import FaceTracker
+from facetrack.pipeline import run_pipeline
 from facetrack.track.face_tracker import BestCrop, FrameResult, Track
-
-_LOG = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -197,42 +190,15 @@ def find_faces(
     Raises:
         VideoSourceError: the source cannot be opened or yields no frame.
     """
-    video = open_source(source)
-    tracker = FaceTracker(backend, library, config, fps=video.fps)
-    writer: VideoWriter | None = None
     ended: list[TrackFaces] = []
-    frames = 0
-    bar = tqdm(total=video.frame_count, unit="frame", disable=not progress or video.live, leave=False)
-    try:
-        for index, ts, frame in video.frames():
-            live = dict(tracker.tracks)  # an ended track leaves the tracker: keep a reference
-            try:
-                result = tracker.process(frame, index, ts)
-            except Exception:  # one bad frame never stops the run
-                _LOG.exception("frame %d of %s failed; skipped", index, video.uri)
-                continue
-            ended += [
-                _summarise(live[e.track_id]) for e in result.events if e.type == "track_ended" and e.track_id in live
-            ]
-            if on_frame is not None:
-                on_frame(index, result)
-            if annotated_path is not None:
-                if writer is None:
-                    writer = VideoWriter(annotated_path, frame.shape[1], frame.shape[0], video.fps)
-                writer.write(draw_faces(frame, result.faces))
-            frames += 1
-            bar.update(1)
-            if max_frames is not None and frames >= max_frames:
-                break
-        live = dict(tracker.tracks)
-        ended += [_summarise(live[e.track_id]) for e in tracker.finish() if e.track_id in live]
-    finally:
-        bar.close()
-        video.close()
-        if writer is not None:
-            writer.close()
-    if frames == 0:
-        raise VideoSourceError(f"no frame could be processed from {video.uri}")
+    summary = run_pipeline(
+        source, backend, library, config, on_event=lambda _event: None, annotated_path=annotated_path,
+        progress=progress, max_frames=max_frames, on_frame=on_frame,
+        on_track_ended=lambda track: ended.append(_summarise(track)),
+    )  # fmt: skip
+    frames = summary.frames
+    if frames == 0:  # every decoded frame failed to process
+        raise VideoSourceError(f"no frame could be processed from {source}")
     ended.sort(key=lambda t: t.track_id)
     clusters: dict[int, list[int]] = {}
     with_emb = [(t, t.mean_embedding) for t in ended if t.mean_embedding is not None]

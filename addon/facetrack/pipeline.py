@@ -22,6 +22,7 @@ from facetrack.inference.base import InferenceBackend
 from facetrack.library import FaceLibrary
 from facetrack.record import VideoWriter
 from facetrack.track import FaceTracker
+from facetrack.track.face_tracker import FrameResult, Track
 
 _LOG = logging.getLogger(__name__)
 
@@ -58,8 +59,15 @@ def run_pipeline(
     annotated_path: str | Path | None = None,
     progress: bool = False,
     max_frames: int | None = None,
+    on_frame: Callable[[int, FrameResult], None] | None = None,
+    on_track_ended: Callable[[Track], None] | None = None,
 ) -> Summary:
     """Track faces in ``source`` until it ends (or ``max_frames``), calling ``on_event`` per event.
+
+    Args:
+        on_frame: called with ``(frame index, tracker result)`` after each processed frame.
+        on_track_ended: called with each track as it ends (its best crops and embeddings), after
+            its ``track_ended`` event.
 
     Raises:
         VideoSourceError: the source cannot be opened or yields no frame.
@@ -80,6 +88,11 @@ def run_pipeline(
                 continue
             for event in result.events:
                 on_event(event)
+            if on_track_ended is not None:
+                for track in tracker.ended.values():
+                    on_track_ended(track)
+            if on_frame is not None:
+                on_frame(index, result)
             if annotated_path is not None:
                 if writer is None:
                     writer = VideoWriter(annotated_path, frame.shape[1], frame.shape[0], video.fps)
@@ -90,6 +103,9 @@ def run_pipeline(
                 break
         for event in tracker.finish():
             on_event(event)
+        if on_track_ended is not None:
+            for track in tracker.ended.values():
+                on_track_ended(track)
     finally:
         bar.close()
         video.close()

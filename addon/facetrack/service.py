@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -225,7 +225,6 @@ class CameraWorker(threading.Thread):
                     break
             captured = time.time()
             index, processed = processed, processed + 1
-            live = dict(tracker.tracks)  # an ended track leaves the tracker: keep it for the inbox
             try:
                 result = tracker.process(frame, index, ts)
             except InferenceUnavailableError:
@@ -246,18 +245,16 @@ class CameraWorker(threading.Thread):
                 self.fps = (len(window) - 1) / max(window[-1] - window[0], 1e-6)
             for event in result.events:
                 self._emit_event(event, frame, captured)
-            self._feed_inbox(result.events, live)
+            self._feed_inbox(tracker.ended.values())
             for face in result.faces:
                 if face.state is IdentityState.KNOWN and now - self._seen_at.get(face.track_id, 0.0) >= SEEN_INTERVAL:
                     self._sighting(face.track_id, tracker.tracks[face.track_id].voter, captured, now)
             if now - last_state >= STATE_INTERVAL:
                 last_state = now
                 self.publish((self.camera.name, "state"), self.state_payload(), 1, True)
-        live = dict(tracker.tracks)
-        ended = tracker.finish()
-        for event in ended:
+        for event in tracker.finish():
             self._emit_event(event, None, time.time())
-        self._feed_inbox(ended, live)
+        self._feed_inbox(tracker.ended.values())
         with self._crops_lock:
             self._recent.update(tracker.ended_crops)
             while len(self._recent) > RECENT_TRACKS:
@@ -265,13 +262,12 @@ class CameraWorker(threading.Thread):
             self._tracker = None
         self.faces = 0
 
-    def _feed_inbox(self, events: list[Any], live: dict[int, Track]) -> None:
+    def _feed_inbox(self, ended: Iterable[Track]) -> None:
         """Hand ended tracks decided unknown (with usable faces) to the unknown-face inbox."""
         if self.on_unknown_ended is None:
             return
-        for event in events:
-            track = live.get(event.track_id) if event.type == "track_ended" else None
-            if track is None or track.voter.state is not IdentityState.UNKNOWN or not track.best:
+        for track in ended:
+            if track.voter.state is not IdentityState.UNKNOWN or not track.best:
                 continue
             try:
                 self.on_unknown_ended(self.camera.name, track)

@@ -169,6 +169,9 @@ class FaceTracker:
         self._recent: deque[_Ended] = deque(maxlen=64)
         #: Best crops of recently ended tracks (for enrolment from a track), newest last.
         self.ended_crops: OrderedDict[int, list[BestCrop]] = OrderedDict()
+        #: Tracks that ended during the last :meth:`process` or :meth:`finish` call, by track id, in
+        #: the order of their ``track_ended`` events (an ended track has left :attr:`tracks`).
+        self.ended: dict[int, Track] = {}
         self._bytetrack = self._new_bytetrack()
         self._check_filters = replace(config.face_filters, min_score=0.0)
         self.total_embeddings = 0
@@ -204,6 +207,7 @@ class FaceTracker:
             ValueError: ``frame_bgr`` is not an ``(H, W, 3) uint8`` array (the tracker stays usable).
         """
         frame_bgr = check_frame(frame_bgr)
+        self.ended = {}
         embeddings_before = self.total_embeddings
         events: list[TrackEvent] = []
         cut = self._scene(frame_bgr)
@@ -271,6 +275,7 @@ class FaceTracker:
 
     def finish(self) -> list[TrackEvent]:
         """End every track (end of the source); returns their ``track_ended`` events."""
+        self.ended = {}
         return [self._end(tid, "end_of_stream") for tid in list(self._tracks)]
 
     # ---- steps ---------------------------------------------------------------------------
@@ -506,6 +511,7 @@ class FaceTracker:
 
     def _end(self, tid: int, reason: str) -> TrackEvent:
         track = self._tracks.pop(tid)
+        self.ended[tid] = track
         for bt_id in [b for b, t in self._map.items() if t == tid]:
             del self._map[bt_id]
         if track.best:
