@@ -42,8 +42,7 @@ def run(path: Path, overrides: dict[str, object], workdir: Path) -> dict[str, fl
     shutil.rmtree(db, ignore_errors=True)
     lib = FaceLibrary(db, backend.model_id, backend.embedding_dim)
     rec = FaceRecognizer(backend, cfg, lib)
-    for person in compose.ENROLLED:
-        rec.enroll(person, list(compose.enrolment_photos(person)))
+    compose.enrol_demo_people(rec)
     tracker = FaceTracker(backend, lib, cfg, fps=25.0)
     face_frames = 0
     with open_source(str(path)) as video:

@@ -79,8 +79,7 @@ def main() -> int:
     db = work / "faces.lance"
     backend = create_backend()
     rec = FaceRecognizer(backend, parse_config({}), FaceLibrary(db, backend.model_id, backend.embedding_dim))
-    for person in compose.ENROLLED:
-        rec.enroll(person, list(compose.enrolment_photos(person)))
+    compose.enrol_demo_people(rec)
     broker = Broker(work)
     broker.start()
     results: dict[str, object] = {"load_at_start": os.getloadavg()[0]}

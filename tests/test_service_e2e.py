@@ -52,8 +52,7 @@ def enrolled_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     backend = create_backend()
     cfg = parse_config({})
     rec = FaceRecognizer(backend, cfg, FaceLibrary(db, backend.model_id, backend.embedding_dim))
-    for person in compose.ENROLLED:
-        assert rec.enroll(person, list(compose.enrolment_photos(person))).enrolled == 3
+    compose.enrol_demo_people(rec)
     return db
 
 

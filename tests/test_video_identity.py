@@ -40,9 +40,7 @@ def library(
 ) -> FaceLibrary:
     lib = FaceLibrary(tmp_path_factory.mktemp("lib") / "faces.lance", backend.model_id, backend.embedding_dim)
     rec = FaceRecognizer(backend, config, lib)
-    for person in compose.ENROLLED:
-        result = rec.enroll(person, list(compose.enrolment_photos(person)))
-        assert result.enrolled == 3, result.skipped
+    compose.enrol_demo_people(rec)
     return lib
 
 

@@ -51,9 +51,7 @@ def seed_demo(tmp: Path) -> tuple[Path, Path]:
     db = tmp / "seed" / "faces.lance"
     backend = create_backend()
     rec = FaceRecognizer(backend, parse_config({}), FaceLibrary(db, backend.model_id, backend.embedding_dim))
-    for person in compose.ENROLLED:
-        if rec.enroll(person, list(compose.enrolment_photos(person))).enrolled != 3:
-            raise AssertionError(f"the demo photos of {person} did not all enrol")
+    compose.enrol_demo_people(rec)
     return clip, db
 
 
