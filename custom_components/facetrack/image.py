@@ -115,15 +115,12 @@ class FaceTrackAlertImage(FaceTrackCameraEntity, ImageEntity):
     async def async_image(self) -> bytes | None:
         """The last alert's snapshot, else (not stored yet, expired) the previous one."""
         if self._cached_image is None and self._attr_image_url:
-            image = await self._async_fetch(self._attr_image_url)
+            image = await _async_fetch_image(self.hass, self._attr_image_url, f"the snapshot of alert {self._alert_id}")
             if image is not None:
                 self._cached_image = image
                 self._attr_content_type = image.content_type
         image = self._cached_image or self._previous
         return image.content if image is not None else None
-
-    async def _async_fetch(self, url: str) -> Image | None:
-        return await _async_fetch_image(self.hass, url, f"the snapshot of alert {self._alert_id}")
 
 
 class FaceTrackUnknownGroupImage(FaceTrackEngineEntity, ImageEntity):
