@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check addon tests benchmarks demo custom_components tests_ha
+.venv/bin/ruff check addon tests benchmarks demo custom_components tests_ha scripts
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
 # The Home Assistant integration, in its own venv (HA pins numpy, paho-mqtt, ...).

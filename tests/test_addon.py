@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ADDON = ROOT / "addon"
 RUN = ADDON / "rootfs" / "etc" / "services.d" / "facetrack" / "run"
 FINISH = ADDON / "rootfs" / "etc" / "services.d" / "facetrack" / "finish"
+MTX_RUN = ADDON / "rootfs" / "etc" / "services.d" / "mediamtx" / "run"
+MTX_FINISH = ADDON / "rootfs" / "etc" / "services.d" / "mediamtx" / "finish"
 
 # App configuration keys documented at
 # https://developers.home-assistant.io/docs/apps/configuration#required-configuration-options
@@ -281,7 +283,7 @@ def test_repository_manifest() -> None:
     assert set(repo) <= REPOSITORY_KEYS
 
 
-# --- image: Dockerfile, build.yaml, requirements -----------------------------------------------
+# --- image: Dockerfile, requirements -----------------------------------------------
 
 
 def _dockerfile_lines() -> list[str]:
@@ -307,11 +309,34 @@ def test_dockerfile_builds_from_build_from(config: dict[str, Any]) -> None:
                 assert (ADDON / src).exists(), f"{ln}: {src} is not in addon/"
 
 
-def test_build_yaml_covers_every_arch(config: dict[str, Any]) -> None:
-    build = _yaml(ADDON / "build.yaml")
-    assert set(build["build_from"]) == set(config["arch"])
-    for arch, image in build["build_from"].items():
-        assert image.startswith(f"ghcr.io/home-assistant/{arch}-base-debian:"), image
+def test_no_build_yaml_and_labels_in_the_dockerfile(config: dict[str, Any]) -> None:
+    # The current app builder and the Supervisor read the base image from the Dockerfile's
+    # BUILD_FROM default and the labels from LABEL; build.yaml is deprecated.
+    assert not (ADDON / "build.yaml").exists()
+    text = " ".join(_dockerfile_lines())
+    assert 'io.hass.type="app"' in text
+    assert 'io.hass.name="FaceTrack"' in text
+    assert "TARGETARCH" in text and "BUILD_ARCH" in text
+
+
+def test_dockerfile_keeps_what_bashio_needs() -> None:
+    # bashio makes every Supervisor call through curl and parses with jq: removing them from the
+    # base image makes `bashio::services.available mqtt` fail ("No MQTT broker").
+    for ln in _dockerfile_lines():
+        for m in re.finditer(r"apt-get (?:purge|remove)(?: -[a-z-]+)* ((?:[a-z0-9.+-]+ ?)+)", ln):
+            removed = set(m.group(1).split())
+            assert not removed & {"curl", "jq", "bash", "ca-certificates", "tzdata"}, ln
+    assert "command -v curl jq bashio" in " ".join(_dockerfile_lines())
+
+
+def test_dockerfile_downloads_are_pinned_and_skippable() -> None:
+    text = " ".join(_dockerfile_lines())
+    # HailoRT: the cloned tag is checked against its commit; MediaMTX: against a checksum.
+    assert re.search(r"ARG HAILORT_COMMIT=[0-9a-f]{40}\b", text)
+    assert 'rev-parse HEAD)" = "${HAILORT_COMMIT}"' in text
+    assert "sha256sum -c" in text
+    # Empty versions skip the two GitHub downloads (scripts/check_app_image.sh builds offline).
+    assert 'if [ -z "${HAILORT_VERSION}" ]' in text and 'if [ -z "${MEDIAMTX_VERSION}" ]' in text
 
 
 def _requirements(text: str) -> list[str]:
@@ -331,7 +356,9 @@ def test_requirements_in_sync_with_pyproject() -> None:
 # --- run script ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("script", [RUN, FINISH], ids=["run", "finish"])
+@pytest.mark.parametrize(
+    "script", [RUN, FINISH, MTX_RUN, MTX_FINISH], ids=["run", "finish", "mediamtx-run", "mediamtx-finish"]
+)
 def test_service_scripts_executable(script: Path) -> None:
     mode = script.stat().st_mode
     assert mode & stat.S_IXUSR and mode & stat.S_IXGRP and mode & stat.S_IXOTH

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from facetrack import __version__
+from facetrack import PROJECT_URL, __version__
 
-ORIGIN = {"name": "FaceTrack", "sw": __version__, "url": "https://github.com/OWNER/facetrack"}
+ORIGIN = {"name": "FaceTrack", "sw": __version__, "url": PROJECT_URL}
 
 
 def _slug(text: str) -> str:
