@@ -6,9 +6,17 @@ crops of a live or recent track), ``forget``, ``rename``, ``list``; ``list_embed
 ``forget_embedding`` (negative feedback: "this was not Bob"); the unknown-face inbox
 (:mod:`facetrack.inbox`): ``inbox_list``, ``inbox_crop``, ``inbox_name``, ``inbox_merge``,
 ``inbox_discard``, ``inbox_ignore``, ``inbox_unignore``. Commands run one at a time on
-their own thread (enrolment computes embeddings), never on the MQTT network thread. A malformed,
-oversized or unknown command gets an error response; one without a usable ``request_id`` is
-answered on ``<prefix>/response/invalid``.
+their own thread (enrolment computes embeddings), never on the MQTT network thread.
+
+Hostile or clumsy input (:func:`parse_command`, on the network thread, before anything else): the
+size is checked first (:data:`MAX_PAYLOAD_BYTES`), then the JSON nesting depth
+(:data:`MAX_DEPTH`, counted on the raw bytes, so a ``"[" * 50000`` never reaches the parser),
+then the JSON itself (no NaN/Infinity), the ``request_id`` (matched in full: it becomes a topic
+level, and ``"x\n"`` would make the broker drop the engine's connection) and every string (no
+lone surrogates). Every error is answered on ``<prefix>/response/<request_id>`` when the id can be
+read, even for a payload refused before parsing (see :func:`leading_request_id`), else on
+``<prefix>/response/invalid``. Person names are checked by :mod:`facetrack.library.names`; an
+answer whose name was normalised says so (``normalised_from``).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from facetrack.comms.payloads import inbox_payload, iso, response_payload
 from facetrack.errors import FaceTrackError, LibraryError
 from facetrack.images import decode_image, read_image
 from facetrack.inbox import InboxError, UnknownInbox
+from facetrack.library.names import CleanName, InvalidNameError, clean_name, name_key
 from facetrack.recognizer import FaceRecognizer
 from facetrack.track.face_tracker import encode_jpeg
 
@@ -41,17 +50,219 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 #: Largest accepted command payload (a base64 photo of ~6 MB).
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
+#: Deepest JSON nesting accepted (the body object is level 1; ``metadata`` nests below it).
+MAX_DEPTH = 32
+#: An oversized payload up to this size is still parsed (when it has at most :data:`MAX_DEPTH`
+#: brackets in all), only to read its ``request_id`` and answer ``too_large`` on its own topic.
+#: Beyond, only a leading ``{"request_id": "..."`` is read (:func:`leading_request_id`).
+MAX_ID_SCAN_BYTES = 32 * 1024 * 1024
 #: Commands waiting; beyond, new ones are refused with ``busy``.
 MAX_PENDING = 32
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-_NAME = vol.All(str, vol.Length(min=1, max=100))
-_HEX_ID = vol.All(str, vol.Match(r"^[0-9a-f]{32}$", msg="must be 32 lowercase hex characters"))
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")  # always fullmatch(): "$" would accept "x\n"
+_REQUEST_ID_RULE = "request_id must be a string of 1-64 characters A-Z a-z 0-9 _ -"
+# The first key of the object, as the Home Assistant integration sends it; [A-Za-z0-9_-] has no
+# quote or backslash, so what this matches is exactly the string json.loads would read.
+_LEADING_ID = re.compile(
+    rb'(?:\xef\xbb\xbf)?[ \t\r\n]*\{[ \t\r\n]*"request_id"[ \t\r\n]*:[ \t\r\n]*"([A-Za-z0-9_\-]{1,64})"'
+)
+_LEADING_ID_BYTES = 512
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_DEPTH_CHUNK = 1 << 20
 
 
 def _int(v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         raise vol.Invalid("expected an integer")
     return v
+
+
+def _new_name(v: Any) -> str:
+    """A name that creates or renames a person: the full rules (the value is kept as given, so the
+    answer can say what it was normalised from)."""
+    try:
+        clean_name(v)
+    except InvalidNameError as err:
+        raise vol.Invalid(str(err)) from None
+    return str(v)
+
+
+def _lookup_name(v: Any) -> str:
+    """A name that finds a person: lenient, so a name stored before the rules can be forgotten."""
+    try:
+        name_key(v)
+    except InvalidNameError as err:
+        raise vol.Invalid(str(err)) from None
+    return str(v)
+
+
+def _media_path(v: Any) -> str:
+    if not isinstance(v, str) or not 1 <= len(v) <= 1024:
+        raise vol.Invalid("expected a path of 1-1024 characters")
+    bad = next((c for c in v if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:  # NUL would reach the OS as an "embedded null byte" error
+        raise vol.Invalid(f"a path must not contain control characters (U+{ord(bad):04X})")
+    return v
+
+
+_NAME = _new_name
+_FIND = _lookup_name
+_HEX_ID = vol.All(str, vol.Match(r"^[0-9a-f]{32}$", msg="must be 32 lowercase hex characters"))
+
+
+class RawCommandError(Exception):
+    """A raw command refused before it is queued: ``code`` and the ``request_id`` to answer on
+    (``"invalid"`` when it cannot be read)."""
+
+    def __init__(self, code: str, message: str, request_id: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+
+
+def leading_request_id(payload: bytes) -> str | None:
+    """The ``request_id`` of a payload that is not parsed (too large, too deep, not JSON), if it is
+    the object's first key and valid; read from the first 512 bytes only."""
+    m = _LEADING_ID.match(payload, 0, _LEADING_ID_BYTES)
+    return m.group(1).decode("ascii") if m else None
+
+
+def _openers(payload: bytes) -> int:
+    return payload.count(b"[") + payload.count(b"{")
+
+
+def json_depth_exceeds(payload: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether raw JSON nests deeper than ``limit`` arrays/objects, without parsing it.
+
+    Exact for valid JSON (and for the valid prefix of invalid JSON, as far as a parser would get):
+    escape pairs are removed first (``\\\\`` then ``\\"``, left to right, as a parser reads
+    them), then a bracket is inside a string when an odd number of quotes precede it. Linear time,
+    vectorised, in 1 MB chunks (memory bounded); a payload with at most ``limit`` brackets in all is
+    not scanned. (A regular expression for strings is quadratic on ``"\\"\\"\\"…`` without a
+    closing quote.)
+    """
+    if _openers(payload) <= limit:
+        return False
+    cleaned = np.frombuffer(payload.replace(b"\\\\", b"").replace(b'\\"', b""), np.uint8)
+    depth = quotes_before = 0
+    for start in range(0, cleaned.size, _DEPTH_CHUNK):
+        c = cleaned[start : start + _DEPTH_CHUNK]
+        quotes = np.flatnonzero(c == 0x22)
+        opens = (c == 0x5B) | (c == 0x7B)
+        brackets = np.flatnonzero(opens | (c == 0x5D) | (c == 0x7D))
+        outside = brackets[(np.searchsorted(quotes, brackets) + quotes_before) % 2 == 0]
+        if outside.size:
+            running = np.cumsum(np.where(opens[outside], 1, -1)) + depth
+            if int(running.max()) > limit:
+                return True
+            depth = int(running[-1])
+        quotes_before += quotes.size
+    return False
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(payload: bytes) -> Any:
+    try:
+        return json.loads(payload, parse_constant=_no_constant)
+    except RecursionError:  # unreachable after json_depth_exceeds; never let it escape
+        raise ValueError("nested too deeply") from None
+
+
+def load_json(payload: bytes) -> Any:
+    """Parse JSON whose size the caller has bounded: depth checked first (:data:`MAX_DEPTH`), no
+    NaN/Infinity (for the web page's request bodies).
+
+    Raises:
+        ValueError: too deep, not JSON, not UTF-8, an integer over 4300 digits.
+    """
+    if json_depth_exceeds(payload):
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return _loads(payload)
+
+
+def _check_strings(body: Any) -> None:
+    """Refuse lone surrogates (``"\\ud800"`` escapes) anywhere: not Unicode, and they would fail
+    later when the answer or the library is written."""
+    stack: list[tuple[Any, str]] = [(body, "body")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            bad = _SURROGATE.search(value)
+            if bad is not None:
+                raise ValueError(f"{where} holds a lone surrogate (U+{ord(bad.group()):04X}): not valid Unicode")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                stack.append((k, f"a key of {where}"))
+                stack.append((v, repr(k) if where == "body" else f"{where}.{k!r}"))
+        elif isinstance(value, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def _oversized_request_id(payload: bytes) -> str:
+    rid = leading_request_id(payload)
+    if rid is not None:
+        return rid
+    if len(payload) > MAX_ID_SCAN_BYTES or _openers(payload) > MAX_DEPTH:
+        return "invalid"
+    try:
+        body = _loads(payload)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, integers over 4300 digits
+        return "invalid"
+    rid = body.get("request_id") if isinstance(body, dict) else None
+    return rid if isinstance(rid, str) and _REQUEST_ID.fullmatch(rid) else "invalid"
+
+
+def parse_command(payload: bytes) -> tuple[str, dict[str, Any]]:
+    """Check and parse a raw command payload: size, nesting depth, JSON, ``request_id``, strings.
+
+    Cheap enough for the MQTT network thread: the size is checked before anything else, the
+    depth before parsing (at most :data:`MAX_PAYLOAD_BYTES` are scanned).
+
+    Returns:
+        ``(request_id, body)``; the body is not yet checked against the verb's schema.
+
+    Raises:
+        RawCommandError: ``too_large`` or ``bad_request``, with the ``request_id`` to answer on
+            (``"invalid"`` when none can be read).
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise RawCommandError(
+            "too_large",
+            f"the payload is {len(payload)} bytes; commands are limited to {MAX_PAYLOAD_BYTES} bytes",
+            _oversized_request_id(payload),
+        )
+    if json_depth_exceeds(payload):
+        raise RawCommandError(
+            "bad_request", f"JSON nested deeper than {MAX_DEPTH} levels", leading_request_id(payload) or "invalid"
+        )
+    try:
+        body = _loads(payload)
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, integers over 4300 digits
+        detail = str(err).split("; use sys.")[0][:200]
+        raise RawCommandError(
+            "bad_request", f"payload is not JSON: {detail}", leading_request_id(payload) or "invalid"
+        ) from None
+    if not isinstance(body, dict):
+        raise RawCommandError("bad_request", f"a command is a JSON object with a request_id, not {type(body).__name__}")
+    request_id = body.get("request_id")
+    if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+        if "request_id" not in body:
+            got = "missing"
+        else:
+            got = repr(request_id[:80]) if isinstance(request_id, str) else type(request_id).__name__
+        raise RawCommandError("bad_request", f"{_REQUEST_ID_RULE} (got {got})")
+    try:
+        _check_strings(body)
+    except ValueError as err:
+        raise RawCommandError("bad_request", str(err), request_id) from None
+    return request_id, body
+
+
+def _normalised(clean: CleanName) -> dict[str, str]:
+    """``{"normalised_from": <the name as given>}`` when the name kept differs, else ``{}``."""
+    return {"normalised_from": clean.given} if clean.normalised_from is not None else {}
 
 
 _GROUP: dict[Any, Any] = {vol.Required("request_id"): str, vol.Required("group_id"): _HEX_ID}
@@ -61,7 +272,7 @@ SCHEMAS: dict[str, vol.Schema] = {
             vol.Required("request_id"): str,
             vol.Required("name"): _NAME,
             vol.Exclusive("image_base64", "image"): vol.All(str, vol.Length(min=8)),
-            vol.Exclusive("image_path", "image"): vol.All(str, vol.Length(min=1, max=1024)),
+            vol.Exclusive("image_path", "image"): _media_path,
             vol.Optional("metadata"): dict,
         }
     ),
@@ -74,20 +285,20 @@ SCHEMAS: dict[str, vol.Schema] = {
             vol.Optional("max_embeddings", default=3): vol.All(int, vol.Range(min=1, max=3)),
         }
     ),
-    "forget": vol.Schema({vol.Required("request_id"): str, vol.Required("name"): _NAME}),
+    "forget": vol.Schema({vol.Required("request_id"): str, vol.Required("name"): _FIND}),
     "rename": vol.Schema(
-        {vol.Required("request_id"): str, vol.Required("name"): _NAME, vol.Required("new_name"): _NAME}
+        {vol.Required("request_id"): str, vol.Required("name"): _FIND, vol.Required("new_name"): _NAME}
     ),
     "list": vol.Schema({vol.Required("request_id"): str}),
     "list_embeddings": vol.Schema(
         {
             vol.Required("request_id"): str,
-            vol.Required("name"): _NAME,
+            vol.Required("name"): _FIND,
             vol.Optional("include_crops", default=False): bool,
         }
     ),
     "forget_embedding": vol.Schema(
-        {vol.Required("request_id"): str, vol.Required("embedding_id"): _HEX_ID, vol.Optional("name"): _NAME}
+        {vol.Required("request_id"): str, vol.Required("embedding_id"): _HEX_ID, vol.Optional("name"): _FIND}
     ),
     "inbox_list": vol.Schema({vol.Required("request_id"): str}),
     "inbox_crop": vol.Schema({**_GROUP, vol.Optional("index", default=0): vol.All(_int, vol.Range(min=0))}),
@@ -144,21 +355,19 @@ class CommandHandler:
     def _respond(
         self, request_id: str, verb: str, result: dict[str, Any] | None = None, error: tuple[str, str] | None = None
     ) -> None:
+        if not _REQUEST_ID.fullmatch(request_id):  # a topic level: never anything else
+            request_id = "invalid"
+        if error is not None:  # a message quoting input must stay encodable (UTF-8)
+            error = (error[0], error[1].encode("utf-8", "backslashreplace").decode("utf-8"))
         self.service._publish(("response", request_id), response_payload(request_id, verb, result, error), 1, False)
 
     def submit(self, verb: str, payload: bytes) -> None:
-        """Validate a raw command (network thread: cheap checks only) and queue it."""
-        if len(payload) > MAX_PAYLOAD_BYTES:
-            self._respond("invalid", verb, error=("too_large", f"payload over {MAX_PAYLOAD_BYTES} bytes"))
-            return
+        """Validate a raw command (network thread: cheap checks only, :func:`parse_command`) and
+        queue it; every refusal is answered."""
         try:
-            body = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            self._respond("invalid", verb, error=("bad_request", "payload is not JSON"))
-            return
-        request_id = body.get("request_id") if isinstance(body, dict) else None
-        if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
-            self._respond("invalid", verb, error=("bad_request", "request_id must match [A-Za-z0-9_-]{1,64}"))
+            request_id, body = parse_command(payload)
+        except RawCommandError as err:
+            self._respond(err.request_id, verb, error=(err.code, str(err)))
             return
         schema = SCHEMAS.get(verb)
         if schema is None:
@@ -237,8 +446,8 @@ class CommandHandler:
             except LibraryError as err:
                 code = "not_found" if "no person" in str(err) or "no embedding" in str(err) else "bad_request"
                 self._reply(reply, request_id, verb, error=(code, str(err)))
-            except FaceTrackError as err:
-                self._reply(reply, request_id, verb, error=("bad_request", str(err)))
+            except FaceTrackError as err:  # images.ImageError carries its code (too_large, not_an_image, busy)
+                self._reply(reply, request_id, verb, error=(getattr(err, "code", "bad_request"), str(err)))
             except Exception as err:
                 _LOG.exception("command %s failed", verb)
                 self._reply(reply, request_id, verb, error=("internal", type(err).__name__))
@@ -270,13 +479,20 @@ class CommandHandler:
         raise CommandError("bad_request", "give image_base64 or image_path")
 
     def _cmd_enroll(self, data: dict[str, Any]) -> dict[str, Any]:
+        name = clean_name(data["name"])
         image = self._image(data)
         emb, crop = self.recognizer.enrolment_embedding(image)  # UnusableImageError: no/several faces
         source = "mqtt:" + (data.get("image_path") or "image_base64")
-        person = self.service.library.enroll(data["name"], emb[None, :], [crop], [source], data.get("metadata"))
-        return {"person": person.name, "person_id": person.person_id, "embeddings": person.embedding_count}
+        person = self.service.library.enroll(name.name, emb[None, :], [crop], [source], data.get("metadata"))
+        return {
+            "person": person.name,
+            "person_id": person.person_id,
+            "embeddings": person.embedding_count,
+            **_normalised(name),
+        }
 
     def _cmd_enroll_track(self, data: dict[str, Any]) -> dict[str, Any]:
+        name = clean_name(data["name"])
         worker = self.service.worker(data["camera"])
         if worker is None:
             raise CommandError("not_found", f"no camera {data['camera']!r}")
@@ -285,7 +501,7 @@ class CommandHandler:
             raise CommandError("not_found", f"no usable face of track {data['track_id']} on {data['camera']}")
         embs = np.stack([c.embedding for c in crops])
         person = self.service.library.enroll(
-            data["name"],
+            name.name,
             embs,
             [encode_jpeg(c.crop) for c in crops],
             [f"{data['camera']}/track/{data['track_id']}"] * len(crops),
@@ -295,6 +511,7 @@ class CommandHandler:
             "person_id": person.person_id,
             "enrolled": len(crops),
             "embeddings": person.embedding_count,
+            **_normalised(name),
         }
 
     def _cmd_forget(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -302,8 +519,9 @@ class CommandHandler:
         return {"person": data["name"], "embeddings_removed": removed}
 
     def _cmd_rename(self, data: dict[str, Any]) -> dict[str, Any]:
-        person = self.service.library.rename(data["name"], data["new_name"])
-        return {"person": person.name, "person_id": person.person_id, "previous": data["name"]}
+        new = clean_name(data["new_name"])
+        person = self.service.library.rename(data["name"], new.name)
+        return {"person": person.name, "person_id": person.person_id, "previous": data["name"], **_normalised(new)}
 
     def _cmd_list(self, _data: dict[str, Any]) -> dict[str, Any]:
         return {"persons": self.service.persons_payload()["persons"]}
@@ -360,7 +578,8 @@ class CommandHandler:
         }
 
     def _cmd_inbox_name(self, data: dict[str, Any]) -> dict[str, Any]:
-        r = self._inbox().name(data["group_id"], data["name"], data["mode"], data["max_embeddings"])
+        name = clean_name(data["name"])
+        r = self._inbox().name(data["group_id"], name.name, data["mode"], data["max_embeddings"])
         return {
             "person": r.person,
             "person_id": r.person_id,
@@ -368,6 +587,7 @@ class CommandHandler:
             "enrolled": r.enrolled,
             "embeddings": r.embeddings,
             "created": r.created,
+            **_normalised(name),
         }
 
     def _cmd_inbox_merge(self, data: dict[str, Any]) -> dict[str, Any]:
