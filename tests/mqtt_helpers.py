@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,7 +108,8 @@ class Subscriber:
     cond: threading.Condition = field(default_factory=threading.Condition)
 
     def __post_init__(self) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{free_port()}")
+        # A unique id (a free port number can repeat): two clients with one id push each other off.
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{uuid.uuid4().hex[:16]}")
         self.client.on_connect = lambda c, *_: c.subscribe(f"{self.prefix}/#", qos=1)
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 1)
@@ -154,3 +157,82 @@ class Subscriber:
     def publish(self, topic: str, payload: Any, qos: int = 1) -> None:
         data = payload if isinstance(payload, bytes | str) else json.dumps(payload)
         self.client.publish(topic, data, qos=qos).wait_for_publish(5)
+
+
+class Gate:
+    """A TCP relay on 127.0.0.1:``port`` to a broker's port that a test opens and closes.
+
+    While closed, connections through it are accepted and closed at once (the client sees the
+    broker as down and retries), and closing cuts the ones relayed. A test that restarts the
+    broker keeps the gate closed until its own subscriber is subscribed again, so that a client
+    flushing what it kept during the outage never races the subscriber back onto the broker.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.is_open = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def open(self) -> None:
+        self.is_open.set()
+
+    def close(self) -> None:
+        self.is_open.clear()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+            c.close()
+
+    def stop(self) -> None:
+        self.close()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # stopped
+            if not self.is_open.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
+def wait_subscribed(sub: Subscriber, timeout: float = 60.0) -> None:
+    """Block until ``sub`` is (again) subscribed: a probe it publishes comes back to it."""
+    probe = f"{sub.prefix}/probe/{uuid.uuid4().hex}"
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(RuntimeError, ValueError):  # not connected (yet): try again
+            sub.client.publish(probe, b"probe", qos=1)
+        try:
+            sub.wait_for(probe, timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
