@@ -37,7 +37,7 @@ from .const import (
 )
 
 # Error codes of a response that mean "the request was wrong" rather than "the engine failed".
-VALIDATION_ERROR_CODES = frozenset({"bad_request", "not_found", "forbidden", "too_large"})
+VALIDATION_ERROR_CODES = frozenset({"bad_request", "not_found", "forbidden", "too_large", "not_an_image"})
 
 type FaceTrackConfigEntry = ConfigEntry[FaceTrackData]
 

@@ -43,6 +43,8 @@ import concurrent.futures
 import hashlib
 import hmac
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections import deque
@@ -57,17 +59,24 @@ from urllib.parse import urlsplit
 from aiohttp import BodyPartReader, web
 
 from facetrack import __version__
-from facetrack.commands import SCHEMAS, CommandError
-from facetrack.library.store import MAX_NAME_LENGTH
+from facetrack.commands import SCHEMAS, CommandError, load_json
+from facetrack.config.service import local_state_dir
+from facetrack.images import release_memory
+from facetrack.library.names import MAX_NAME_LENGTH, MAX_RAW_LENGTH, InvalidNameError, clean_name
 from facetrack.web.server import CLIP_KEY_RE, TRUSTED
 
 if TYPE_CHECKING:
     from facetrack.library.store import EmbeddingRecord
     from facetrack.service import FaceTrackService
 
-#: Photos accepted in one upload, and the size of one.
+#: Photos accepted in one upload, the size of one, and of all of them together. Uploads are
+#: streamed to files under ``<state dir>/uploads/`` (never held in memory), removed once enrolled.
 MAX_PHOTOS = 20
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+#: Upload folders older than this, left by an engine that was killed, are removed at start (s).
+STALE_UPLOAD_SECONDS = 3600
+_UPLOAD_CHUNK = 256 * 1024
 #: Alerts kept for the page (in memory, with their face snapshots: about 20 kB each).
 ALERT_HISTORY = 50
 #: How long the clip URLs handed to the page stay valid (s).
@@ -166,20 +175,21 @@ def _iso(epoch: float | None) -> str | None:
 
 def photo_outcome(err: CommandError) -> str:
     """The per-photo result of a failed ``enroll``: ``no_face``, ``several_faces``,
-    ``not_an_image``, ``unusable`` (too small, blurred, turned away...) or ``error``.
+    ``not_an_image``, ``too_large`` (over the pixel limit), ``unusable`` (too small, blurred,
+    turned away...) or ``error``.
 
-    The engine's enrolment errors (:func:`facetrack.recognizer.pick_enrolment_face`,
-    :func:`facetrack.images.decode_image`) say which in their message.
+    Image errors carry their code (:func:`facetrack.images.decode_image`); face errors
+    (:func:`facetrack.recognizer.pick_enrolment_face`) say which in their message.
     """
     text = str(err)
+    if err.code in ("not_an_image", "too_large"):
+        return err.code
     if err.code != "bad_request":
         return "error"
     if "no face" in text:
         return "no_face"
     if "faces of similar size" in text:
         return "several_faces"
-    if "not an image" in text or "empty file" in text or "larger than" in text:
-        return "not_an_image"
     return "unusable"
 
 
@@ -201,6 +211,9 @@ class WebUi:
         # Its own threads for commands (which may wait behind an enrolment) and library reads, so
         # aiohttp's default executor (file responses: clips) is never starved by them.
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="facetrack-webui")
+        #: Uploaded photos wait here (one folder per upload) until they are enrolled.
+        self.upload_root = local_state_dir(service.config.db_path) / "uploads"
+        self._remove_stale_uploads()
         root = resources.files("facetrack.web") / "ui"
         self._files: dict[str, tuple[bytes, str, str]] = {}
         for name, ctype in _UI_FILES.items():
@@ -290,12 +303,40 @@ class WebUi:
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         try:
-            body = await request.json()
+            body = load_json(await request.read())  # bounded depth (the size: client_max_size)
         except ValueError:
             raise web.HTTPBadRequest() from None
         if not isinstance(body, dict):
             raise web.HTTPBadRequest()
         return body
+
+    # ---- uploads -------------------------------------------------------------------------------
+
+    def _remove_stale_uploads(self) -> None:
+        """Remove upload folders left by a killed engine (another engine sharing the state folder
+        may have fresh ones: only those older than :data:`STALE_UPLOAD_SECONDS` go)."""
+        if not self.upload_root.is_dir():
+            return
+        cutoff = time.time() - STALE_UPLOAD_SECONDS
+        for entry in self.upload_root.glob("upload-*"):
+            try:
+                if entry.lstat().st_mtime < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True)
+            except OSError:
+                continue
+
+    def _new_upload_dir(self) -> Path:
+        self.upload_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="upload-", dir=self.upload_root))
+
+    @staticmethod
+    def _drop_upload_dir(folder: Path) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        release_memory()  # the photos' buffers and their base64 went through malloc's arenas
+
+    @staticmethod
+    def _photo_base64(path: Path) -> str:
+        return base64.b64encode(path.read_bytes()).decode("ascii")
 
     # ---- page ----------------------------------------------------------------------------------
 
@@ -416,8 +457,28 @@ class WebUi:
             return _error(err.code, str(err))
         return _json(result)
 
-    async def _read_upload(self, request: web.Request) -> tuple[str, list[tuple[str, bytes | None]]]:
-        """The name and the photos (``(file name, bytes or None when over the size limit)``).
+    async def _save_photo(self, part: BodyPartReader, path: Path, room: int) -> tuple[int, bool]:
+        """Stream one photo part to ``path``: ``(bytes read, kept)``. Not kept (the file removed,
+        the rest of the part drained unread) past :data:`MAX_PHOTO_BYTES` or ``room`` bytes."""
+        loop = asyncio.get_running_loop()
+        limit = min(MAX_PHOTO_BYTES, room)
+        size = 0
+        with path.open("wb") as out:
+            while chunk := await part.read_chunk(_UPLOAD_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    break
+                await loop.run_in_executor(None, out.write, chunk)
+        if size <= limit:
+            return size, True
+        path.unlink(missing_ok=True)
+        await part.release()
+        return size, False
+
+    async def _read_upload(self, request: web.Request, folder: Path) -> tuple[str, list[tuple[str, Path | None, str]]]:
+        """The name and the photos, streamed to files in ``folder``: ``(file name, its file, or
+        None when it was refused, and why)``. At most :data:`MAX_PHOTO_BYTES` a photo and
+        :data:`MAX_UPLOAD_BYTES` in all are kept; photos over either are answered ``too_large``.
 
         Raises:
             CommandError: not multipart, no name, a name too long, no photo, too many photos.
@@ -427,29 +488,41 @@ class WebUi:
         except (AssertionError, ValueError):  # aiohttp asserts on a non-multipart body
             raise CommandError("bad_request", "expected multipart/form-data") from None
         name = ""
-        photos: list[tuple[str, bytes | None]] = []
+        photos: list[tuple[str, Path | None, str]] = []
+        total = 0
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
                 raise CommandError("bad_request", "nested multipart is not accepted")
             if part.name == "name":
-                name = (await part.read(decode=True))[:1000].decode("utf-8", "replace").strip()
+                raw = await part.read(decode=True)
+                if len(raw) > 4 * MAX_RAW_LENGTH:  # UTF-8: at most 4 bytes a character
+                    raise CommandError("bad_request", f"a person's name is limited to {MAX_NAME_LENGTH} characters")
+                try:
+                    name = raw.decode("utf-8")  # as given: normalised (and said so) by the command
+                except UnicodeDecodeError:
+                    raise CommandError("bad_request", "the name is not valid UTF-8") from None
             elif part.name == "photo":
                 if len(photos) >= MAX_PHOTOS:
                     raise CommandError("too_large", f"at most {MAX_PHOTOS} photos at a time")
-                buf = bytearray()
-                while chunk := await part.read_chunk(256 * 1024):
-                    buf += chunk
-                    if len(buf) > MAX_PHOTO_BYTES:
-                        await part.release()
-                        break
-                kept = bytes(buf) if len(buf) <= MAX_PHOTO_BYTES else None  # None: too large
-                photos.append((part.filename or f"photo {len(photos) + 1}", kept))
+                filename = (part.filename or f"photo {len(photos) + 1}")[:255]
+                path = folder / f"{len(photos):02d}"
+                size, kept = await self._save_photo(part, path, MAX_UPLOAD_BYTES - total)
+                if kept:
+                    total += size
+                    photos.append((filename, path, ""))
+                elif size > MAX_PHOTO_BYTES:
+                    photos.append((filename, None, f"over {MAX_PHOTO_BYTES >> 20} MB, the limit for one photo"))
+                else:
+                    why = f"the photos are over {MAX_UPLOAD_BYTES >> 20} MB in all: send this one again separately"
+                    photos.append((filename, None, why))
             else:
                 await part.release()
         if not name:
             raise CommandError("bad_request", "give the person's name")
-        if len(name) > MAX_NAME_LENGTH:
-            raise CommandError("bad_request", f"a name has at most {MAX_NAME_LENGTH} characters")
+        try:
+            clean_name(name)  # before any photo: one clear error, not one per photo
+        except InvalidNameError as err:
+            raise CommandError("bad_request", str(err)) from None
         if not photos:
             raise CommandError("bad_request", "give at least one photo")
         return name, photos
@@ -458,28 +531,46 @@ class WebUi:
         """Multipart ``name`` and up to :data:`MAX_PHOTOS` ``photo`` files; one ``enroll`` command
         per photo, in order. Returns ``{"person", "person_id", "results": [{"file", "status",
         "message"}]}``, ``status`` one of ``enrolled``, ``no_face``, ``several_faces``,
-        ``not_an_image``, ``unusable``, ``too_large``, ``error``."""
+        ``not_an_image``, ``unusable``, ``too_large``, ``error``; and ``normalised_from`` (the
+        name as given) when the name was normalised."""
         try:
-            name, photos = await self._read_upload(request)
-        except CommandError as err:
-            return _error(err.code, str(err))
-        results: list[dict[str, Any]] = []
-        person: dict[str, Any] | None = None
-        for filename, data in photos:
-            if data is None:
-                results.append({"file": filename, "status": "too_large", "message": f"over {MAX_PHOTO_BYTES >> 20} MB"})
-                continue
+            folder = await self._run(self._new_upload_dir)
+        except OSError as err:
+            return _error("busy", f"cannot store the upload in {self.upload_root} ({err.strerror})")
+        try:  # the folder goes whatever happens: refused, enrolled, the client gone (cancelled)
             try:
-                person = await self._command("enroll", {"name": name, "image_base64": base64.b64encode(data).decode()})
+                name, photos = await self._read_upload(request, folder)
             except CommandError as err:
-                results.append({"file": filename, "status": photo_outcome(err), "message": str(err)})
-            else:
-                results.append({"file": filename, "status": "enrolled", "message": None})
+                return _error(err.code, str(err))
+            except OSError as err:  # a full disk
+                return _error("busy", f"cannot store the upload in {self.upload_root} ({err.strerror})")
+            results: list[dict[str, Any]] = []
+            person: dict[str, Any] | None = None
+            for filename, path, refused in photos:
+                if path is None:
+                    results.append({"file": filename, "status": "too_large", "message": refused})
+                    continue
+                try:  # one photo in memory at a time (its base64 for the command)
+                    image = await self._run(self._photo_base64, path)
+                    person = await self._command("enroll", {"name": name, "image_base64": image})
+                except CommandError as err:
+                    results.append({"file": filename, "status": photo_outcome(err), "message": str(err)})
+                except OSError as err:  # the upload folder was removed under us
+                    results.append({"file": filename, "status": "error", "message": f"upload lost ({err.strerror})"})
+                else:
+                    results.append({"file": filename, "status": "enrolled", "message": None})
+                finally:
+                    image = ""
+                    path.unlink(missing_ok=True)
+        finally:
+            await self._run(self._drop_upload_dir, folder)
         return _json(
             {
                 "person": person["person"] if person else None,
                 "person_id": person["person_id"] if person else None,
                 "results": results,
+                # The name as typed, when it was normalised (e.g. a trailing no-break space).
+                **({"normalised_from": person["normalised_from"]} if person and "normalised_from" in person else {}),
             }
         )
 
