@@ -24,8 +24,8 @@ import pytest
 from facetrack.config.addon import options_to_service_config
 from facetrack.config.service import parse_service_config
 from facetrack.service import FaceTrackService
-from mqtt_helpers import Broker, Subscriber, free_port
-from webui_helpers import UI_TOKEN, WebEngine, http, seed_demo, wait_for
+from mqtt_helpers import Subscriber, free_port
+from webui_helpers import UI_TOKEN, WebEngine, engine_stack, http, seed_demo, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "demo"))
@@ -46,20 +46,8 @@ def data_path(rel: str) -> Path:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebEngine, Subscriber]]:
     tmp = tmp_path_factory.mktemp("webapi")
     clip, db = seed_demo(tmp)
-    broker = Broker(tmp)
-    broker.start()
-    sub = Subscriber(broker.port).start()
-    (tmp / "engine").mkdir()
-    engine = WebEngine(tmp / "engine", broker.port, db, clip)
-    try:
-        engine.start()
-        yield engine, sub
-    finally:
-        code = engine.stop()
-        sub.stop()
-        broker.stop()
-        assert code == 0, engine.log.read_text()[-3000:]
-        assert not sub.errors, sub.errors[:5]
+    with engine_stack(tmp, lambda folder, port: WebEngine(folder, port, db, clip)) as stack:
+        yield stack
 
 
 def call(engine: WebEngine, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:

@@ -20,13 +20,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from mqtt_helpers import free_port
+from mqtt_helpers import Broker, Subscriber, free_port
 from test_service_e2e import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +54,29 @@ def seed_demo(tmp: Path) -> tuple[Path, Path]:
     rec = FaceRecognizer(backend, parse_config({}), FaceLibrary(db, backend.model_id, backend.embedding_dim))
     compose.enrol_demo_people(rec)
     return clip, db
+
+
+@contextlib.contextmanager
+def engine_stack(
+    tmp: Path, make_engine: Callable[[Path, int], WebEngine]
+) -> Iterator[tuple[WebEngine, Subscriber]]:
+    """A real Mosquitto, a validating subscriber and the engine ``make_engine(folder, broker_port)``
+    started in ``tmp``; on exit the engine must have stopped with code 0 and every payload the
+    subscriber saw must have matched its schema."""
+    broker = Broker(tmp)
+    broker.start()
+    sub = Subscriber(broker.port).start()
+    (tmp / "engine").mkdir()
+    engine = make_engine(tmp / "engine", broker.port)
+    try:
+        engine.start()
+        yield engine, sub
+    finally:
+        code = engine.stop()
+        sub.stop()
+        broker.stop()
+        assert code == 0, engine.log.read_text()[-3000:]
+        assert not sub.errors, sub.errors[:5]
 
 
 class WebEngine(Engine):

@@ -5,7 +5,8 @@ aiohttp runs its own event loop in a background thread (the engine is threaded),
 
 - ``GET /api/cameras/{camera}/snapshot.jpg``: the camera's latest annotated frame.
 - ``GET /api/cameras/{camera}/stream.mjpeg[?fps=N]``: ``multipart/x-mixed-replace`` MJPEG.
-- ``GET /clips/<camera>/<clip id>/<file>?exp=&sig=``: a clip file, only with a valid signature.
+- ``GET /clips/<camera>/<clip id>/<file>?exp=&sig=``: a clip file, only with a valid signature;
+  ``410 Gone`` with ``{"error": "clip_lost", "message": ...}`` for a file marked lost.
 - ``GET /healthz``: ``ok``.
 - The face library page and its JSON API (:mod:`facetrack.web.api`), when attached as :attr:`WebServer.ui`.
 
@@ -14,6 +15,8 @@ to the allowed peers (the Supervisor), without tokens (HA has authenticated the 
 
 Snapshot and stream require ``?token=`` or ``Authorization: Bearer`` when a ``stream_token`` is set.
 Nothing else is served: no directory listings, and error bodies never carry paths or exceptions.
+Each listener has header, keep-alive and body timeouts and a connection limit derived from the
+file-handle limit (:mod:`facetrack.web.limits`); its log messages are rate-limited.
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from facetrack.logutil import RateLimitFilter, rate_limit_loggers
+from facetrack.record.storage import lost_reason
 from facetrack.web.frames import EncodedFrame, FrameHub
+from facetrack.web.limits import ConnectionGuard, HttpLimits, max_connections_for, nofile_limit
 from facetrack.web.signing import UrlSigner
 
 if TYPE_CHECKING:
@@ -55,6 +61,12 @@ MIN_STREAM_FPS = 0.1
 _WAIT_SLICE_S = 1.0  # how often an idle stream re-checks its connection and the stop flag
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Loggers a flood of bad connections or requests could fill: rate-limited (10 similar messages a
+#: minute each, then a count of what was suppressed).
+RATE_LIMITED_LOGGERS = (
+    __name__, "facetrack.web.limits", "facetrack.web.api",
+    "aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.internal", "asyncio",
+)  # fmt: skip
 #: Set on a request by the UI's access middleware when it came through ingress or carried the UI
 #: token: such a request may also open snapshots and streams without the stream token.
 TRUSTED = web.RequestKey("facetrack_trusted", bool)
@@ -102,6 +114,7 @@ class WebServer:
         frame_max_age_s: float | None = 30.0,
         ingress_port: int | None = None,
         ingress_host: str | None = None,
+        limits: HttpLimits | None = None,
     ) -> None:
         """Configure; nothing is bound before :meth:`start`.
 
@@ -113,6 +126,7 @@ class WebServer:
         stalled camera gives 503 rather than an old picture); None: no limit. ``ingress_port``:
         also listen there (on ``ingress_host``, default ``host``) for Home Assistant ingress; it
         serves only when :attr:`ui` is attached (the UI decides which peers it accepts).
+        ``limits``: timeouts and the connection limit of each listener (:mod:`facetrack.web.limits`).
         """
         if stream_token is not None and not stream_token:
             raise ValueError("stream_token must be non-empty (or None)")
@@ -135,6 +149,11 @@ class WebServer:
         self._requested_ingress_port = ingress_port
         self._ingress_port: int | None = None
         self._ingress_runner: web.AppRunner | None = None
+        self.limits = limits if limits is not None else HttpLimits()
+        #: Per listener (``main``, ``ingress``): connection counts and closures (after start).
+        self.guards: dict[str, ConnectionGuard] = {}
+        self._listeners: list[tuple[asyncio.Server, asyncio.Task[None]]] = []
+        self._log_filter: RateLimitFilter | None = None
         #: The face library page and API (:class:`facetrack.web.api.WebUi`); attach before start.
         self.ui: WebUi | None = None
         #: ``inbox_crop(group_id, index)`` -> JPEG bytes or None: serves signed
@@ -166,6 +185,7 @@ class WebServer:
             if self._thread is not None:
                 raise RuntimeError("the server is already started")
             self._stopping = False
+            self._log_filter = rate_limit_loggers(RATE_LIMITED_LOGGERS)
             self._encoder = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="facetrack-jpeg")
             ready: concurrent.futures.Future[int] = concurrent.futures.Future()
             loop = asyncio.new_event_loop()
@@ -199,8 +219,8 @@ class WebServer:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    def _make_app(self, *, ingress: bool) -> web.Application:
-        middlewares: list[Any] = [_errors]
+    def _make_app(self, *, ingress: bool, guard: ConnectionGuard) -> web.Application:
+        middlewares: list[Any] = [guard.middleware, _errors]
         if self.ui is not None:
             middlewares.append(self.ui.access_middleware(ingress=ingress))
         app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
@@ -213,31 +233,62 @@ class WebServer:
             self.ui.add_routes(app)
         return app
 
-    async def _serve(self, app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    async def _serve(self, name: str, host: str, port: int, listeners: int) -> tuple[web.AppRunner, int]:
+        guard = ConnectionGuard(name, self.limits, max_connections_for(self.limits, listeners))
+        app = self._make_app(ingress=name == "ingress", guard=guard)
         # handler_cancellation: a viewer that disconnects cancels its stream handler at once.
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
+        # The access-log hook writes no log: it tells the guard that a response is complete.
+        runner = web.AppRunner(
+            app, access_log=logging.getLogger("aiohttp.access"), access_log_class=guard.access_log_class,
+            handler_cancellation=True, shutdown_timeout=2.0, **guard.handler_args(),
+        )  # fmt: skip
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        assert runner.server is not None
         try:
-            await site.start()
+            # aiohttp's Server is the protocol factory (as TCPSite uses it), wrapped by the guard.
+            server = await asyncio.get_running_loop().create_server(
+                guard.protocol_factory(runner.server), host, port, backlog=guard.backlog
+            )
         except BaseException:
             await runner.cleanup()
             raise
-        addresses = runner.addresses
-        return runner, int(addresses[0][1]) if addresses else port
+        log_filter = self._log_filter
+        watch = asyncio.create_task(guard.watch(log_filter.flush if log_filter is not None else None))
+        self._listeners.append((server, watch))
+        self.guards[name] = guard
+        _LOG.info(
+            "HTTP %s listener: at most %d connections (RLIMIT_NOFILE %d); timeouts: header %g s, "
+            "keep-alive %g s, body %g s",
+            name, guard.max_connections, nofile_limit(), self.limits.header_timeout_s,
+            self.limits.keepalive_timeout_s, self.limits.body_timeout_s,
+        )  # fmt: skip
+        return runner, int(server.sockets[0].getsockname()[1]) if server.sockets else port
 
     async def _setup(self) -> int:
-        self._runner, port = await self._serve(self._make_app(ingress=False), self.host, self._requested_port)
-        if self._requested_ingress_port is not None and self.ui is not None:
-            try:
+        ingress = self._requested_ingress_port is not None and self.ui is not None
+        listeners = 2 if ingress else 1
+        try:
+            self._runner, port = await self._serve("main", self.host, self._requested_port, listeners)
+            if ingress:
+                assert self._requested_ingress_port is not None
                 self._ingress_runner, self._ingress_port = await self._serve(
-                    self._make_app(ingress=True), self.ingress_host, self._requested_ingress_port
+                    "ingress", self.ingress_host, self._requested_ingress_port, listeners
                 )
-            except BaseException:
-                await self._runner.cleanup()
-                self._runner = None
-                raise
+        except BaseException:
+            await self._close_listeners()
+            raise
         return port
+
+    async def _close_listeners(self) -> None:
+        """Stop accepting and watching, then close every connection (aiohttp's runner cleanup)."""
+        for server, watch in self._listeners:
+            server.close()
+            watch.cancel()
+        self._listeners.clear()
+        for runner in (self._runner, self._ingress_runner):
+            if runner is not None:
+                await runner.cleanup()
+        self._runner = self._ingress_runner = None
 
     def stop(self, timeout: float = 10.0) -> None:
         """Close open streams, stop listening and end the thread. Idempotent."""
@@ -247,12 +298,11 @@ class WebServer:
                 return
             self._stopping = True
             self.hub.wake_all()
-            for runner in (self._runner, self._ingress_runner):
-                if runner is not None and not loop.is_closed():
-                    try:
-                        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout)
-                    except (concurrent.futures.TimeoutError, RuntimeError):
-                        _LOG.warning("HTTP server did not shut down cleanly")
+            if not loop.is_closed():
+                try:
+                    asyncio.run_coroutine_threadsafe(self._close_listeners(), loop).result(timeout)
+                except (concurrent.futures.TimeoutError, RuntimeError):
+                    _LOG.warning("HTTP server did not shut down cleanly")
             with contextlib.suppress(RuntimeError):  # already closed
                 loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout)
@@ -400,8 +450,16 @@ class WebServer:
         if not self.signer.verify(f"/clips/{key}", request.query.get("exp"), request.query.get("sig")):
             raise web.HTTPForbidden()
         path = (self.clip_root / key).resolve()
-        if not path.is_relative_to(self.clip_root) or not path.is_file():
+        if not path.is_relative_to(self.clip_root):
             raise web.HTTPNotFound()
+        if not path.is_file():
+            # Lost for good (the engine was killed while recording it): say so, not 404 forever.
+            reason = lost_reason(self.clip_root, key)
+            if reason is None:
+                raise web.HTTPNotFound()
+            return web.json_response(
+                {"error": "clip_lost", "message": reason}, status=410, headers={"Cache-Control": "no-store"}
+            )
         return web.FileResponse(
             path,
             headers={
