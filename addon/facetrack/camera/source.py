@@ -1,21 +1,28 @@
 """Reading frames from a file, an ``rtsp://`` / ``http(s)://`` URL or a webcam index.
 
-Decoding is OpenCV's FFmpeg backend. A frame that fails to decode in the middle of a file is
-skipped (and counted), never fatal; a source that yields no frame at all is an error.
+Files and webcams are decoded in-process by OpenCV (its FFmpeg backend for files); network
+streams by one ``ffmpeg`` process each (:mod:`facetrack.camera.stream`: opens and reads with a
+timeout and a stop event, so one hanging camera never delays another). A frame that fails to
+decode in the middle of a file is skipped (and counted), never fatal; a source that yields no
+frame at all is an error.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, Self
 
 import cv2
 import numpy as np
 
+from facetrack.camera.stream import STREAM_TIMEOUT_SECONDS, open_stream, redact
 from facetrack.errors import VideoSourceError
 from facetrack.inference.base import Frame
 
@@ -24,9 +31,32 @@ _LOG = logging.getLogger(__name__)
 MAX_CONSECUTIVE_FAILURES = 25
 
 
+class FrameSource(Protocol):
+    """What :func:`open_source` returns: :class:`VideoSource` (OpenCV) or
+    :class:`~facetrack.camera.stream.StreamSource` (ffmpeg process); same attributes, same
+    ``frames()`` contract: ``(index, ts_seconds, frame_bgr)``, frame ``(H, W, 3)`` uint8."""
+
+    uri: str
+    fps: float
+    frame_count: int | None
+    width: int
+    height: int
+    live: bool
+    corrupt_frames: int
+    error: str | None
+
+    def frames(self) -> Iterator[tuple[int, float, Frame]]: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
 @dataclass(slots=True)
 class VideoSource:
-    """An opened source.
+    """A source opened by OpenCV (a file, a webcam, or a stream when ffmpeg is missing).
 
     Attributes:
         uri: what was opened (path, URL or webcam index as a string).
@@ -34,6 +64,7 @@ class VideoSource:
         frame_count: frames in a file, ``None`` for live sources or when unknown.
         width / height: frame size, pixels.
         live: True for webcams and network streams (timestamps from the wall clock).
+        error: why ``frames()`` ended early (``None``: end of file, or not known).
     """
 
     uri: str
@@ -44,6 +75,7 @@ class VideoSource:
     height: int
     live: bool
     corrupt_frames: int = 0
+    error: str | None = None
 
     def frames(self) -> Iterator[tuple[int, float, Frame]]:
         """Yield ``(index, ts_seconds, frame_bgr)``; ``ts`` is the position in a file, or seconds
@@ -79,13 +111,22 @@ class VideoSource:
         self.close()
 
 
-def open_source(source: str | int) -> VideoSource:
+def open_source(
+    source: str | int, timeout: float = STREAM_TIMEOUT_SECONDS, stop: threading.Event | None = None
+) -> FrameSource:
     """Open a video file, a stream URL or a webcam index (an int or a string of digits).
 
+    Args:
+        timeout: network streams: seconds to wait for the first frame, then for each next one
+            (a stream silent that long ends; see :func:`~facetrack.camera.stream.open_stream`).
+        stop: network streams: set it to abandon an open or a read within 0.2 s.
+
     Raises:
-        VideoSourceError: missing file, unsupported or corrupt content, unreachable stream or
-            camera; the message says which.
+        VideoSourceError: missing file, unsupported or corrupt content, unreachable, silent or
+            refusing stream or camera; the message says which (never a URL's password).
     """
+    if isinstance(source, str) and "://" in source and shutil.which("ffmpeg"):
+        return open_stream(source, timeout, stop)
     if isinstance(source, str) and source.strip().isdigit():
         source = int(source.strip())
     if isinstance(source, int):
@@ -102,10 +143,18 @@ def open_source(source: str | int) -> VideoSource:
                 raise VideoSourceError(f"not a video file: {source}")
             if not os.access(path, os.R_OK):
                 raise VideoSourceError(f"video file not readable: {source}")
-        elif source.startswith("rtsp"):
-            # TCP avoids the smeared frames UDP packet loss gives on Wi-Fi cameras.
-            os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
-        cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+            cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+        else:
+            # No ffmpeg executable: OpenCV, whose opens share one process-wide lock (a hanging
+            # camera delays the others' reopening by up to ``timeout``).
+            uri = redact(source)
+            _LOG.warning("ffmpeg not found: opening %s in-process with OpenCV", uri)
+            if source.startswith("rtsp"):
+                # TCP avoids the smeared frames UDP packet loss gives on Wi-Fi cameras.
+                os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+            ms = int(timeout * 1000)
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
         cap.release()
         raise VideoSourceError(f"cannot open video source {uri} (unsupported, corrupt or unreachable)")
