@@ -245,6 +245,22 @@ def cmd_forget_embedding(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore_library(args: argparse.Namespace) -> int:
+    from facetrack.library.backup import backup_root, list_backups, restore
+    from facetrack.objectstore import is_uri
+
+    db = _config(args).db_path
+    if is_uri(db):
+        raise FaceTrackError("a library on an object store has no FaceTrack backups: use the bucket's versioning")
+    if args.list:
+        _emit({"backups": [{"name": b.name, "reason": b.reason, "created": b.created} for b in list_backups(db)]})
+        return 0
+    chosen, moved = restore(db, args.backup)
+    moved_to = str(moved) if moved else None
+    _emit({"library": db, "restored": chosen.name, "backups": str(backup_root(db)), "previous_moved_to": moved_to})
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from facetrack.config.service import load_service_config
     from facetrack.service import FaceTrackService
@@ -342,6 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("embedding_id")
     sp.add_argument("--name", help="the person it must belong to (a safety check)")
     sp.set_defaults(func=cmd_forget_embedding)
+
+    sp = sub.add_parser("restore-library", help="replace a damaged face library with its newest intact backup")
+    common(sp, db=True)
+    sp.add_argument("--from", dest="backup", help="backup folder name (default: the newest intact one)")
+    sp.add_argument("--list", action="store_true", help="list the backups, restore nothing")
+    sp.set_defaults(func=cmd_restore_library)
 
     sp = sub.add_parser("serve", help="run every configured camera, publishing over MQTT")
     sp.add_argument("--config", required=True, help="service configuration (YAML or JSON)")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -42,6 +43,10 @@ from lancedb.table import Table
 
 from facetrack.errors import LibraryError, ModelMismatchError
 from facetrack.inference.base import FloatArray
+from facetrack.library import backup as _backup
+from facetrack.library import integrity as _integrity
+from facetrack.library.integrity import LibraryCorruptError
+from facetrack.library.names import clean_name, name_key
 from facetrack.objectstore import is_uri
 from facetrack.objectstore import scrub as _scrub
 
@@ -55,7 +60,6 @@ COMPACT_EVERY = 50
 
 TABLE = "faces"
 SCHEMA_VERSION = "1"
-MAX_NAME_LENGTH = 100
 _META_MODEL = b"facetrack.model_id"
 _META_DIM = b"facetrack.embedding_dim"
 _META_VERSION = b"facetrack.schema_version"
@@ -135,16 +139,30 @@ class _Index(NamedTuple):
 
 
 def _normalise_name(name: str) -> str:
-    if not isinstance(name, str):
-        raise LibraryError(f"a person's name must be a string, got {type(name).__name__}")
-    clean = " ".join(name.split())
-    if not clean:
-        raise LibraryError("a person's name must not be empty")
-    if len(clean) > MAX_NAME_LENGTH:
-        raise LibraryError(f"a person's name is limited to {MAX_NAME_LENGTH} characters")
-    if any(ord(c) < 32 for c in clean):
-        raise LibraryError("a person's name must not contain control characters")
-    return clean
+    # Look-ups only (lenient: a name stored before names.clean_name existed stays reachable);
+    # a new or renamed person's name goes through clean_name (library/names.py).
+    return name_key(name)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__
+
+
+def _missing_text(damage: _integrity.Damage, record: _integrity.Record | None, table_dir: Path) -> str:
+    if not table_dir.exists():
+        return f"its table folder {table_dir.name} is missing"
+    if record is not None and len(damage.missing) == len(record.files):
+        return f"none of its files is left in {table_dir.name} (the folder was replaced)"
+    more = f" and {len(damage.missing) - 1} more" if len(damage.missing) > 1 else ""
+    return f"{damage.missing[0]}{more} is missing"
+
+
+def _lance_reason(err: BaseException) -> str:
+    """A Lance error's gist for a user: no ``lance error: LanceError(IO):`` prefix, no Rust source path."""
+    text = re.sub(r",?\s*/\S+\.rs:\d+:\d+", "", _first_line(err))
+    text = re.sub(r"^(lance error:\s*)?(LanceError\(\w+\):\s*)?", "", text, flags=re.IGNORECASE)
+    return f"Lance cannot read it ({text.strip() or type(err).__name__})"
 
 
 class FaceLibrary:
@@ -211,20 +229,144 @@ class FaceLibrary:
             except (OSError, RuntimeError, ValueError) as err:
                 raise LibraryError(self._remote_error("cannot open the face library", err)) from None
         else:
-            path = Path(self.db_path)
-            if path.exists() and not path.is_dir():
-                raise LibraryError(f"{self.db_path} is a file, not a face library directory")
-            self._db = lancedb.connect(self.db_path)
-            if TABLE in self._db.list_tables().tables:
-                self._table = self._db.open_table(TABLE)
-                self._check_model(self._table.schema)
-            elif path.exists() and any(path.iterdir()):
-                raise LibraryError(f"{self.db_path} exists but holds no FaceTrack face library")
-            else:
-                self._table = self._db.create_table(TABLE, schema=self._schema)
+            self._table = self._open_local(Path(self.db_path))
         self._version = -1
         self._writes = 0
-        self._load_index()
+        if self._remote:
+            self._load_index()
+        else:
+            self._local_read(self._load_index)
+            self._daily_backup()
+
+    # ---- local library: damage checks and backups (integrity.py, backup.py) ------------------
+
+    def _corrupt(self, what: str) -> LibraryCorruptError:
+        """The one-line error for a damaged local library: what is wrong and how to restore it."""
+        what = " ".join(what.split())[:300]
+        if _backup.list_backups(self.db_path):
+            fix = (
+                f"stop FaceTrack and restore the newest automatic backup with "
+                f"`{_backup.restore_command(self.db_path)}` (backups in {_backup.backup_root(self.db_path)})"
+            )
+        else:
+            fix = "there is no automatic backup of it: move the folder away and enrol the people again"
+        return LibraryCorruptError(f"the face library at {self.db_path} is damaged: {what}; {fix}")
+
+    def _unreadable(self, err: OSError) -> LibraryCorruptError:
+        where = err.filename or self.db_path
+        return LibraryCorruptError(
+            f"the face library at {self.db_path} cannot be read ({err.strerror or type(err).__name__}: {where}); "
+            "give the engine's user access to the folder and its files, "
+            f"or restore a backup with `{_backup.restore_command(self.db_path)}`"
+        )
+
+    def _local_read[T](self, read: Callable[[], T]) -> T:
+        """Run a read of the local table; Lance/IO errors become a one-line LibraryCorruptError."""
+        try:
+            return read()
+        except PermissionError as err:
+            raise self._unreadable(err) from None
+        except (OSError, RuntimeError, ValueError) as err:  # Lance reports damage as these
+            raise self._corrupt(_lance_reason(err)) from None
+
+    def _open_local(self, path: Path) -> Table:
+        """Open (or create) the local library, checking it against its integrity record.
+
+        Raises:
+            LibraryCorruptError: the table or its record is damaged, missing or unreadable.
+        """
+        if path.exists() and not path.is_dir():
+            raise LibraryError(f"{self.db_path} is a file, not a face library directory")
+        try:
+            record = _integrity.read_record(path) if path.is_dir() else None
+            # The files first: a damaged file is named before Lance trips over it.
+            damage = _integrity.verify_files(path, record) if record is not None else _integrity.Damage([], [])
+            self._db = lancedb.connect(self.db_path)
+            tables = self._db.list_tables().tables
+        except LibraryCorruptError as err:
+            raise self._corrupt(str(err)) from None
+        except PermissionError as err:
+            raise self._unreadable(err) from None
+        except (OSError, RuntimeError, ValueError) as err:
+            raise self._corrupt(_lance_reason(err)) from None
+        if damage.changed:
+            more = f" and {len(damage.changed) - 1} more" if len(damage.changed) > 1 else ""
+            raise self._corrupt(f"{damage.changed[0]}{more} changed since it was written")
+        table_dir = path / f"{TABLE}.lance"
+        if TABLE not in tables:
+            if record is not None or table_dir.exists():
+                what = f"its table folder {table_dir.name} is {'unreadable' if table_dir.exists() else 'missing'}"
+                raise self._corrupt(_missing_text(damage, record, table_dir) if damage.missing else what)
+            if path.exists() and any(path.iterdir()):
+                raise LibraryError(f"{self.db_path} exists but holds no FaceTrack face library")
+            table = self._db.create_table(TABLE, schema=self._schema)
+            self._record(table.version)
+            return table
+        try:
+            table = self._db.open_table(TABLE)
+            schema, version = table.schema, int(table.version)
+        except PermissionError as err:
+            raise self._unreadable(err) from None
+        except (OSError, RuntimeError, ValueError) as err:
+            what = _missing_text(damage, record, table_dir) if damage.missing else _lance_reason(err)
+            raise self._corrupt(what) from None
+        self._check_model(schema)
+        self._verify(table, version, record, damage)
+        return table
+
+    def _verify(self, table: Table, version: int, record: _integrity.Record | None, damage: _integrity.Damage) -> None:
+        if record is None:  # a library from before integrity records: trust what is there now
+            self._local_read(table.to_arrow)
+            self._record(version)
+            return
+        if version < record.version:
+            raise self._corrupt(
+                f"its newest version {record.version} is missing (version {version} found): a version "
+                f"manifest in {TABLE}.lance/_versions was deleted or damaged"
+            )
+        if damage.missing:
+            # Files of old versions removed by a compaction interrupted before the record was
+            # updated are harmless; a file the current version needs fails this full read.
+            try:
+                table.to_arrow()
+            except (OSError, RuntimeError, ValueError):
+                raise self._corrupt(f"{damage.missing[0]} is missing") from None
+            _LOG.info("face library: %d files of old versions are gone (compaction)", len(damage.missing))
+        if damage.missing or version > record.version:
+            self._record(version)
+
+    def _record(self, version: int) -> None:
+        """Record the committed version and its files (the damage check of the next open).
+
+        Never raises: the commit is done; a record that lags is caught up at the next open."""
+        try:
+            with _integrity.locked(Path(self.db_path)):
+                _integrity.update_record(Path(self.db_path), TABLE, version)
+        except (OSError, LibraryError) as err:
+            _LOG.warning("face library %s: cannot update the integrity record: %s", self.db_path, err)
+
+    def _take_backup(self, reason: str) -> None:
+        """A backup (``latest`` after a commit, or a dated one); a failure is logged, never raised,
+        except damage found in the live files before a destructive operation (which must not run
+        on a damaged library; after a commit the write is done and the damage only logged)."""
+        try:
+            _backup.take_backup(self.db_path, reason)
+        except LibraryCorruptError as err:
+            if reason != _backup.LATEST:
+                raise self._corrupt(str(err)) from None
+            _LOG.error("%s", self._corrupt(str(err)))
+        except (OSError, LibraryError) as err:
+            _LOG.warning("face library %s: backup (%s) failed: %s", self.db_path, reason, err)
+
+    def _daily_backup(self) -> None:
+        newest = _backup.newest_dated(self.db_path)
+        if newest is None or time.time() - newest.created >= _backup.DAILY_SECONDS:
+            self._take_backup("daily")
+
+    def _before_destructive(self, operation: str) -> None:
+        """A dated backup before an operation that removes or overwrites data."""
+        if not self._remote:
+            self._take_backup(operation)
 
     # ---- object store -----------------------------------------------------------------------
 
@@ -342,7 +484,14 @@ class FaceLibrary:
         if self._writes % COMPACT_EVERY == 0:
             # Each commit adds a data file; compaction keeps opening and scanning fast.
             try:
-                self._table.optimize(cleanup_older_than=timedelta(seconds=10))
+                if self._remote:
+                    self._table.optimize(cleanup_older_than=timedelta(seconds=10))
+                else:
+                    self._before_destructive("compact")  # cleanup removes old versions
+                    with _integrity.locked(Path(self.db_path)):
+                        self._table.optimize(cleanup_older_than=timedelta(seconds=10))
+                    self._record(self._table.version)
+                    self._take_backup(_backup.LATEST)
             except Exception as err:  # compaction is an optimisation: never fail a write for it
                 # Two instances compacting a shared library at once: one loses (a commit conflict).
                 _LOG.warning("face library compaction failed: %s", _scrub(str(err)[:300], self._secrets))
@@ -351,9 +500,19 @@ class FaceLibrary:
     def _write(self, operation: Callable[[], Any]) -> None:
         """Run one table commit; an object-store failure becomes a LibraryError (nothing written).
 
-        Local errors (a full disk) are raised as they are."""
+        Local: OSError (a full disk) is raised as it is, a Lance error as a LibraryError. After
+        the commit the integrity record and the ``latest`` backup are brought up to date, and a
+        ``daily`` backup is taken first when the newest is a day old."""
         if not self._remote:
-            operation()
+            self._daily_backup()
+            path = Path(self.db_path)
+            with _integrity.locked(path):
+                try:
+                    operation()
+                except (RuntimeError, ValueError) as err:
+                    raise LibraryError(f"cannot write the face library at {self.db_path}: {_first_line(err)}") from None
+            self._record(self._table.version)
+            self._take_backup(_backup.LATEST)
             return
         try:
             operation()
@@ -390,10 +549,15 @@ class FaceLibrary:
 
     def _refresh_locked(self) -> bool:
         if not self._remote:
-            self._table.checkout_latest()  # type: ignore[no-untyped-call]
+            self._local_read(self._table.checkout_latest)
             if self._table.version == self._version:
                 return False
-            self._load_index()
+            if self._table.version < self._version:  # never roll back silently
+                raise self._corrupt(
+                    f"its version went back from {self._version} to {self._table.version}: a version "
+                    f"manifest in {TABLE}.lance/_versions was deleted"
+                )
+            self._local_read(self._load_index)
             return True
         try:
             self._table.checkout_latest()  # type: ignore[no-untyped-call]
@@ -415,9 +579,9 @@ class FaceLibrary:
         return sorted(self._index.persons.values(), key=lambda p: p.name.casefold())
 
     def person(self, name: str) -> Person | None:
-        """The person called ``name`` (whitespace-normalised, exact), or ``None``."""
+        """The person called ``name`` (NFC and whitespace-normalised, exact), or ``None``."""
         clean = _normalise_name(name)
-        return next((p for p in self._index.persons.values() if p.name == clean), None)
+        return next((p for p in self._index.persons.values() if name_key(p.name) == clean), None)
 
     def person_by_id(self, person_id: str) -> Person | None:
         """The person with ``person_id``, or ``None``."""
@@ -436,14 +600,13 @@ class FaceLibrary:
             LibraryError: no such person.
         """
         person = self._require(name)
-        rows = (
+        query = (
             self._table.search()
             .where(col("person_id") == lit(person.person_id))
             .select(["embedding_id", "person_id", "source", "created_at", "crop"])
             .limit(None)
-            .to_arrow()
-            .to_pylist()
         )
+        rows = query.to_arrow().to_pylist() if self._remote else self._local_read(query.to_arrow).to_pylist()
         return sorted(
             (
                 EmbeddingRecord(r["embedding_id"], r["person_id"], r["source"] or "", r["created_at"], r["crop"] or b"")
@@ -507,9 +670,10 @@ class FaceLibrary:
                 when given.
 
         Raises:
-            LibraryError: bad name, empty or mis-shaped embeddings, unserialisable metadata.
+            LibraryError: bad name (``names.InvalidNameError``), empty or mis-shaped embeddings,
+                unserialisable metadata.
         """
-        clean = _normalise_name(name)
+        clean = clean_name(name).name
         emb = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
         n = emb.shape[0]
         if n == 0 or emb.shape[1] != self.embedding_dim:
@@ -561,13 +725,14 @@ class FaceLibrary:
         Raises:
             LibraryError: no person ``old``, or ``new`` is already taken by another person.
         """
-        clean_new = _normalise_name(new)
+        clean_new = clean_name(new).name
         with self._lock:
             self._refresh_locked()
             person = self._require(old)
             other = self.person(clean_new)
             if other is not None and other.person_id != person.person_id:
                 raise LibraryError(f"a person called {clean_new!r} already exists")
+            self._before_destructive("rename")
             where = col("person_id") == lit(person.person_id)
             self._write(lambda: self._table.update(where=where, values={"name": clean_new}))
             idx = self._index
@@ -590,6 +755,7 @@ class FaceLibrary:
         with self._lock:
             self._refresh_locked()
             person = self._require(name)
+            self._before_destructive("forget")
             self._write(lambda: self._table.delete(col("person_id") == lit(person.person_id)))
             keep = self._index.person_ids != person.person_id
             self._commit(self._index.matrix[keep], [r for r, k in zip(self._index.rows, keep, strict=True) if k])
@@ -614,6 +780,7 @@ class FaceLibrary:
             if keep.all():
                 raise LibraryError(f"no embedding with id {embedding_id!r}")
             pid = str(idx.person_ids[~keep][0])
+            self._before_destructive("delete_embedding")
             self._write(lambda: self._table.delete(col("embedding_id") == lit(str(embedding_id))))
             self._commit(idx.matrix[keep], [r for r, k in zip(idx.rows, keep, strict=True) if k])
             owner = self.person_by_id(pid)
