@@ -1,5 +1,5 @@
 """Alert clips: a per-camera ring buffer with pre-roll, recorded around an alert and encoded off
-the camera loop as the frames arrive.
+the camera loop as the frames arrive, through an on-disk spool that survives a killed engine.
 
 On an alert the camera's last ``pre_roll`` frames and the next frames up to ``clip_duration``
 frames in all (DeGirum's ``clip_duration``, in frames) become one clip: the original video
@@ -11,29 +11,46 @@ memory stays bounded: the pre-roll ring (``pre_roll`` frames; 25 frames of 720p 
 of 1080p about 155 MB) plus at most :data:`MAX_QUEUED_FRAMES` frames waiting per clip. If an
 encoder falls behind (a slow disk), frames are dropped from that clip (counted) rather than stall
 tracking. An alert while a clip is recording that will still cover at least half of the post-roll
-joins that clip (at most :data:`MAX_ACTIVE_CLIPS` clips record at once). Files are written into a
-temporary folder and handed to the storage only when complete, so no half-written clip is ever
-visible; a clip interrupted by shutdown is finished with the frames it has.
+joins that clip (at most :data:`MAX_ACTIVE_CLIPS` clips record at once).
+
+The spool. The alert's URLs go out before its clip exists, so each clip is recorded in its own
+folder ``<spool_dir>/facetrack-clip-<camera>-<clip_id>-<random>/``, created (with a journal
+naming the clip, its storage and its state) before :meth:`ClipRecorder.start_clip` returns, and
+locked (``flock``) by the process recording it and by its ffmpeg encoders. The videos are written
+as fragmented MP4 (a fragment at least every second), the annotations one JSON line per frame, the
+alerts and snapshot as they come. A finished clip is sealed (journal state ``encoded``), handed to
+the storage and its folder removed, so no half-written clip is ever visible. After a crash or
+``kill -9``, :func:`recover_clips` (run at start-up, and periodically for uploads that failed)
+takes every unlocked folder: a clip still ``recording`` keeps the complete fragments of its videos
+(remuxed) and the annotations of their frames; what cannot be recovered is marked lost in the
+storage (:meth:`~facetrack.record.storage.ClipStorage.mark_lost`: its URLs answer "410 Gone"); an
+``encoded`` clip whose upload was cut (or failed: S3 down) is uploaded again. A clip interrupted by
+shutdown is finished with the frames it has.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import queue
+import re
 import shutil
 import tempfile
 import threading
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from facetrack.annotate import draw_faces
 from facetrack.inference.base import Frame
-from facetrack.record.storage import CLIP_FILES, ClipStorage, clip_key
-from facetrack.record.video import VideoWriter
+from facetrack.record.storage import CLIP_FILES, ClipStorage, StorageError, clip_key, clip_time
+from facetrack.record.video import VideoWriter, salvage_mp4
 from facetrack.track.face_tracker import TrackedFace
 
 _LOG = logging.getLogger(__name__)
@@ -41,6 +58,22 @@ _LOG = logging.getLogger(__name__)
 MAX_QUEUED_FRAMES = 50
 #: Clips recording at the same time per camera; further alerts join the newest clip.
 MAX_ACTIVE_CLIPS = 2
+#: Prefix of a clip's folder in the spool.
+SPOOL_PREFIX = "facetrack-clip-"
+#: Reasons given (HTTP 410 body) for the files of a clip that could not be kept.
+LOST_RECORDING = "clip lost: the engine stopped while recording it and nothing playable was left"
+LOST_NO_FRAMES = "clip lost: no frame was recorded"
+LOST_NO_SNAPSHOT = "snapshot lost: no face snapshot was taken for this alert"
+LOST_NOT_STARTED = "clip lost: the recording could not be started"
+LOST_UPLOAD = "clip lost: it could not be stored before the retention limit"
+
+_JOURNAL = "journal.json"
+_LOCK = "lock"
+_FRAMES = "frames.jsonl"
+_ALERTS = "alerts.jsonl"
+_VIDEOS = ("original", "annotated")
+_SPOOL_RE = re.compile(rf"{SPOOL_PREFIX}[a-z0-9_]{{1,32}}-[0-9]{{8}}T[0-9]{{6}}Z_[0-9a-f]{{8}}-.+")
+_POLL_S = 0.2
 
 
 @dataclass(slots=True)
@@ -53,7 +86,10 @@ class _Frame:
 
 @dataclass(frozen=True, slots=True)
 class StoredClip:
-    """A clip handed to the storage: its id, keys by kind, frame count and duration (s)."""
+    """A clip handed to the storage: its id, keys by kind, frame count and duration (s).
+
+    ``recovered``: salvaged by :func:`recover_clips` after the engine stopped mid-clip.
+    """
 
     camera: str
     clip_id: str
@@ -62,6 +98,81 @@ class StoredClip:
     frames: int
     duration_seconds: float
     dropped_frames: int = 0
+    recovered: bool = False
+
+
+@dataclass(slots=True)
+class RecoveryReport:
+    """What :func:`recover_clips` did: clips stored (whole or in part), clips with nothing left
+    (marked lost), folders left for later (locked by a running encoder, or the upload failed)."""
+
+    stored: list[StoredClip] = field(default_factory=list)
+    lost: int = 0
+    pending: int = 0
+
+
+class _Spool:
+    """One clip's spool folder, locked by this process (``flock``; released on close or death)."""
+
+    def __init__(self, folder: Path, fd: int) -> None:
+        self.folder = folder
+        self.fd = fd
+
+    @classmethod
+    def create(cls, root: Path, camera: str, clip_id: str, journal: dict[str, Any]) -> _Spool:
+        """A new locked folder with its journal (state ``recording``). Raises OSError."""
+        root.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            folder = Path(tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{camera}-{clip_id}-", dir=root))
+            spool = cls.lock(folder)
+            if spool is not None:  # else a recovery scan took it first: it removes it
+                spool.write_journal({**journal, "camera": camera, "clip_id": clip_id, "state": "recording"})
+                return spool
+        raise OSError(f"cannot lock a spool folder in {root}")
+
+    @classmethod
+    def lock(cls, folder: Path) -> _Spool | None:
+        """The folder locked for this process, or None if another holder has it (or it is gone)."""
+        try:
+            fd = os.open(folder / _LOCK, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return cls(folder, fd)
+
+    def journal(self) -> dict[str, Any]:
+        return read_journal(self.folder)
+
+    def write_journal(self, data: dict[str, Any]) -> None:
+        tmp = self.folder / f".{_JOURNAL}.tmp"
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        tmp.replace(self.folder / _JOURNAL)
+
+    def append(self, name: str, record: dict[str, Any]) -> None:
+        with (self.folder / name).open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.release()
+
+
+def read_journal(folder: Path) -> dict[str, Any]:
+    """A spool folder's journal, ``{}`` if missing or unreadable."""
+    try:
+        data = json.loads((folder / _JOURNAL).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 @dataclass(slots=True)
@@ -69,9 +180,11 @@ class _Clip:
     clip_id: str
     remaining: int
     fps: float
-    frames: queue.Queue[_Frame | None] = field(default_factory=lambda: queue.Queue(MAX_QUEUED_FRAMES))
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    snapshot: bytes | None = None
+    spool: _Spool
+    # One slot more than the frames may take: the end mark always fits, so ending a clip never
+    # waits for a stalled encoder (the camera thread is the only producer).
+    frames: queue.Queue[_Frame | None] = field(default_factory=lambda: queue.Queue(MAX_QUEUED_FRAMES + 1))
+    snapshot: bool = False
     dropped: int = 0
     thread: threading.Thread | None = None
 
@@ -85,6 +198,8 @@ class ClipRecorder:
         clip_duration: frames per clip, pre-roll included.
         pre_roll: frames before the alert (at most ``clip_duration - 1``).
         on_stored: called (encoder thread) with each :class:`StoredClip`.
+        spool_dir: folder of the clips being recorded (the engine's state directory, never /tmp:
+            :func:`recover_clips` must find them after a restart); created if missing.
     """
 
     def __init__(
@@ -94,14 +209,18 @@ class ClipRecorder:
         clip_duration: int = 100,
         pre_roll: int = 25,
         on_stored: Callable[[StoredClip], None] | None = None,
+        *,
+        spool_dir: str | Path,
     ) -> None:
         self.camera = camera
         self.storage = storage
         self.clip_duration = max(2, clip_duration)
         self.pre_roll = min(max(0, pre_roll), self.clip_duration - 1)
         self.on_stored = on_stored
+        self.spool_dir = Path(spool_dir)
         self._ring: deque[_Frame] = deque(maxlen=max(1, self.pre_roll))
         self._active: list[_Clip] = []
+        self._encoders: list[threading.Thread] = []  # also those of ended clips still storing
         self._lock = threading.Lock()
         self._fps = 25.0  # the camera's processing rate (frames/s): the clip's frame rate
         self.stored = 0
@@ -126,32 +245,50 @@ class ClipRecorder:
     def start_clip(self, clip_id: str) -> str:
         """The clip that will hold an alert raised on the latest frame: a recording clip that still
         covers at least half of the post-roll, or a new one (pre-roll now, the rest as frames
-        arrive). Returns its id (``clip_id`` if new)."""
+        arrive). Returns its id (``clip_id`` if new). A new clip's spool folder and journal exist
+        when this returns (a small write), so the clip survives a crash from then on; if they
+        cannot be created, the clip is marked lost (its URLs answer 410) and nothing is recorded."""
         post = self.clip_duration - self.pre_roll
-        for clip in reversed(self._active):
-            if clip.remaining >= post // 2 or len(self._active) >= MAX_ACTIVE_CLIPS:
-                return clip.clip_id
+        for active in reversed(self._active):
+            if active.remaining >= post // 2 or len(self._active) >= MAX_ACTIVE_CLIPS:
+                return active.clip_id
+        fps = self._fps if self._fps > 0 else 25.0
+        journal = {"storage": self.storage.identity, "fps": round(fps, 3), "created": time.time()}
+        try:
+            spool = _Spool.create(self.spool_dir, self.camera, clip_id, journal)
+        except OSError as exc:
+            self.failed += 1
+            _LOG.error("camera %s: clip %s cannot be recorded: %s", self.camera, clip_id, exc)
+            _mark_lost(self.storage, self.camera, clip_id, dict.fromkeys(CLIP_FILES, LOST_NOT_STARTED))
+            return clip_id
         frames = list(self._ring)
-        clip = _Clip(clip_id, self.clip_duration - len(frames), self._fps)
+        clip = _Clip(clip_id, self.clip_duration - len(frames), fps, spool)
         clip.thread = threading.Thread(target=self._encode, args=(clip,), name=f"clip-{clip_id}", daemon=True)
         clip.thread.start()
+        self._encoders = [t for t in self._encoders if t.is_alive()] + [clip.thread]
         self._active.append(clip)
         for item in frames:
             self._feed(clip, item)
         return clip_id
 
     def note_alert(self, clip_id: str, alert: dict[str, Any], snapshot: bytes | None) -> None:
-        """Record an alert's payload (and, for the clip's first alert, its face snapshot)."""
+        """Record an alert's payload (and, for the clip's first alert, its face snapshot) in the
+        clip's spool folder."""
         for clip in self._active:
-            if clip.clip_id == clip_id:
-                clip.alerts.append(alert)
-                if clip.snapshot is None:
-                    clip.snapshot = snapshot
+            if clip.clip_id != clip_id:
+                continue
+            try:
+                clip.spool.append(_ALERTS, alert)
+                if not clip.snapshot and snapshot:
+                    (clip.spool.folder / CLIP_FILES["snapshot"][0]).write_bytes(snapshot)
+                    clip.snapshot = True
+            except OSError as exc:  # the clip records on; what is missing is marked lost at the end
+                _LOG.error("camera %s: clip %s: cannot save the alert: %s", self.camera, clip_id, exc)
 
     def _feed(self, clip: _Clip, item: _Frame) -> None:
-        try:
+        if clip.frames.qsize() < MAX_QUEUED_FRAMES:
             clip.frames.put_nowait(item)
-        except queue.Full:
+        else:
             clip.dropped += 1
             if clip.dropped == 1:
                 _LOG.warning(
@@ -160,32 +297,37 @@ class ClipRecorder:
 
     def _end(self, clip: _Clip) -> None:
         self._active.remove(clip)
-        clip.frames.put(None)  # the encoder finishes the files and stores them
+        clip.frames.put_nowait(None)  # the encoder finishes the files and stores them
 
     def close(self, timeout: float = 60.0) -> None:
-        """Finish the clips recording with the frames they have, wait for their encoders."""
-        clips = list(self._active)
-        for clip in clips:
+        """Finish the clips recording with the frames they have; wait (up to ``timeout`` s each)
+        for every encoder still encoding or storing. A clip not stored by then stays in the spool
+        for :func:`recover_clips`."""
+        for clip in list(self._active):
             self._end(clip)
         self._ring.clear()
-        for clip in clips:
-            if clip.thread is not None:
-                clip.thread.join(timeout)
+        for thread in self._encoders:
+            thread.join(timeout)
 
     # ---- encoder threads -----------------------------------------------------------------------------
 
     def _encode(self, clip: _Clip) -> None:
-        work = Path(tempfile.mkdtemp(prefix=f"facetrack-clip-{self.camera}-"))
+        spool = clip.spool
         try:
-            stored = self._encode_files(clip, work)
-        except Exception:
-            self.failed += 1
-            _LOG.exception("camera %s: clip %s failed; nothing stored", self.camera, clip.clip_id)
-            while clip.frames.get() is not None:  # drain, so the camera loop never blocks on it
-                pass
+            try:
+                written = self._write(clip)
+                _seal(spool, written, clip.dropped)
+            except Exception:
+                self.failed += 1
+                _LOG.exception("camera %s: clip %s failed; keeping what plays", self.camera, clip.clip_id)
+                while clip.frames.get() is not None:  # drain, so the camera loop never blocks on it
+                    pass
+                _seal(spool, None, clip.dropped)
+            stored = _upload(spool, self.storage)
+        except Exception as exc:  # kept in the spool: recover_clips tries again
+            _LOG.error("camera %s: clip %s not stored yet (%s); will retry", self.camera, clip.clip_id, exc)
+            spool.release()
             return
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
         if stored is None:
             return
         with self._lock:
@@ -196,42 +338,245 @@ class ClipRecorder:
             except Exception:
                 _LOG.exception("clip callback failed")
 
-    def _encode_files(self, clip: _Clip, work: Path) -> StoredClip | None:
-        files = {kind: work / name for kind, (name, _) in CLIP_FILES.items()}
-        original: VideoWriter | None = None
-        annotated: VideoWriter | None = None
-        annotations: list[dict[str, Any]] = []
+    def _write(self, clip: _Clip) -> int:
+        """Encode the clip's frames into its spool folder as they arrive; returns frames written."""
+        folder = clip.spool.folder
+        writers: list[VideoWriter] = []
+        annotations: IO[str] | None = None
+        n = 0
         try:
+            annotations = (folder / _FRAMES).open("a", encoding="utf-8")
             while (item := clip.frames.get()) is not None:
-                if original is None or annotated is None:
+                if not writers:
                     h, w = item.frame.shape[:2]
-                    fps = clip.fps if clip.fps > 0 else 25.0
-                    original = VideoWriter(files["original"], w, h, fps)
-                    annotated = VideoWriter(files["annotated"], w, h, fps)
-                original.write(item.frame)
-                annotated.write(draw_faces(item.frame.copy(), item.faces))
-                annotations.append(_annotation(item))
+                    for kind in _VIDEOS:
+                        writers.append(
+                            VideoWriter(folder / CLIP_FILES[kind][0], w, h, clip.fps,
+                                        fragmented=True, keep_fds=(clip.spool.fd,))
+                        )  # fmt: skip
+                writers[0].write(item.frame)
+                writers[1].write(draw_faces(item.frame.copy(), item.faces))
+                # After both videos: a killed engine never leaves annotations for frames not encoded.
+                annotations.write(json.dumps(_annotation(item), separators=(",", ":")) + "\n")
+                annotations.flush()
+                n += 1
         finally:
-            for writer in (original, annotated):
-                if writer is not None:
+            if annotations is not None:
+                annotations.close()
+            errors = []
+            for writer in writers:
+                try:
                     writer.close()
-        if not annotations:
-            return None
-        fps = clip.fps if clip.fps > 0 else 25.0
-        meta = {"camera": self.camera, "clip_id": clip.clip_id, "alerts": clip.alerts, "fps": round(fps, 3),
-                "dropped_frames": clip.dropped, "frames": annotations}  # fmt: skip
-        files["annotations"].write_text(json.dumps(meta, separators=(",", ":")))
-        if clip.snapshot:
-            files["snapshot"].write_bytes(clip.snapshot)
-        keys = {}
-        for kind, path in files.items():
-            if path.exists():
-                key = clip_key(self.camera, clip.clip_id, kind)
-                self.storage.put(key, path, CLIP_FILES[kind][1])
-                keys[kind] = key
-        alert_id = str(clip.alerts[0].get("alert_id", "")) if clip.alerts else ""
-        n = len(annotations)
-        return StoredClip(self.camera, clip.clip_id, alert_id, keys, n, n / fps, clip.dropped)
+                except Exception as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+        return n
+
+
+def _seal(spool: _Spool, written: int | None, dropped: int | None) -> None:
+    """``recording`` -> ``encoded``: the final files in the folder and the journal saying which
+    are lost and why. ``written``: frames the encoders finished cleanly; ``None`` after a crash
+    or an encoder failure, when the videos are salvaged (complete fragments kept, remuxed)."""
+    journal = spool.journal()
+    folder = spool.folder
+    fps = float(journal.get("fps") or 25.0)
+    lost: dict[str, str] = {}
+    frames = _read_lines(folder / _FRAMES)
+    counts: dict[str, int] = {}
+    for kind in _VIDEOS:
+        path = folder / CLIP_FILES[kind][0]
+        counts[kind] = salvage_mp4(path, len(frames)) if written is None else (written if path.is_file() else 0)
+    if written is None:
+        # A crash may cut the two videos and the annotations at different frames: all keep the
+        # frames all of them hold (or the annotated video alone, if the original is lost).
+        n = min(counts.values()) or counts["annotated"]
+        for kind in _VIDEOS:
+            if 0 < n < counts[kind]:
+                counts[kind] = salvage_mp4(folder / CLIP_FILES[kind][0], n)
+        frames = frames[: counts["original"] or counts["annotated"]]
+    for kind in _VIDEOS:
+        if counts[kind] == 0:
+            (folder / CLIP_FILES[kind][0]).unlink(missing_ok=True)
+            lost[kind] = LOST_RECORDING if written is None else LOST_NO_FRAMES
+    if frames:
+        meta = {"camera": journal.get("camera"), "clip_id": journal.get("clip_id"),
+                "alerts": _read_lines(folder / _ALERTS), "fps": round(fps, 3),
+                "dropped_frames": dropped, "recovered": written is None, "frames": frames}  # fmt: skip
+        (folder / CLIP_FILES["annotations"][0]).write_text(json.dumps(meta, separators=(",", ":")), encoding="utf-8")
+    else:
+        lost["annotations"] = LOST_RECORDING if written is None else LOST_NO_FRAMES
+    if not (folder / CLIP_FILES["snapshot"][0]).is_file():
+        lost["snapshot"] = LOST_NO_SNAPSHOT
+    frame_count = counts["original"] or counts["annotated"] or len(frames)
+    spool.write_journal({**journal, "state": "encoded", "frames": frame_count, "lost": lost,
+                         "recovered": written is None, "dropped_frames": dropped})  # fmt: skip
+
+
+def _upload(spool: _Spool, storage: ClipStorage) -> StoredClip | None:
+    """``encoded`` -> stored: every kept file to the storage (each put atomic, so a repeat after a
+    crash is harmless), the lost ones marked, the folder removed. Returns the clip, or None if it
+    holds no video frame. Raises StorageError (the folder stays, for a retry)."""
+    journal = spool.journal()
+    camera, clip_id = str(journal["camera"]), str(journal["clip_id"])
+    lost: dict[str, str] = dict(journal.get("lost") or {})
+    keys: dict[str, str] = {}
+    for kind, (name, content_type) in CLIP_FILES.items():
+        path = spool.folder / name
+        if kind not in lost and path.is_file():
+            key = clip_key(camera, clip_id, kind)
+            storage.put(key, path, content_type)
+            keys[kind] = key
+        else:
+            lost.setdefault(kind, LOST_RECORDING)
+    if lost:
+        storage.mark_lost(camera, clip_id, lost)
+    alerts = _read_lines(spool.folder / _ALERTS)
+    spool.remove()
+    frames = int(journal.get("frames") or 0)
+    if frames == 0 or "original" not in keys:
+        return None
+    alert_id = str(alerts[0].get("alert_id", "")) if alerts else ""
+    fps = float(journal.get("fps") or 25.0)
+    dropped = journal.get("dropped_frames")
+    return StoredClip(camera, clip_id, alert_id, keys, frames, frames / fps,
+                      dropped if isinstance(dropped, int) else 0, bool(journal.get("recovered")))  # fmt: skip
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of ``path`` (a line cut by a crash is skipped)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict):
+                out.append(record)
+    return out
+
+
+def _mark_lost(storage: ClipStorage, camera: str, clip_id: str, reasons: dict[str, str]) -> None:
+    try:
+        storage.mark_lost(camera, clip_id, reasons)
+    except (StorageError, ValueError) as exc:
+        _LOG.error("camera %s: cannot mark clip %s lost: %s", camera, clip_id, exc)
+
+
+def recover_clips(
+    spool_dir: str | Path,
+    storage: ClipStorage,
+    *,
+    wait_s: float = 0.0,
+    now: float | None = None,
+) -> RecoveryReport:
+    """Finish or remove every clip a stopped engine left in ``spool_dir`` for ``storage``.
+
+    Run at start-up, before the cameras (and the HTTP server) start, and now and then to retry
+    failed uploads. A folder still locked (the encoders of a killed engine finishing their files,
+    or a clip this process records) is waited for up to ``wait_s`` seconds, then left for later.
+    A ``recording`` clip keeps what plays (see :func:`_seal`); the files that cannot be kept are
+    marked lost; an ``encoded`` one is uploaded again. Folders of another storage (another
+    instance sharing the folder) are left alone; a folder without a journal is removed.
+
+    Args:
+        spool_dir: the recorders' ``spool_dir``.
+        storage: where the clips go.
+        wait_s: seconds to wait for locked folders.
+        now: epoch seconds (default: the current time): a clip whose upload keeps failing is
+            dropped (marked lost) once older than ``storage.config.max_age_days``.
+
+    Returns:
+        What was stored, lost and left for later. Never raises for one clip's failure (logged).
+    """
+    root = Path(spool_dir)
+    deadline = time.monotonic() + wait_s
+    report = RecoveryReport()
+    waiting = sorted(p for p in _entries(root))
+    while waiting:
+        busy = []
+        for folder in waiting:
+            journal = read_journal(folder)
+            if journal and journal.get("storage") != storage.identity:
+                continue
+            spool = _Spool.lock(folder)
+            if spool is None:
+                if folder.exists():
+                    busy.append(folder)
+                continue
+            _recover_one(spool, storage, report, now)
+        if not busy or time.monotonic() >= deadline:
+            report.pending += len(busy)
+            break
+        waiting = busy
+        time.sleep(_POLL_S)
+    if report.stored or report.lost or report.pending:
+        _LOG.info(
+            "clip recovery in %s: %d stored, %d lost, %d left for later",
+            root, len(report.stored), report.lost, report.pending,
+        )  # fmt: skip
+    return report
+
+
+def _entries(root: Path) -> Iterable[Path]:
+    try:
+        return [p for p in root.iterdir() if _SPOOL_RE.fullmatch(p.name) and p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return []
+
+
+def _recover_one(spool: _Spool, storage: ClipStorage, report: RecoveryReport, now: float | None) -> None:
+    journal = spool.journal()
+    if "camera" not in journal or "clip_id" not in journal:
+        spool.remove()  # created and abandoned before its journal: no alert can name it
+        return
+    camera, clip_id = str(journal["camera"]), str(journal["clip_id"])
+    try:
+        if journal.get("state") == "recording":
+            _LOG.warning("camera %s: clip %s was interrupted: recovering what plays", camera, clip_id)
+            _seal(spool, None, None)
+        stored = _upload(spool, storage)
+    except Exception as exc:
+        created = clip_time(clip_id) or 0.0
+        max_age = storage.config.max_age_days
+        if max_age is not None and (time.time() if now is None else now) - created > max_age * 86400.0:
+            _mark_lost(storage, camera, clip_id, dict.fromkeys(CLIP_FILES, LOST_UPLOAD))
+            spool.remove()
+            report.lost += 1
+            return
+        _LOG.error("camera %s: clip %s not stored yet (%s); will retry", camera, clip_id, exc)
+        spool.release()
+        report.pending += 1
+        return
+    if stored is None:
+        report.lost += 1
+    else:
+        report.stored.append(stored)
+
+
+def cleanup_legacy_temp(cameras: Iterable[str], min_age_s: float = 600.0) -> int:
+    """Remove the ``facetrack-clip-<camera>-*`` folders earlier versions left in the system's
+    temporary folder when killed (they cannot be recovered: plain MP4 without an index, no
+    journal). Only folders holding nothing but clip files, untouched for ``min_age_s`` seconds
+    (an older engine still recording is left alone), are removed. Returns how many."""
+    names = {name for name, _ in CLIP_FILES.values()}
+    tmp = Path(tempfile.gettempdir())
+    removed = 0
+    for camera in cameras:
+        for folder in tmp.glob(f"{SPOOL_PREFIX}{camera}-*"):
+            try:
+                entries = list(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else None
+                if entries is None or any(e.name not in names or not e.is_file() for e in entries):
+                    continue
+                newest = max([folder.stat().st_mtime, *(e.stat().st_mtime for e in entries)])
+            except OSError:
+                continue
+            if time.time() - newest >= min_age_s:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+    return removed
 
 
 def _annotation(item: _Frame) -> dict[str, Any]:

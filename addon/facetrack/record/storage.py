@@ -17,12 +17,19 @@ against that exact layout (:func:`parse_key`) before any filesystem or S3 access
 server: MinIO, AWS, Garage, ... through the ``minio`` client). Both write atomically: readers see a
 whole file or none. Failures raise :class:`StorageError` (``ClipNotFoundError`` for a missing
 key), whose message names the storage kind and key, never a credential.
+
+A file that an alert's URL names but that was lost (the engine was killed while recording it and
+nothing playable was left) is recorded in a marker beside the clip folder,
+``<camera>/<clip_id>.lost.json`` (:meth:`ClipStorage.mark_lost`, local storage only), so that
+the HTTP server answers such URLs "410 Gone" with the reason instead of 404 (:func:`lost_reason`).
+Markers are purged once the URLs they answer for have expired.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import re
@@ -67,6 +74,8 @@ _CLIP_ID_RE = re.compile(_CLIP_ID)
 _KEY_RE = re.compile(rf"(?P<camera>{_CAMERA})/(?P<clip_id>{_CLIP_ID})/(?P<name>{_NAME})")
 # Temporary files of LocalClipStorage.put, next to their target: ".<name>.<random>.tmp".
 _TMP_RE = re.compile(rf"\.(?:{_NAME})\..+\.tmp")
+#: Marker of a clip's lost files, beside the clip folder: ``<camera>/<clip_id>`` + this.
+LOST_SUFFIX = ".lost.json"
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _ENDPOINT_RE = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?")
 _S3_ERRORS = (MinioException, urllib3.exceptions.HTTPError, OSError)
@@ -319,6 +328,24 @@ class ClipStorage(ABC):
     def _delete(self, keys: list[str]) -> None:
         """Delete these (validated) keys; missing ones are ignored."""
 
+    @property
+    @abstractmethod
+    def identity(self) -> str:
+        """Names this storage (``local:<folder>`` or ``s3:<endpoint>/<bucket>``), no credential."""
+
+    def mark_lost(self, camera: str, clip_id: str, reasons: dict[str, str]) -> None:
+        """Record that files of a clip are lost for good, by kind with a short reason (merged
+        with earlier marks). Local storage keeps a marker the HTTP server reads
+        (:func:`lost_reason`); S3 serves its own presigned URLs, so it only logs.
+
+        Raises:
+            ValueError: invalid camera, clip id or kind.
+            StorageError: the marker cannot be written.
+        """
+        for kind in reasons:
+            clip_key(camera, clip_id, kind)
+        _LOG.warning("%s clip storage: clip %s/%s lost %s", self.kind, camera, clip_id, ", ".join(sorted(reasons)))
+
     # -- shared behaviour -------------------------------------------------------------------
 
     def list_clips(self) -> list[Clip]:
@@ -406,6 +433,19 @@ def _group(files: Iterable[ClipFile]) -> list[Clip]:
     return clips
 
 
+def lost_reason(root: Path, key: str) -> str | None:
+    """Why the file ``key`` of the local clip folder ``root`` is lost, or ``None`` if it is not
+    marked lost (:meth:`ClipStorage.mark_lost`). Never raises: an invalid key or an unreadable
+    marker gives ``None``."""
+    try:
+        camera, clip_id, kind = parse_key(key)
+        data = json.loads((root / camera / f"{clip_id}{LOST_SUFFIX}").read_text(encoding="utf-8"))
+        reason = data["lost"][kind]
+    except (ValueError, OSError, KeyError, TypeError):
+        return None
+    return reason if isinstance(reason, str) else None
+
+
 class LocalClipStorage(ClipStorage):
     """Clips in a local folder (``config.path``), created if missing.
 
@@ -425,6 +465,32 @@ class LocalClipStorage(ClipStorage):
         except OSError as exc:
             raise StorageError(f"cannot create folder {root}: {exc.strerror or exc}", self.kind) from exc
         _LOG.info("clip storage: local folder %s", self.root)
+
+    @property
+    def identity(self) -> str:
+        return f"local:{self.root}"
+
+    def mark_lost(self, camera: str, clip_id: str, reasons: dict[str, str]) -> None:
+        super().mark_lost(camera, clip_id, reasons)
+        marker = self.root / camera / f"{validate_clip_id(clip_id)}{LOST_SUFFIX}"
+        try:
+            lost = json.loads(marker.read_text(encoding="utf-8"))["lost"]
+        except (OSError, ValueError, KeyError, TypeError):
+            lost = {}
+        lost = {**(lost if isinstance(lost, dict) else {}), **reasons}
+        body = json.dumps({"camera": camera, "clip_id": clip_id, "lost": lost, "time": time.time()}).encode()
+        _write_atomic([body], marker, self.kind, f"{camera}/{clip_id}")
+
+    def purge(self, now: float | None = None) -> list[str]:
+        """Retention (see :meth:`ClipStorage.purge`), then lost markers older than the URLs
+        (``url_expiry_seconds``) that could still ask for their files."""
+        removed = super().purge(now)
+        limit = (time.time() if now is None else now) - self.config.url_expiry_seconds
+        for marker in self.root.glob(f"*/*{LOST_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                if marker.stat().st_mtime < limit:
+                    marker.unlink()
+        return removed
 
     def _path(self, key: str) -> Path:
         parse_key(key)
@@ -600,6 +666,10 @@ class S3ClipStorage(ClipStorage):
         self._lock = threading.Lock()
         scheme = "https" if config.secure else "http"
         _LOG.info("clip storage: s3 %s://%s bucket %s", scheme, config.endpoint, config.bucket)
+
+    @property
+    def identity(self) -> str:
+        return f"s3:{self.config.endpoint}/{self._bucket}"
 
     def __repr__(self) -> str:
         return f"S3ClipStorage(endpoint={self.config.endpoint!r}, bucket={self._bucket!r})"
