@@ -30,13 +30,14 @@ from facetrack.config import parse_config
 from facetrack.inference import create_backend
 from facetrack.library import FaceLibrary
 from facetrack.recognizer import FaceRecognizer
-from mqtt_helpers import Broker, Subscriber, free_port
+from mqtt_helpers import Broker, Gate, Subscriber, free_port, wait_subscribed
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "demo"))
 import compose  # noqa: E402
 
-pytestmark = pytest.mark.timeout(240)
+# Generous: the module's fixtures (composing the clip, enrolling) alone take minutes on a loaded machine.
+pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
@@ -235,35 +236,60 @@ def test_discovery_configs_for_cameras_and_persons(
 
 
 def test_broker_restart_reconnects_republishes_and_loses_no_alert(
-    tmp_path: Path, broker: Broker, sub: Subscriber, demo_clip: Path, enrolled_db: Path
+    tmp_path: Path, broker: Broker, sub: Subscriber, demo_clip: Path, enrolled_db: Path, notifications
 ) -> None:
-    engine = Engine(tmp_path, broker.port, enrolled_db, demo_clip).start()
+    port, bodies = notifications
+    # The engine reaches the broker through a gate, opened after the restart only once this
+    # subscriber is subscribed again: what the engine kept must not go out to nobody.
+    gate = Gate(broker.port)
+    gate.open()
+    source = tmp_path / "camera.mp4"  # appears during the outage: every alert is raised in it
+    engine = Engine(
+        tmp_path, gate.port, enrolled_db, source,
+        notifications={"urls": [f"json://127.0.0.1:{port}/notify"], "message": "${person} at ${camera}"},
+        alerts={"alert_mode": "ON_ALL", "alert_once": True, "cooldown_seconds": 3600},  # 3 alerts, however slow
+    ).start()  # fmt: skip
     try:
-        sub.wait_for("door/state", lambda m: m.payload["state"] == "online", timeout=60)
-        # Stop the broker at John_Savage's alert (~1.3 s into the clip) for 3.5 s: the stranger
-        # (from 3.6 s) is decided unknown and alerted while the broker is down.
-        sub.wait_for("door/alert", lambda m: m.payload["person"] == "John_Savage", timeout=60)
+        sub.wait_for("door/state", lambda m: m.payload["state"] == "offline", timeout=120)  # no file yet
+        gate.close()
         broker.stop()
         down_at = time.time()
-        time.sleep(3.5)
+        shutil.copy(demo_clip, source)
+        # The notifications (sent after each alert is published) say when all three were raised.
+        deadline = time.monotonic() + 120
+        while len(bodies) < 3:
+            assert time.monotonic() < deadline, f"alerts raised during the outage: {bodies}"
+            time.sleep(0.2)
         broker.start()
         up_at = time.time()
-        sub.client.reconnect()
-        unknown = sub.wait_for("door/alert", lambda m: m.payload["kind"] == "unknown_face", timeout=30)[0]
-        # It was decided (frame capture time) while the broker was down, and still delivered.
-        assert down_at <= unknown.payload["ts"] <= up_at, (down_at, unknown.payload["ts"], up_at)
-        # Retained state came back although the broker kept nothing: the engine republished it.
-        after = lambda m: m.at > down_at  # noqa: E731
-        sub.wait_for("facetrack/info", after, timeout=30)
-        sub.wait_for("facetrack/persons", after, timeout=30)
-        sub.wait_for("door/state", after, timeout=30)
-        assert any(m.payload == "online" for m in sub.find("facetrack/status", after))
+        wait_subscribed(sub)
+        gate.open()
+        alerts = sub.wait_for("door/alert", count=3, timeout=120)
+        # Raised while the broker was down (frames captured after the outage began), delivered
+        # after it, in order, once.
+        assert [a.payload["person"] for a in alerts] == ["John_Salley", "John_Savage", None]
+        assert all(a.payload["ts"] >= down_at and a.at > up_at for a in alerts)
+        # Retained state came back although the restarted broker kept nothing: the engine
+        # republished it (a new subscriber gets it as retained messages).
+        late = Subscriber(broker.port).start()
+        try:
+            info = late.wait_for("facetrack/info", timeout=60)[0]
+            assert info.retain and info.payload["mqtt_outbox"]["dropped_alerts"] == 0
+            assert late.wait_for("facetrack/persons", timeout=60)[0].retain
+            assert late.wait_for("door/state", timeout=60)[0].retain
+            assert late.wait_for("facetrack/status", timeout=60)[0].payload == "online"
+        finally:
+            late.stop()
+        assert not late.errors, late.errors[:5]
         assert engine.terminate() == 0
     finally:
         engine.kill()
+        gate.stop()
+    # Every alert raised was delivered exactly once (the notifications count what was raised).
     alerts = [m.payload for m in sub.find("door/alert")]
-    assert [a["person"] for a in alerts[:3]] == ["John_Salley", "John_Savage", None]
-    assert len({a["alert_id"] for a in alerts}) == len(alerts)  # delivered, not duplicated
+    assert len({a["alert_id"] for a in alerts}) == len(alerts) == len(bodies)
+    notified = sorted(str(b["message"]) for b in bodies)
+    assert notified == sorted(f"{a['person'] or 'unknown person'} at door" for a in alerts)
 
 
 def test_camera_that_vanishes_and_comes_back(
@@ -302,17 +328,19 @@ def test_commands_errors_and_enrolment_recognised_on_the_next_run(
             {"request_id": "r-dog", "name": "Dog", "image_base64": base64.b64encode(b"GIF89a not really").decode()},
         )
         codes = {}
-        for rid in ("r-unknown", "r-noimage", "r-nobody", "r-escape", "r-dog"):
+        for rid in ("r-unknown", "r-noimage", "r-nobody", "r-escape", "r-dog", "r-big"):
             codes[rid] = sub.wait_for(f"response/{rid}", timeout=30)[0].payload["error"]["code"]
-        # Not JSON, and oversized: no usable request_id, so both answered on response/invalid.
-        invalid = sub.wait_for("response/invalid", count=2, timeout=30)
-        assert sorted(m.payload["error"]["code"] for m in invalid) == ["bad_request", "too_large"]
+        # Not JSON: no usable request_id, so answered on response/invalid (the oversized one is
+        # answered on its own id, tests/test_hostile_commands.py).
+        invalid = sub.wait_for("response/invalid", count=1, timeout=30)
+        assert [m.payload["error"]["code"] for m in invalid] == ["bad_request"]
         assert codes == {
+            "r-big": "too_large",
             "r-unknown": "unknown_command",
             "r-noimage": "bad_request",
             "r-nobody": "not_found",
             "r-escape": "forbidden",
-            "r-dog": "bad_request",
+            "r-dog": "not_an_image",
         }
         # Enrol the stranger from his track (its best crops) ...
         unknown = sub.wait_for(
@@ -477,7 +505,6 @@ def test_shutdown_during_a_clip_leaves_no_corrupt_file(
     ).start()  # fmt: skip
     try:
         sub.wait_for("door/alert", timeout=60)
-        time.sleep(0.5)
         assert engine.terminate() == 0  # a 20 s clip is in progress: it is finished, shorter
     finally:
         engine.kill()
@@ -486,5 +513,6 @@ def test_shutdown_during_a_clip_leaves_no_corrupt_file(
     videos = [p for p in files if p.suffix == ".mp4"]
     assert videos, "the clip in progress was neither finished nor stored"
     for v in videos:
+        # However fast the machine: whole (playable H.264, at least the alert's frame), and shorter.
         probe = _ffprobe(v)
-        assert probe["codec"] == "h264" and 10 < int(probe["frames"]) < 500, probe  # type: ignore[call-overload]
+        assert probe["codec"] == "h264" and 1 <= int(probe["frames"]) < 500, probe  # type: ignore[call-overload]

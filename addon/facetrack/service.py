@@ -27,6 +27,7 @@ from facetrack import __version__
 from facetrack.alerts import Alert, AlertPolicy
 from facetrack.annotate import draw_faces
 from facetrack.camera import open_source
+from facetrack.camera.stream import STREAM_TIMEOUT_SECONDS
 from facetrack.comms.discovery import camera_discovery, config_topic, person_discovery
 from facetrack.comms.mqtt import CONTRACT_VERSION, MqttClient
 from facetrack.comms.payloads import (
@@ -47,13 +48,14 @@ from facetrack.inference import InferenceBackend, backend_from_config
 from facetrack.inference.base import InferenceUnavailableError
 from facetrack.library import FaceLibrary
 from facetrack.library.sync import LibraryWatcher
-from facetrack.record.clips import ClipRecorder, StoredClip
+from facetrack.record.clips import ClipRecorder, StoredClip, cleanup_legacy_temp, recover_clips
 from facetrack.record.storage import ClipStorage, clip_key, create_storage, new_clip_id
 from facetrack.track import FaceTracker
 from facetrack.track.face_tracker import BestCrop, Track
 from facetrack.track.identity import IdentityState
 from facetrack.web.api import AlertHistory, WebUi
 from facetrack.web.frames import FrameHub
+from facetrack.web.limits import HttpLimits
 from facetrack.web.server import WebServer
 from facetrack.web.signing import UrlSigner, secret_and_stream_token
 
@@ -70,6 +72,8 @@ SEEN_INTERVAL = 10.0
 INBOX_URL_SECONDS = 86400
 #: Seconds between writes of the inbox file while camera tracks keep changing it.
 INBOX_SAVE_INTERVAL = 10.0
+#: Seconds start-up waits for the encoders of a killed engine to finish the clips they were writing.
+RECOVERY_WAIT_S = 30.0
 
 
 @dataclass(slots=True)
@@ -92,6 +96,8 @@ class CameraWorker(threading.Thread):
             ``SEEN_INTERVAL`` s while they stay in view.
         stop: set to stop the worker.
         reconnect_max_seconds: cap of the retry backoff for a failing source.
+        source_timeout: seconds a network source may take to deliver its first frame, then each
+            next one, before it is given up (reported ``offline``) and reopened.
     """
 
     def __init__(
@@ -110,8 +116,10 @@ class CameraWorker(threading.Thread):
         clip_url: Callable[[str], str | None] | None = None,
         on_unknown_ended: Callable[[str, Track], None] | None = None,
         ignored: Callable[[Any], str | None] | None = None,
+        source_timeout: float = STREAM_TIMEOUT_SECONDS,
     ) -> None:
         super().__init__(name=f"camera-{camera.name}", daemon=True)
+        self.source_timeout = source_timeout
         self.hub = hub
         self.recorder = recorder
         self.urls = urls
@@ -173,8 +181,12 @@ class CameraWorker(threading.Thread):
         delay = 1.0
         while not self.stop.is_set():
             try:
-                video = open_source(self.camera.source)
+                # A network source opens and reads in its own ffmpeg process, with a deadline and
+                # watching ``stop``: a hanging camera delays neither the others nor shutdown.
+                video = open_source(self.camera.source, self.source_timeout, self.stop)
             except FaceTrackError as err:
+                if self.stop.is_set():
+                    break
                 self._set_state("offline", str(err))
                 self.stop.wait(delay)
                 delay = min(delay * 2, self.reconnect_max)
@@ -193,7 +205,7 @@ class CameraWorker(threading.Thread):
                 video.close()
             if not self.stop.is_set():
                 # The stream dropped or the file ended: report it and retry (a file replays).
-                self._set_state("offline", self.error or "source ended")
+                self._set_state("offline", self.error or video.error or "source ended")
                 self.stop.wait(delay)
         if self.recorder is not None:
             self.recorder.close()  # finish the clips in progress: complete files, never corrupt ones
@@ -378,6 +390,8 @@ class FaceTrackService:
         if config.http.enabled:
             self.web = self._make_web()
         self.storage: ClipStorage | None = None
+        #: Clips being recorded, in the engine's state folder (found again after a crash).
+        self.clip_spool = _inbox_path(config).parent / "clip-spool"
         if config.clips.enabled:
             signer = self.web.sign_clip_url if self.web is not None else None
             self.storage = create_storage(config.clips.storage, url_signer=signer)
@@ -408,6 +422,7 @@ class FaceTrackService:
                 clip_url=self._clip_url if self.storage is not None else None,
                 on_unknown_ended=self._on_unknown_ended if self.inbox is not None else None,
                 ignored=self.inbox.ignored_group if self.inbox is not None else None,
+                source_timeout=config.source_timeout_seconds,
             )
             for cam in config.cameras
             if cam.enabled
@@ -422,16 +437,41 @@ class FaceTrackService:
         self.stream_token = token
         storage = self.config.clips.storage
         clip_root = Path(storage.path) if self.config.clips.enabled and storage.kind == "local" else None
+        limits = HttpLimits(
+            h.header_timeout_seconds, h.keepalive_timeout_seconds, h.body_timeout_seconds, h.max_connections
+        )
         return WebServer(
             h.host, h.port, self.hub, UrlSigner(secret), clip_root, h.base_url, stream_token=token,
-            ingress_port=h.ingress_port, ingress_host=h.ingress_host,
+            ingress_port=h.ingress_port, ingress_host=h.ingress_host, limits=limits,
         )  # fmt: skip
 
     def _make_recorder(self, camera: str) -> ClipRecorder | None:
         if self.storage is None:
             return None
         c = self.config.clips
-        return ClipRecorder(camera, self.storage, c.clip_duration, c.pre_roll, on_stored=self._on_clip_stored)
+        return ClipRecorder(
+            camera, self.storage, c.clip_duration, c.pre_roll, on_stored=self._on_clip_stored, spool_dir=self.clip_spool
+        )
+
+    def _recover_clips(self, wait_s: float, announce: bool = True) -> list[StoredClip]:
+        """Finish or remove the clips a killed engine left in the spool; announce the stored ones
+        (``clip`` topic) unless ``announce`` is false. Never raises."""
+        assert self.storage is not None
+        try:
+            stored = recover_clips(self.clip_spool, self.storage, wait_s=wait_s).stored
+        except Exception:
+            _LOG.exception("clip recovery failed")
+            return []
+        if announce:
+            self._announce_clips(stored)
+        return stored
+
+    def _announce_clips(self, clips: list[StoredClip]) -> None:
+        for clip in clips:
+            try:
+                self._on_clip_stored(clip)
+            except Exception:
+                _LOG.exception("announcing clip %s failed", clip.clip_id)
 
     def _clip_url(self, key: str) -> str | None:
         assert self.storage is not None
@@ -482,6 +522,7 @@ class FaceTrackService:
             "cameras": [w.camera.name for w in self.workers],
             "started_at": iso(self._started),
             **({"features": ["inbox"]} if self.inbox is not None else {}),
+            "mqtt_outbox": self.mqtt.outbox_stats(),  # republished on reconnection: what an outage cost
         }
 
     def persons_payload(self) -> dict[str, Any]:
@@ -645,9 +686,19 @@ class FaceTrackService:
         if install_signals:
             signal.signal(signal.SIGTERM, lambda *_: self.shutdown())
             signal.signal(signal.SIGINT, lambda *_: self.shutdown())
+        recovered: list[StoredClip] = []
+        if self.storage is not None:
+            cleanup_legacy_temp(w.camera.name for w in self.workers)
+            if self.storage.kind == "local":  # before the HTTP server, whose clip URLs then never 404
+                recovered = self._recover_clips(RECOVERY_WAIT_S, announce=False)
+            else:  # S3 may be slow or down: in the background (retried with retention)
+                threading.Thread(
+                    target=self._recover_clips, args=(RECOVERY_WAIT_S,), name="clip-recovery", daemon=True
+                ).start()
         if self.web is not None:
             self.web.start()
         self.mqtt.start()
+        self._announce_clips(recovered)  # their URLs need the HTTP server's address
         self.library_watcher.start()
         self.commands.start()
         for w in self.workers:
@@ -662,6 +713,7 @@ class FaceTrackService:
                         _LOG.info("retention: removed %d clips", len(removed))
                 except FaceTrackError as err:
                     _LOG.warning("clip retention failed: %s", err)
+                self._recover_clips(0.0)  # clips whose upload failed
             if self._persons_dirty.is_set():
                 self._persons_dirty.clear()
                 self.publish_persons()

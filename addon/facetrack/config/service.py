@@ -62,6 +62,9 @@ class MQTTConfig:
     #: Where library changes are announced (``docs/scale-out.md``); instances sharing a face
     #: library set the same topic. Default ``<topic_prefix>/library``.
     library_topic: str = "facetrack/library"
+    #: Bound on the QoS 1 messages kept while the broker is unreachable (bytes of topic + payload);
+    #: beyond it the oldest non-alerts are dropped first (``docs/configuration.md``).
+    outbox_limit_bytes: int = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +154,9 @@ class HTTPConfig:
         ui_token: the face library page and its API on the main port (``host``/``port``) need
             this token (``?token=`` once, then a cookie; or a Bearer header); None (default):
             the page is served through ingress only.
+        header_timeout_seconds / keepalive_timeout_seconds / body_timeout_seconds /
+            max_connections: limits of each listener (``facetrack.web.limits.HttpLimits``;
+            ``max_connections`` None: derived from the file-handle limit).
     """
 
     enabled: bool = True
@@ -163,6 +169,10 @@ class HTTPConfig:
     ingress_host: str | None = None
     ingress_allow: tuple[str, ...] = ("172.30.32.2",)
     ui_token: str | None = field(default=None, repr=False)
+    header_timeout_seconds: float = 10.0
+    keepalive_timeout_seconds: float = 60.0
+    body_timeout_seconds: float = 60.0
+    max_connections: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +221,8 @@ class ServiceConfig:
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     media_dir: str | None = None
     reconnect_max_seconds: float = 60.0
+    #: Seconds a network camera may stay silent (opening, then between frames) before it is reopened.
+    source_timeout_seconds: float = 20.0
     http: HTTPConfig = field(default_factory=HTTPConfig)
     clips: ClipsConfig = field(default_factory=ClipsConfig)
     rtsp: RTSPConfig = field(default_factory=RTSPConfig)
@@ -305,6 +317,7 @@ SERVICE_SCHEMA = vol.Schema(
                 vol.Optional("discovery"): bool,
                 vol.Optional("discovery_prefix"): _topic_prefix,
                 vol.Optional("library_topic"): _topic_prefix,
+                vol.Optional("outbox_limit_bytes"): vol.All(vol.Coerce(int), vol.Range(min=64 << 10, max=1 << 30)),
             }
         ),
         vol.Optional("alerts"): ALERTS_SCHEMA,
@@ -329,6 +342,10 @@ SERVICE_SCHEMA = vol.Schema(
                 vol.Optional("ingress_host"): vol.Any(None, vol.All(str, vol.Length(min=1))),
                 vol.Optional("ingress_allow"): vol.All([vol.All(str, vol.Length(min=1))], vol.Length(min=1)),
                 vol.Optional("ui_token"): vol.Any(None, vol.All(str, vol.Length(min=16, max=200))),
+                vol.Optional("header_timeout_seconds"): vol.All(vol.Coerce(float), vol.Range(min=0.5, max=300)),
+                vol.Optional("keepalive_timeout_seconds"): vol.All(vol.Coerce(float), vol.Range(min=0.5, max=3600)),
+                vol.Optional("body_timeout_seconds"): vol.All(vol.Coerce(float), vol.Range(min=0.5, max=3600)),
+                vol.Optional("max_connections"): vol.Any(None, vol.All(vol.Coerce(int), vol.Range(min=1, max=100000))),
             }
         ),
         vol.Optional("clips"): vol.Schema(
@@ -357,6 +374,7 @@ SERVICE_SCHEMA = vol.Schema(
             {vol.Optional("base_url"): vol.Any(None, vol.All(str, vol.Match(r"^rtsps?://[^\s]+$")))}
         ),
         vol.Optional("reconnect_max_seconds"): vol.All(vol.Coerce(float), vol.Range(min=1, max=3600)),
+        vol.Optional("source_timeout_seconds"): vol.All(vol.Coerce(float), vol.Range(min=1, max=600)),
         vol.Optional("library_storage"): vol.Schema(
             {
                 vol.Optional("endpoint"): vol.Any(None, vol.All(str, vol.Match(r"^https?://[^\s/]+(/[^\s]*)?$"))),
@@ -413,6 +431,7 @@ def parse_service_config(raw: Any) -> ServiceConfig:
     notif_raw = data.pop("notifications", {}) or {}
     media_dir = data.pop("media_dir", None)
     reconnect = data.pop("reconnect_max_seconds", 60.0)
+    source_timeout = data.pop("source_timeout_seconds", 20.0)
     http_raw = dict(data.pop("http", {}))
     if "ingress_allow" in http_raw:
         http_raw["ingress_allow"] = tuple(http_raw["ingress_allow"])
@@ -475,6 +494,7 @@ def parse_service_config(raw: Any) -> ServiceConfig:
         notifications=notifications,
         media_dir=media_dir,
         reconnect_max_seconds=reconnect,
+        source_timeout_seconds=source_timeout,
         http=http,
         clips=clips,
         rtsp=rtsp,
