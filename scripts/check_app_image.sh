@@ -77,6 +77,15 @@ if [[ "${1:-}" == "--in-netns" ]]; then
         --record "$WORK/supervisor-requests.jsonl" --options "$WORK/data/options.json" > "$WORK/supervisor.log" 2>&1 &
     pids+=($!)
 
+    # The Supervisor and the broker are up before any app starts: wait for both to listen.
+    for endpoint in 172.30.32.2/80 127.0.0.1/"$MQTT_PORT"; do
+        for _ in $(seq 120); do
+            (exec 3<>"/dev/tcp/$endpoint") 2>/dev/null && break
+            sleep 0.5
+        done
+        (exec 3<>"/dev/tcp/$endpoint") 2>/dev/null || { log "FAIL nothing listens on $endpoint"; exit 1; }
+    done
+
     # The container as the Supervisor starts it: /data/options.json, the addon_config map at
     # /config, media at /media, the token in SUPERVISOR_TOKEN, `supervisor` resolving to the
     # Supervisor's address; the s6 service script as the process.
