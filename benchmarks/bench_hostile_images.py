@@ -34,14 +34,11 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -50,31 +47,6 @@ PORTRAIT = DATA / "deepface" / "tests" / "unit" / "dataset" / "img1.jpg"
 VIDEO = DATA / "facenet_pytorch" / "examples" / "video.mp4"
 CASES = ("bomb_0.4MB", "bomb_0.9MB", "uploads_3x20x10MB")
 MB = 1e6
-
-
-class PeakRSS:
-    """Samples a process's RSS every 20 ms (bytes)."""
-
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-        self.baseline = self.peak = self.proc.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def now(self) -> int:
-        return int(self.proc.memory_info().rss)
 
 
 def big_photo(work: Path) -> bytes:
@@ -111,7 +83,7 @@ def upload(url: str, name: str, photos: list[bytes]) -> dict[str, Any]:
 
 def run_case(case: str, addon: Path, work: Path, bombs: dict[str, bytes], photo: bytes) -> dict[str, Any]:
     from mqtt_helpers import Broker, Subscriber
-    from webui_helpers import WebEngine
+    from webui_helpers import PeakRSS, WebEngine
 
     work.mkdir(parents=True)
     broker = Broker(work)
@@ -135,38 +107,37 @@ def run_case(case: str, addon: Path, work: Path, bombs: dict[str, bytes], photo:
         ask("enroll", "warm", name="Warm", image_base64=base64.b64encode(PORTRAIT.read_bytes()).decode())
         answer("warm")
         time.sleep(2)
-        rss = PeakRSS(engine.proc.pid)
-        t0 = time.time()
-        if case.startswith("bomb"):
-            ask("enroll", "bomb", name="Bomb", image_base64=base64.b64encode(bombs[case]).decode())
-            ask("list", "next")
-            reply, at = answer("bomb")
-            _, nxt_at = answer("next")
-            row["answer"] = reply["error"]["code"] if not reply["ok"] else "ok"
-            row["message"] = (reply.get("error") or {}).get("message", "")[:160]
-            row["list_answered_after_s"] = round(nxt_at - t0, 2)
-            end = max(at, nxt_at)
-        else:
-            with concurrent.futures.ThreadPoolExecutor(3) as pool:
-                futures = [pool.submit(upload, engine.ingress, f"Person {i}", [photo] * 20) for i in range(3)]
-                time.sleep(0.5)
+        with PeakRSS(engine.proc.pid) as rss:
+            t0 = time.time()
+            if case.startswith("bomb"):
+                ask("enroll", "bomb", name="Bomb", image_base64=base64.b64encode(bombs[case]).decode())
                 ask("list", "next")
-                results = [f.result() for f in futures]
-            _, nxt_at = answer("next")
-            statuses: dict[str, int] = {}
-            for res in results:
-                for r in res["results"]:
-                    statuses[r["status"]] = statuses.get(r["status"], 0) + 1
-            row["answer"] = statuses
-            row["list_answered_after_s"] = round(nxt_at - t0, 2)
-            end = time.time()
-        row["seconds"] = round(end - t0, 2)
-        row["baseline_rss_mb"] = round(rss.baseline / MB)
-        row["peak_rss_mb"] = round(rss.peak / MB)
-        row["peak_rise_mb"] = round((rss.peak - rss.baseline) / MB)
-        time.sleep(10)
-        row["rss_10s_after_mb"] = round(rss.now() / MB)
-        rss.stop()
+                reply, at = answer("bomb")
+                _, nxt_at = answer("next")
+                row["answer"] = reply["error"]["code"] if not reply["ok"] else "ok"
+                row["message"] = (reply.get("error") or {}).get("message", "")[:160]
+                row["list_answered_after_s"] = round(nxt_at - t0, 2)
+                end = max(at, nxt_at)
+            else:
+                with concurrent.futures.ThreadPoolExecutor(3) as pool:
+                    futures = [pool.submit(upload, engine.ingress, f"Person {i}", [photo] * 20) for i in range(3)]
+                    time.sleep(0.5)
+                    ask("list", "next")
+                    results = [f.result() for f in futures]
+                _, nxt_at = answer("next")
+                statuses: dict[str, int] = {}
+                for res in results:
+                    for r in res["results"]:
+                        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+                row["answer"] = statuses
+                row["list_answered_after_s"] = round(nxt_at - t0, 2)
+                end = time.time()
+            row["seconds"] = round(end - t0, 2)
+            row["baseline_rss_mb"] = round(rss.baseline / MB)
+            row["peak_rss_mb"] = round(rss.peak / MB)
+            row["peak_rise_mb"] = round((rss.peak - rss.baseline) / MB)
+            time.sleep(10)
+            row["rss_10s_after_mb"] = round(rss.now() / MB)
         leftovers = list((work / "uploads").glob("upload-*")) if (work / "uploads").is_dir() else []
         row["upload_folders_left"] = len(leftovers)
     finally:

@@ -25,7 +25,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import psutil
 import pytest
 from PIL import Image
 
@@ -34,7 +33,7 @@ from facetrack import images
 from facetrack.web import api
 from mqtt_helpers import Subscriber
 from test_web_api import CSRF, multipart
-from webui_helpers import WebEngine, engine_stack, http
+from webui_helpers import PeakRSS, WebEngine, engine_stack, http
 
 pytestmark = pytest.mark.timeout(600)
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,35 +240,6 @@ def test_a_full_budget_waits_then_refuses() -> None:
 
 
 # ---- the real engine: MQTT commands and the web page's upload -----------------------------------------
-
-
-class PeakRSS:
-    """Samples a process's resident memory every 20 ms in a thread (``peak``, ``baseline``: bytes)."""
-
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-        self.baseline = self.peak = self.proc.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
-
-    def __enter__(self) -> PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    @property
-    def rise(self) -> int:
-        return self.peak - self.baseline
 
 
 @pytest.fixture(scope="module")

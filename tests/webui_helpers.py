@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 from aiohttp import web
 
 from mqtt_helpers import Broker, Subscriber, free_port
@@ -77,6 +78,39 @@ def engine_stack(
         broker.stop()
         assert code == 0, engine.log.read_text()[-3000:]
         assert not sub.errors, sub.errors[:5]
+
+
+class PeakRSS:
+    """Samples a process's resident memory every 20 ms in a thread (``peak``, ``baseline``: bytes)."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.baseline = self.peak = self.proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            try:
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            except psutil.Error:
+                return
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def now(self) -> int:
+        """The resident memory now (bytes)."""
+        return int(self.proc.memory_info().rss)
+
+    @property
+    def rise(self) -> int:
+        return self.peak - self.baseline
 
 
 class WebEngine(Engine):
