@@ -30,6 +30,7 @@ import queue
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,23 +77,18 @@ def _int(v: Any) -> int:
     return v
 
 
-def _new_name(v: Any) -> str:
-    """A name that creates or renames a person: the full rules (the value is kept as given, so the
-    answer can say what it was normalised from)."""
-    try:
-        clean_name(v)
-    except InvalidNameError as err:
-        raise vol.Invalid(str(err)) from None
-    return str(v)
+def _name_validator(check: Callable[[Any], object]) -> Callable[[Any], str]:
+    """A voluptuous validator from a :mod:`facetrack.library.names` check. The value is kept as
+    given, so the answer can say what it was normalised from."""
 
+    def validate(v: Any) -> str:
+        try:
+            check(v)
+        except InvalidNameError as err:
+            raise vol.Invalid(str(err)) from None
+        return str(v)
 
-def _lookup_name(v: Any) -> str:
-    """A name that finds a person: lenient, so a name stored before the rules can be forgotten."""
-    try:
-        name_key(v)
-    except InvalidNameError as err:
-        raise vol.Invalid(str(err)) from None
-    return str(v)
+    return validate
 
 
 def _media_path(v: Any) -> str:
@@ -104,8 +100,10 @@ def _media_path(v: Any) -> str:
     return v
 
 
-_NAME = _new_name
-_FIND = _lookup_name
+#: A name that creates or renames a person: the full rules.
+_NAME = _name_validator(clean_name)
+#: A name that finds a person: lenient, so a name stored before the rules can be forgotten.
+_FIND = _name_validator(name_key)
 _HEX_ID = vol.All(str, vol.Match(r"^[0-9a-f]{32}$", msg="must be 32 lowercase hex characters"))
 
 
