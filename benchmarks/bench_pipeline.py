@@ -8,7 +8,11 @@ the backend and the library, against a library with a couple of enrolled people.
 
 Each configuration runs in its own child process (peak RSS per run). See benchmarks/README.md.
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--loops 3] [--json out.json]
+    .venv/bin/python benchmarks/bench_pipeline.py [--loops 3] [--json out.json] [--before OLD/addon]
+
+``--before`` runs each configuration a second time on another engine tree (e.g. ``git archive`` of
+the commit before a change, extracted to /tmp/facetrack-orig: ``--before /tmp/facetrack-orig/addon``),
+just before this checkout's run, for a side-by-side in the same run.
 """
 
 from __future__ import annotations
@@ -323,7 +327,11 @@ def worker_pipeline(spec: dict[str, Any]) -> dict[str, Any]:
     def on_event(ev: Any) -> None:
         events[ev.type] = events.get(ev.type, 0) + 1
 
-    pipeline_mod.FaceTracker = RecordingTracker  # type: ignore[misc]
+    try:  # the engine's one frame loop since issue 13; before it, facetrack.pipeline's own loop
+        import facetrack.camera.runner as loop_mod
+    except ImportError:
+        loop_mod = pipeline_mod  # type: ignore[assignment]
+    loop_mod.FaceTracker = RecordingTracker  # type: ignore[misc]
     ru0 = rusage_cpu_s()
     start = Clock.now()
     summary = pipeline_mod.run_pipeline(spec["path"], backend, library, cfg, on_event)  # type: ignore[arg-type]
@@ -402,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detector-input-size", type=int, default=None, help="override the config default")
     ap.add_argument("--people", default=",".join(DEFAULT_PEOPLE), help="persons (labels.csv) to enrol")
     ap.add_argument("--photos-per-person", type=int, default=2)
+    ap.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="also run each pipeline configuration on this engine source tree (its addon folder), row by row",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -455,10 +469,11 @@ def main(argv: list[str] | None = None) -> int:
             overrides: dict[str, Any] = {"detector_input_size": args.detector_input_size}
             if MODES[mode] is not None:
                 overrides["reid_expiration_frames"] = MODES[mode]
-            r = run_worker(
-                __file__,
-                {"kind": "pipeline", "path": str(streams[name]), "db": str(db), "overrides": overrides},
-            )
+            spec = {"kind": "pipeline", "path": str(streams[name]), "db": str(db), "overrides": overrides}
+            if args.before is not None:  # the same configuration on the tree before the change, just before
+                r = run_worker(__file__, spec, env={"PYTHONPATH": str(args.before)})
+                runs.append({"stream": name, "mode": f"{mode}, before", **r})
+            r = run_worker(__file__, spec)
             runs.append({"stream": name, "mode": mode, **r})
 
     print(f"## Decode only ({args.loops} loop(s) of the clip)\n")

@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACETRACK_SHARED", ROOT.parent / "shared"))
@@ -33,8 +34,8 @@ def run(path: Path, overrides: dict[str, object], workdir: Path) -> dict[str, fl
     from facetrack.config import parse_config
     from facetrack.inference import create_backend
     from facetrack.library import FaceLibrary
+    from facetrack.pipeline import run_pipeline
     from facetrack.recognizer import FaceRecognizer
-    from facetrack.track import FaceTracker
 
     cfg = parse_config(overrides)
     backend = create_backend()
@@ -43,18 +44,21 @@ def run(path: Path, overrides: dict[str, object], workdir: Path) -> dict[str, fl
     lib = FaceLibrary(db, backend.model_id, backend.embedding_dim)
     rec = FaceRecognizer(backend, cfg, lib)
     compose.enrol_demo_people(rec)
-    tracker = FaceTracker(backend, lib, cfg, fps=25.0)
-    face_frames = 0
+    faces = [0]
+
+    def count(_index: int, result: Any) -> None:
+        faces[0] += len(result.faces)
+
+    # The engine's one frame loop (facetrack.camera.runner), as `facetrack track` runs it.
+    summary = run_pipeline(str(path), backend, lib, cfg, on_event=lambda _e: None, on_frame=count)
     with open_source(str(path)) as video:
-        for i, ts, frame in video.frames():
-            face_frames += len(tracker.process(frame, i, ts).faces)
-    face_seconds = face_frames / video.fps
+        face_seconds = faces[0] / video.fps
     return {
-        "embeddings": tracker.total_embeddings,
-        "tracks": tracker.total_tracks,
+        "embeddings": summary.embeddings,
+        "tracks": summary.tracks,
         "tracked_face_seconds": round(face_seconds, 2),
-        "mean_track_seconds": round(face_seconds / max(tracker.total_tracks, 1), 2),
-        "embeddings_per_face_second": round(tracker.total_embeddings / face_seconds, 2),
+        "mean_track_seconds": round(face_seconds / max(summary.tracks, 1), 2),
+        "embeddings_per_face_second": round(summary.embeddings / face_seconds, 2),
     }
 
 

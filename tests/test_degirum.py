@@ -22,11 +22,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from facetrack.camera.runner import CameraRunner
+from facetrack.comms.camera import CameraReporter
+from facetrack.comms.publisher import Publisher
 from facetrack.config import parse_config
 from facetrack.config.service import AlertConfig, CameraConfig
 from facetrack.errors import ConfigError, ModelMismatchError
 from facetrack.images import read_image
-from facetrack.inference import InferenceBackend
+from facetrack.inference import InferenceBackend, backend_from_config
 from facetrack.inference.base import InferenceUnavailableError
 from facetrack.inference.degirum import (
     HAILO_CLOUD_ZOO,
@@ -36,7 +39,6 @@ from facetrack.inference.degirum import (
 )
 from facetrack.inference.opencv import OpenCVBackend
 from facetrack.library import FaceLibrary
-from facetrack.service import CameraWorker
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Photos compared (every labelled photo would take minutes on 2 cores; these cover 1-3 faces,
@@ -232,21 +234,32 @@ def test_camera_state_reports_missing_device(tmp_path: Path, video_path: Path) -
     lib = FaceLibrary(tmp_path / "faces.lance", "arcface_mobilefacenet", 512)
     published: list[tuple[Any, dict[str, Any], bool]] = []
     stop = threading.Event()
-    worker = CameraWorker(
-        cam, lib, lambda topic, payload, qos, retain: published.append((topic, payload, retain)),
-        lambda *a: None, lambda p: None, stop, reconnect_max_seconds=60.0,
-    )  # fmt: skip
+
+    class Sink:  # the MQTT client, recording
+        def topic(self, *parts: str) -> str:
+            return "/".join(("facetrack", *parts))
+
+        def publish_json(self, topic: str, payload: dict[str, Any], qos: int = 0, retain: bool = False) -> None:
+            published.append((topic, payload, retain))
+
+        def clear_retained(self, topic: str) -> None:
+            pass
+
+    backend = backend_from_config(cam.tracking)
+    runner = CameraRunner(cam.name, cam.source, backend, lib, cam.tracking, stop=stop, reconnect_max_seconds=60.0)
+    runner.sinks.append(CameraReporter(runner.status, Publisher(Sink(), "facetrack", "facetrack/library")))
+    worker = threading.Thread(target=runner.run_forever)
     worker.start()
     deadline = time.monotonic() + 60
     errors: list[str] = []
     while time.monotonic() < deadline and not errors:
-        errors = [p["error"] for t, p, r in list(published) if t == ("door", "state") and r and p.get("error")]
+        errors = [p["error"] for t, p, r in list(published) if t == "facetrack/door/state" and r and p.get("error")]
         time.sleep(0.1)
     stop.set()
     worker.join(timeout=30)
     assert errors, published
     assert "HAILORT/HAILO8 is not available" in errors[0] and "/dev/hailo0" in errors[0], errors[0]
-    assert worker.failed_frames == 0  # reported once, not as a failed frame per frame
+    assert runner.status.failed_frames == 0  # reported once, not as a failed frame per frame
 
 
 # --- decoding of DeGirum's keypoint detectors (Hailo), configuration, packaging -------------------

@@ -284,3 +284,15 @@ def release_memory() -> None:
     trim = getattr(_LIBC, "malloc_trim", None)
     if trim is not None:
         trim(0)
+
+
+def encode_jpeg(img: Frame, quality: int = 90) -> bytes:
+    """JPEG bytes of a ``(H, W, 3) uint8`` BGR image at ``quality`` (0-100, OpenCV's scale).
+
+    Raises:
+        ValueError: OpenCV could not encode it (e.g. an empty image).
+    """
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return bytes(buf)

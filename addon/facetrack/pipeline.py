@@ -1,30 +1,24 @@
-"""The per-camera pipeline, top to bottom: read -> detect/track/identify -> events -> annotate.
+"""A one-off run over a video: ``facetrack track`` (and ``find-faces``, the benchmarks).
 
-``run_pipeline`` is what ``facetrack track`` runs on a file, an RTSP URL or a webcam.
+:func:`run_pipeline` attaches the CLI's sinks (event callback, annotated video, progress bar) to a
+:class:`~facetrack.camera.runner.CameraRunner`, the same frame loop ``facetrack serve`` runs per
+camera, and runs it once over the source.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from facetrack.annotate import draw_faces
-from facetrack.camera import open_source
+from facetrack.camera.runner import CameraRunner, FrameSink
+from facetrack.camera.sinks import AnnotatedVideoSink, CallbackSink, ProgressSink
 from facetrack.config import FaceTrackerConfig
 from facetrack.events import TrackEvent
 from facetrack.inference.base import InferenceBackend
 from facetrack.library import FaceLibrary
-from facetrack.record import VideoWriter
-from facetrack.track import FaceTracker
 from facetrack.track.face_tracker import FrameResult, Track
-
-_LOG = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -64,6 +58,8 @@ def run_pipeline(
 ) -> Summary:
     """Track faces in ``source`` until it ends (or ``max_frames``), calling ``on_event`` per event.
 
+    Every frame is processed, as fast as possible (no fps cap, no real-time pacing).
+
     Args:
         on_frame: called with ``(frame index, tracker result)`` after each processed frame.
         on_track_ended: called with each track as it ends (its best crops and embeddings), after
@@ -71,51 +67,14 @@ def run_pipeline(
 
     Raises:
         VideoSourceError: the source cannot be opened or yields no frame.
+        InferenceUnavailableError: the inference backend cannot run.
     """
-    video = open_source(source)
-    tracker = FaceTracker(backend, library, config, fps=video.fps)
-    writer: VideoWriter | None = None
-    bar = tqdm(total=video.frame_count, unit="frame", disable=not progress or video.live, leave=False)
-    frames = failed = 0
-    started = time.perf_counter()
-    try:
-        for index, ts, frame in video.frames():
-            try:
-                result = tracker.process(frame, index, ts)
-            except Exception:  # one bad frame must never stop a camera
-                failed += 1
-                _LOG.exception("frame %d of %s failed; skipped", index, video.uri)
-                continue
-            for event in result.events:
-                on_event(event)
-            if on_track_ended is not None:
-                for track in tracker.ended.values():
-                    on_track_ended(track)
-            if on_frame is not None:
-                on_frame(index, result)
-            if annotated_path is not None:
-                if writer is None:
-                    writer = VideoWriter(annotated_path, frame.shape[1], frame.shape[0], video.fps)
-                writer.write(draw_faces(frame, result.faces))
-            frames += 1
-            bar.update(1)
-            if max_frames is not None and frames >= max_frames:
-                break
-        for event in tracker.finish():
-            on_event(event)
-        if on_track_ended is not None:
-            for track in tracker.ended.values():
-                on_track_ended(track)
-    finally:
-        bar.close()
-        video.close()
-        if writer is not None:
-            writer.close()
-    if frames == 0 and failed == 0:
-        from facetrack.errors import VideoSourceError
-
-        raise VideoSourceError(f"no frame could be decoded from {video.uri}")
-    elapsed = time.perf_counter() - started
-    return Summary(
-        frames, frames / elapsed if elapsed > 0 else 0.0, tracker.total_embeddings, tracker.total_tracks, failed
-    )
+    sinks: list[FrameSink] = [CallbackSink(on_event, on_frame, on_track_ended)]
+    if annotated_path is not None:
+        sinks.append(AnnotatedVideoSink(annotated_path))
+    if progress:
+        sinks.append(ProgressSink())
+    name = source if isinstance(source, str) else f"webcam:{source}"
+    runner = CameraRunner(name, source, backend, library, config, sinks, max_frames=max_frames)
+    s = runner.run()
+    return Summary(s.frames, s.fps, s.embeddings, s.tracks, s.failed_frames)

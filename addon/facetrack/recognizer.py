@@ -14,11 +14,10 @@ import numpy as np
 
 from facetrack.config import FaceTrackerConfig
 from facetrack.errors import FaceTrackError
-from facetrack.images import read_image
+from facetrack.images import encode_jpeg, read_image
 from facetrack.inference.base import Detection, FloatArray, Frame, InferenceBackend
 from facetrack.library import FaceLibrary, Person
 from facetrack.quality import FaceFilters, assess
-from facetrack.track.face_tracker import encode_jpeg
 
 #: Detector score an enrolment face needs: OpenCV's YuNet default (0.9). Posed photos clear it
 #: (every face of shared/data's labels.csv scores >= 0.9), animal faces and patterns do not.

@@ -4,6 +4,7 @@ One implementation per backend behind :class:`InferenceBackend`; :func:`create_b
 picks one from the configuration.
 """
 
-from facetrack.inference.base import Detection, InferenceBackend, backend_from_config, create_backend
+from facetrack.inference.base import Detection, InferenceBackend
+from facetrack.inference.factory import backend_from_config, create_backend
 
 __all__ = ["Detection", "InferenceBackend", "backend_from_config", "create_backend"]

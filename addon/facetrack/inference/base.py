@@ -132,37 +132,3 @@ def l2_normalise(x: npt.NDArray[Any]) -> FloatArray:
     norms = np.linalg.norm(arr, axis=1, keepdims=True)
     out: FloatArray = (arr / np.maximum(norms, 1e-12)).astype(np.float32)
     return out
-
-
-def backend_from_config(config: Any) -> InferenceBackend:
-    """The backend a :class:`~facetrack.config.FaceTrackerConfig` names, with its detector settings."""
-    extra: dict[str, Any] = {}
-    if config.backend == "degirum":
-        extra["options"] = dict(getattr(config, "degirum", None) or {})
-    return create_backend(
-        config.backend,
-        detector_input_size=config.detector_input_size,
-        score_threshold=config.detection_score_threshold,
-        nms_threshold=config.nms_threshold,
-        **extra,
-    )
-
-
-def create_backend(backend: str = "opencv", **options: Any) -> InferenceBackend:
-    """Instantiate the backend named ``backend`` (``"opencv"`` or ``"degirum"``) with its options.
-
-    The ``degirum`` backend loads its models on first use; its errors
-    (:class:`~facetrack.inference.degirum.InferenceUnavailableError`) say what is missing.
-
-    Raises:
-        ValueError: unknown backend name.
-    """
-    if backend == "opencv":
-        from facetrack.inference.opencv import OpenCVBackend
-
-        return OpenCVBackend(**options)
-    if backend == "degirum":
-        from facetrack.inference.degirum import DeGirumBackend
-
-        return DeGirumBackend(**options)
-    raise ValueError(f"unknown inference backend {backend!r}; available: 'opencv', 'degirum'")

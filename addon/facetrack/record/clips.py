@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from facetrack.annotate import draw_faces
+from facetrack.camera.runner import FrameSink, ProcessedFrame
 from facetrack.inference.base import Frame
 from facetrack.record.storage import CLIP_FILES, ClipStorage, StorageError, clip_key, clip_time
 from facetrack.record.video import VideoWriter, salvage_mp4
@@ -595,3 +596,17 @@ def _annotation(item: _Frame) -> dict[str, Any]:
             for face in item.faces
         ],
     }
+
+
+class RecorderSink(FrameSink):
+    """Feeds a camera's processed frames to its :class:`ClipRecorder` and finishes the clips in
+    progress when the camera stops (complete files, never corrupt ones)."""
+
+    def __init__(self, recorder: ClipRecorder) -> None:
+        self.recorder = recorder
+
+    def frame(self, f: ProcessedFrame) -> None:
+        self.recorder.add_frame(f.index, f.ts, f.frame, f.result.faces, f.rate)
+
+    def closed(self) -> None:
+        self.recorder.close()

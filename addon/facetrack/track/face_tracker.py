@@ -30,10 +30,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field, replace
 
-import cv2
 import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
@@ -49,8 +48,6 @@ from facetrack.track.scene import SceneCutDetector
 _LOG = logging.getLogger(__name__)
 #: Best face crops kept per track (for enrolment from a track and snapshots).
 BEST_CROPS = 3
-#: Ended tracks whose best crops are kept (for enrolment from a recent track).
-ENDED_CROPS = 32
 #: Two tracked faces overlapping at least this much (IoU) are re-identified at once.
 OVERLAP_IOU = 0.3
 #: A track re-associated after more missed frames than this is re-identified at once (short
@@ -167,8 +164,6 @@ class FaceTracker:
         self._tracks: dict[int, Track] = {}
         self._map: dict[int, int] = {}  # ByteTrack id -> our track id (ByteTrack ids restart on reset)
         self._recent: deque[_Ended] = deque(maxlen=64)
-        #: Best crops of recently ended tracks (for enrolment from a track), newest last.
-        self.ended_crops: OrderedDict[int, list[BestCrop]] = OrderedDict()
         #: Tracks that ended during the last :meth:`process` or :meth:`finish` call, by track id, in
         #: the order of their ``track_ended`` events (an ended track has left :attr:`tracks`).
         self.ended: dict[int, Track] = {}
@@ -514,10 +509,6 @@ class FaceTracker:
         self.ended[tid] = track
         for bt_id in [b for b, t in self._map.items() if t == tid]:
             del self._map[bt_id]
-        if track.best:
-            self.ended_crops[tid] = list(track.best)
-            while len(self.ended_crops) > ENDED_CROPS:
-                self.ended_crops.popitem(last=False)
         mean = track.mean_embedding
         if mean is not None and track.voter.state is not IdentityState.PENDING:
             self._recent.append(
@@ -549,10 +540,3 @@ class FaceTracker:
             reason=reason,
         )
 
-
-def encode_jpeg(img: Frame, quality: int = 90) -> bytes:
-    """JPEG bytes of a BGR image."""
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return bytes(buf)

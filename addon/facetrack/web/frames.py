@@ -21,11 +21,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import cast
 
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+from facetrack.annotate import draw_faces
+from facetrack.camera.runner import FrameSink, ProcessedFrame
+from facetrack.images import encode_jpeg
 
 _LOG = logging.getLogger(__name__)
 
@@ -180,13 +185,11 @@ class FrameHub:
             if self._max_width is not None and image.shape[1] > self._max_width:
                 height = max(1, round(image.shape[0] * self._max_width / image.shape[1]))
                 image = cast(Image, cv2.resize(image, (self._max_width, height), interpolation=cv2.INTER_AREA))
-            ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self._quality])
+            jpeg = encode_jpeg(image, self._quality)
         except (cv2.error, ValueError, TypeError, AttributeError, IndexError):
             _LOG.warning("could not encode a frame as JPEG", exc_info=True)
             return None
-        if not ok:
-            return None
-        return EncodedFrame(seq, buf.tobytes(), int(image.shape[1]), int(image.shape[0]), published_at)
+        return EncodedFrame(seq, jpeg, int(image.shape[1]), int(image.shape[0]), published_at)
 
     def encode_count(self, camera: str | None = None) -> int:
         """JPEG encodings done so far, for ``camera`` or for all cameras."""
@@ -278,3 +281,15 @@ class FrameHub:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to wake
                 loop.call_soon_threadsafe(_wake, fut)
         slot.waiters.clear()
+
+
+class FrameHubSink(FrameSink):
+    """Hands a camera's processed frames to the :class:`FrameHub` (the live stream and snapshot):
+    a reference and a drawing function, so a frame nobody watches is never drawn or encoded."""
+
+    def __init__(self, hub: FrameHub, camera: str) -> None:
+        self.hub = hub
+        self.camera = camera
+
+    def frame(self, f: ProcessedFrame) -> None:
+        self.hub.publish(self.camera, f.frame, partial(draw_faces, faces=f.result.faces))
