@@ -1,22 +1,218 @@
 """JSON payloads of the MQTT contract (``docs/mqtt.md``, schemas in ``docs/schemas/``).
 
-Pure functions from engine objects to plain dicts, so the payloads are easy to test against the
-JSON Schemas.
+Pure functions from engine objects (or plain values) to typed dicts: one :class:`~typing.TypedDict`
+per payload, whose keys are those of its JSON Schema (``tests/test_contract.py`` checks both). At
+run time every payload is a plain ``dict``. Which topic carries which payload, with its QoS and
+retain flag: :mod:`facetrack.comms.topics`.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: TypedDict reads ``NotRequired[...]`` from its
+# evaluated annotations, and string annotations would make every key look required at run time.
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, Protocol, TypedDict
 
-from facetrack.alerts import Alert
-from facetrack.events import TrackEvent
+from facetrack.events import EventType
 
 if TYPE_CHECKING:
+    from facetrack.alerts import Alert
+    from facetrack.events import TrackEvent
     from facetrack.inbox import InboxGroup
+    from facetrack.record.clips import StoredClip
+
+
+class TrackPayload(TypedDict):
+    """``track.json``: one event of a confirmed track; ``time``/``ts`` the frame's capture time."""
+
+    event_id: str
+    type: EventType
+    camera: str
+    track_id: int
+    person: str | None
+    person_id: str | None
+    similarity: float | None
+    bbox: list[float]
+    frame: int
+    reason: str | None
+    time: str
+    ts: float
+
+
+class AlertPayload(TypedDict):
+    """``alert.json``: ``alert_mode`` is the mode that matched (``ON_UNKNOWNS``, ``ON_KNOWNS``, ``ON_ALL``)."""
+
+    alert_id: str
+    camera: str
+    alert_mode: str
+    kind: Literal["known_face", "unknown_face"]
+    track_id: int
+    person: str | None
+    person_id: str | None
+    similarity: float | None
+    bbox: list[float]
+    snapshot_url: str | None
+    clip_url: str | None
+    time: str
+    ts: float
+
+
+class SeenPayload(TypedDict):
+    """``seen.json``: a known person is in view now."""
+
+    person_id: str
+    person: str | None
+    camera: str
+    track_id: int
+    similarity: float | None
+    time: str
+    ts: float
+
+
+class StatePayload(TypedDict):
+    """``state.json``: ``state`` is ``starting``, ``online`` or ``offline``; ``fps`` frames/s."""
+
+    camera: str
+    state: str
+    fps: float
+    faces: int
+    error: str | None
+    stream_url: str | None
+    mjpeg_url: str | None
+    snapshot_url: str | None
+    time: str
+
+
+class ClipPayload(TypedDict):
+    """``clip.json``: ``urls`` by kind (``original``, ``annotated``, ``annotations``, ``snapshot``)."""
+
+    camera: str
+    clip_id: str
+    alert_id: str
+    frames: int
+    duration_s: float
+    urls: dict[str, str | None]
+    time: str
+
+
+class ResponseError(TypedDict):
+    """The ``error`` of a failed command: ``code`` (see ``response.json``) and a readable message."""
+
+    code: str
+    message: str
+
+
+class ResponsePayload(TypedDict):
+    """``response.json``: ``ok`` with ``result``, or not ``ok`` with ``error``."""
+
+    request_id: str
+    command: str
+    ok: bool
+    result: NotRequired[dict[str, Any]]
+    error: NotRequired[ResponseError]
+
+
+class InboxGroupPayload(TypedDict):
+    """One group of ``inbox.json`` (times ISO 8601 UTC)."""
+
+    group_id: str
+    status: Literal["pending", "ignored"]
+    count: int
+    tracks: int
+    cameras: list[str]
+    first_seen: str
+    last_seen: str
+    crops: int
+    crop_url: str | None
+    nearest_person: str | None
+    nearest_similarity: float | None
+
+
+class InboxPayload(TypedDict):
+    """``inbox.json``: the groups, most recently seen first, and counts by status."""
+
+    groups: list[InboxGroupPayload]
+    pending: int
+    ignored: int
+    time: str
+
+
+class InboxEventPayload(TypedDict):
+    """``inbox_event.json``: ``new_group``, a new unknown person."""
+
+    event_id: str
+    type: Literal["new_group"]
+    group_id: str
+    camera: str
+    track_id: int
+    crop_url: str | None
+    time: str
+    ts: float
+
+
+class LibraryNotice(TypedDict):
+    """``library.json``: this instance changed the shared face library."""
+
+    event: Literal["library_changed"]
+    instance: str
+    origin: str
+    library: str
+    operation: str
+    version: int
+    time: str
+
+
+class InfoPayload(TypedDict):
+    """``info.json``: what this engine instance is; ``features`` absent when there are none."""
+
+    contract_version: str
+    version: str
+    backend: str
+    model_id: str
+    topic_prefix: str
+    cameras: list[str]
+    started_at: str
+    features: NotRequired[list[str]]
+    mqtt_outbox: NotRequired[dict[str, int]]
+
+
+class PersonEntry(TypedDict):
+    """One person of ``persons.json``; ``last_seen`` / ``last_camera`` null if not seen since start."""
+
+    person_id: str
+    name: str
+    embeddings: int
+    last_seen: str | None
+    last_camera: str | None
+
+
+class PersonsPayload(TypedDict):
+    """``persons.json``: the face library with last sightings."""
+
+    persons: list[PersonEntry]
+    time: str
+
+
+class PersonRow(Protocol):
+    """What :func:`persons_payload` reads of a person (``library.store.Person`` has it)."""
+
+    @property
+    def person_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def embedding_count(self) -> int: ...
+
+
+class Sighting(Protocol):
+    """When (epoch s) and on which camera a person was last recognised."""
+
+    @property
+    def last_seen(self) -> float: ...
+    @property
+    def last_camera(self) -> str: ...
 
 
 def iso(epoch: float) -> str:
@@ -28,7 +224,7 @@ def _sim(x: float | None) -> float | None:
     return None if x is None else round(float(x), 4)
 
 
-def track_payload(camera: str, event: TrackEvent, epoch: float) -> dict[str, Any]:
+def track_payload(camera: str, event: "TrackEvent", epoch: float) -> TrackPayload:
     """``<prefix>/<camera>/track``: one track event; ``epoch`` is the frame's capture time (s)."""
     return {
         "event_id": uuid.uuid4().hex,
@@ -47,8 +243,8 @@ def track_payload(camera: str, event: TrackEvent, epoch: float) -> dict[str, Any
 
 
 def alert_payload(
-    alert: Alert, epoch: float, snapshot_url: str | None = None, clip_url: str | None = None
-) -> dict[str, Any]:
+    alert: "Alert", epoch: float, snapshot_url: str | None = None, clip_url: str | None = None
+) -> AlertPayload:
     """``<prefix>/<camera>/alert``: ``epoch`` is the capture time of the deciding frame (s)."""
     e = alert.event
     return {
@@ -70,7 +266,7 @@ def alert_payload(
 
 def seen_payload(
     camera: str, track_id: int, person_id: str, person: str | None, similarity: float | None, epoch: float
-) -> dict[str, Any]:
+) -> SeenPayload:
     """``<prefix>/seen/<person_id>`` (not retained): a known person is in view now."""
     return {
         "person_id": person_id,
@@ -93,7 +289,7 @@ def state_payload(
     snapshot_url: str | None = None,
     mjpeg_url: str | None = None,
     now: float | None = None,
-) -> dict[str, Any]:
+) -> StatePayload:
     """``<prefix>/<camera>/state`` (retained): ``state`` is ``starting``, ``online`` or ``offline``."""
     t = time.time() if now is None else now
     return {
@@ -109,7 +305,7 @@ def state_payload(
     }
 
 
-def clip_payload(clip: Any, urls: dict[str, str | None]) -> dict[str, Any]:
+def clip_payload(clip: "StoredClip", urls: dict[str, str | None]) -> ClipPayload:
     """``<prefix>/<camera>/clip`` (QoS 1, not retained): an alert's clip is stored; ``urls`` by
     kind (``original``, ``annotated``, ``annotations``, ``snapshot``), expiring."""
     return {
@@ -125,19 +321,23 @@ def clip_payload(clip: Any, urls: dict[str, str | None]) -> dict[str, Any]:
 
 def response_payload(
     request_id: str, verb: str, result: dict[str, Any] | None = None, error: tuple[str, str] | None = None
-) -> dict[str, Any]:
+) -> ResponsePayload:
     """``<prefix>/response/<request_id>``: ``ok`` with ``result``, or ``error`` {code, message}."""
-    out: dict[str, Any] = {"request_id": request_id, "command": verb, "ok": error is None}
     if error is None:
-        out["result"] = result or {}
-    else:
-        out["error"] = {"code": error[0], "message": error[1]}
-    return out
+        return {"request_id": request_id, "command": verb, "ok": True, "result": result or {}}
+    return {
+        "request_id": request_id,
+        "command": verb,
+        "ok": False,
+        "error": {"code": error[0], "message": error[1]},
+    }
 
 
 def inbox_payload(
-    groups: Sequence[InboxGroup], crop_url: Callable[[str, int], str | None] | None = None, now: float | None = None
-) -> dict[str, Any]:
+    groups: "Sequence[InboxGroup]",
+    crop_url: Callable[[str, int], str | None] | None = None,
+    now: float | None = None,
+) -> InboxPayload:
     """``<prefix>/inbox`` (retained): the unknown-face groups, most recently seen first;
     ``crop_url(group_id, index)`` gives the signed URL of a crop (None: no HTTP server)."""
     return {
@@ -165,7 +365,7 @@ def inbox_payload(
 
 def inbox_event_payload(
     group_id: str, camera: str, track_id: int, crop_url: str | None, epoch: float
-) -> dict[str, Any]:
+) -> InboxEventPayload:
     """``<prefix>/inbox/event`` (QoS 1, never retained): ``new_group``, a new unknown person."""
     return {
         "event_id": uuid.uuid4().hex,
@@ -179,7 +379,7 @@ def inbox_event_payload(
     }
 
 
-def library_payload(instance: str, origin: str, library: str, operation: str, version: int) -> dict[str, Any]:
+def library_payload(instance: str, origin: str, library: str, operation: str, version: int) -> LibraryNotice:
     """``mqtt.library_topic`` (QoS 1, never retained): this instance changed the shared face library.
 
     ``instance`` is the topic prefix, ``origin`` the process's random id (32 hex), ``library`` the
@@ -195,3 +395,57 @@ def library_payload(instance: str, origin: str, library: str, operation: str, ve
         "version": int(version),
         "time": iso(time.time()),
     }
+
+
+def info_payload(
+    *,
+    contract_version: str,
+    version: str,
+    backend: str,
+    model_id: str,
+    topic_prefix: str,
+    cameras: Sequence[str],
+    started_at: float,
+    features: Sequence[str] = (),
+    mqtt_outbox: Mapping[str, int] | None = None,
+) -> InfoPayload:
+    """``<prefix>/info`` (retained): what this engine is.
+
+    ``contract_version`` is ``comms.mqtt.CONTRACT_VERSION``, ``version`` the engine's, ``started_at``
+    epoch seconds; ``features`` (e.g. ``["inbox"]``) is left out when empty, ``mqtt_outbox`` (the
+    outbox counters, ``MqttClient.outbox_stats()``) when None.
+    """
+    out: InfoPayload = {
+        "contract_version": contract_version,
+        "version": version,
+        "backend": backend,
+        "model_id": model_id,
+        "topic_prefix": topic_prefix,
+        "cameras": list(cameras),
+        "started_at": iso(started_at),
+    }
+    if features:
+        out["features"] = list(features)
+    if mqtt_outbox is not None:
+        out["mqtt_outbox"] = dict(mqtt_outbox)
+    return out
+
+
+def persons_payload(
+    persons: Iterable[PersonRow], sightings: Mapping[str, Sighting], now: float | None = None
+) -> PersonsPayload:
+    """``<prefix>/persons`` (retained): the face library in the order given, each with its last
+    sighting from ``sightings`` (by ``person_id``; null when absent); ``now`` epoch s (default: now)."""
+    entries: list[PersonEntry] = []
+    for p in persons:
+        seen = sightings.get(p.person_id)
+        entries.append(
+            {
+                "person_id": p.person_id,
+                "name": p.name,
+                "embeddings": p.embedding_count,
+                "last_seen": iso(seen.last_seen) if seen else None,
+                "last_camera": seen.last_camera if seen else None,
+            }
+        )
+    return {"persons": entries, "time": iso(time.time() if now is None else now)}
