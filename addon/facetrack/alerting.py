@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from facetrack.alerts import Alert, AlertPolicy
 from facetrack.camera.runner import FrameSink, ProcessedFrame
-from facetrack.comms.payloads import alert_payload
+from facetrack.comms.payloads import AlertPayload, alert_payload
 from facetrack.config.service import AlertConfig
 from facetrack.events import TrackEvent
 from facetrack.images import encode_jpeg
@@ -55,7 +55,7 @@ class AlertSink(FrameSink):
         camera: str,
         config: AlertConfig,
         topics: AlertTopic,
-        on_alert: Callable[[Alert, dict[str, Any], bytes | None], None],
+        on_alert: Callable[[Alert, AlertPayload, bytes | None], None],
         recorder: ClipRecorder | None = None,
         clip_url: Callable[[str], str | None] | None = None,
         ignored: Callable[[FloatArray], str | None] | None = None,

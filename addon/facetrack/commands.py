@@ -39,11 +39,10 @@ import voluptuous as vol
 
 from facetrack.comms.payloads import inbox_payload, iso, response_payload
 from facetrack.errors import FaceTrackError, LibraryError
-from facetrack.images import decode_image, read_image
+from facetrack.images import decode_image, encode_jpeg, read_image
 from facetrack.inbox import InboxError, UnknownInbox
 from facetrack.library.names import CleanName, InvalidNameError, clean_name, name_key
 from facetrack.recognizer import FaceRecognizer
-from facetrack.track.face_tracker import encode_jpeg
 
 if TYPE_CHECKING:
     from facetrack.service import FaceTrackService
@@ -357,7 +356,7 @@ class CommandHandler:
             request_id = "invalid"
         if error is not None:  # a message quoting input must stay encodable (UTF-8)
             error = (error[0], error[1].encode("utf-8", "backslashreplace").decode("utf-8"))
-        self.service._publish(("response", request_id), response_payload(request_id, verb, result, error), 1, False)
+        self.service.publisher.response(request_id, response_payload(request_id, verb, result, error))
 
     def submit(self, verb: str, payload: bytes) -> None:
         """Validate a raw command (network thread: cheap checks only, :func:`parse_command`) and
@@ -563,7 +562,7 @@ class CommandHandler:
 
     def _cmd_inbox_list(self, _data: dict[str, Any]) -> dict[str, Any]:
         self._inbox()
-        return self.service.inbox_payload()
+        return dict(self.service.inbox_payload())
 
     def _cmd_inbox_crop(self, data: dict[str, Any]) -> dict[str, Any]:
         inbox = self._inbox()

@@ -30,7 +30,10 @@ from facetrack.camera.sinks import CallbackSink
 from facetrack.comms.camera import CameraReporter
 from facetrack.comms.mqtt import CONTRACT_VERSION, MqttClient
 from facetrack.comms.payloads import (
+    AlertPayload,
+    InboxPayload,
     PersonsPayload,
+    SeenPayload,
     clip_payload,
     inbox_event_payload,
     inbox_payload,
@@ -311,7 +314,7 @@ class FaceTrackService:
 
     # ---- callbacks from workers ------------------------------------------------------------------
 
-    def _on_sighting(self, seen: dict[str, Any]) -> None:
+    def _on_sighting(self, seen: SeenPayload) -> None:
         self.sightings[seen["person_id"]] = PersonSighting(seen["ts"], seen["camera"])
         self._persons_dirty.set()
 
@@ -324,7 +327,7 @@ class FaceTrackService:
         except Exception:  # the inbox must never stop a camera
             _LOG.exception("camera %s: track %d could not enter the inbox", camera, track.track_id)
 
-    def _on_alert(self, alert: Alert, payload: dict[str, Any], snapshot: bytes | None) -> None:
+    def _on_alert(self, alert: Alert, payload: AlertPayload, snapshot: bytes | None) -> None:
         _LOG.info("alert %s on %s: %s", alert.mode.value, alert.camera, alert.event.person or "unknown face")
         self.alert_history.add(payload, snapshot)
         if self.notifier is not None:
@@ -383,7 +386,7 @@ class FaceTrackService:
         path = f"/inbox/{group_id}/{index}.jpg"
         return f"{self.web.origin}{path}?{self.web.signer.sign(path, int(time.time()) + INBOX_URL_SECONDS)}"
 
-    def inbox_payload(self) -> dict[str, Any]:
+    def inbox_payload(self) -> InboxPayload:
         """``<prefix>/inbox`` (retained): the unknown-face groups."""
         return inbox_payload(self.inbox.groups() if self.inbox is not None else [], self.inbox_crop_url)
 

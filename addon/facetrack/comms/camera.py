@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from facetrack.camera.runner import CameraStatus, FrameSink, ProcessedFrame
 from facetrack.camera.source import FrameSource
-from facetrack.comms.payloads import seen_payload, state_payload, track_payload
+from facetrack.comms.payloads import SeenPayload, StatePayload, seen_payload, state_payload, track_payload
 from facetrack.events import TrackEvent
 from facetrack.track.identity import IdentityState
 
@@ -49,7 +49,7 @@ class CameraReporter(FrameSink):
         status: CameraStatus,
         topics: CameraTopics,
         urls: Callable[[str], Mapping[str, str | None]] | None = None,
-        on_sighting: Callable[[dict[str, Any]], None] | None = None,
+        on_sighting: Callable[[SeenPayload], None] | None = None,
     ) -> None:
         self.status = status
         self.topics = topics
@@ -62,7 +62,7 @@ class CameraReporter(FrameSink):
     def camera(self) -> str:
         return self.status.name
 
-    def state_payload(self) -> dict[str, Any]:
+    def state_payload(self) -> StatePayload:
         """The camera's retained ``state`` payload now."""
         s = self.status
         urls = self.urls(s.name) if self.urls else {}

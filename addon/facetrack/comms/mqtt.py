@@ -354,7 +354,7 @@ class MqttClient:
 
     # ---- publishing ------------------------------------------------------------------------
 
-    def publish_json(self, topic: str, payload: dict[str, Any], qos: int = 0, retain: bool = False) -> None:
+    def publish_json(self, topic: str, payload: Mapping[str, Any], qos: int = 0, retain: bool = False) -> None:
         """Publish a JSON payload; QoS 1 messages survive a broker outage (see module doc)."""
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         try:

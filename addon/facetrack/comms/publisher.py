@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from facetrack.comms import topics as t
 from facetrack.comms.discovery import camera_discovery, config_topic, person_discovery
@@ -42,7 +42,7 @@ class MqttSink(Protocol):
         """``<prefix>/<part>/<part>...``."""
         ...
 
-    def publish_json(self, topic: str, payload: dict[str, Any], qos: int = 0, retain: bool = False) -> None:
+    def publish_json(self, topic: str, payload: Mapping[str, Any], qos: int = 0, retain: bool = False) -> None:
         """Publish ``payload`` as JSON."""
         ...
 
@@ -171,4 +171,4 @@ class Publisher:
 
     def _publish(self, name: str, topic: t.Topic, payload: Mapping[str, Any]) -> None:
         # Every payload is a plain dict at run time (a TypedDict): no copy.
-        self._sink.publish_json(name, cast("dict[str, Any]", payload), qos=topic.qos, retain=topic.retain)
+        self._sink.publish_json(name, payload, qos=topic.qos, retain=topic.retain)

@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -153,7 +153,7 @@ class _Spool:
         tmp.write_text(json.dumps(data), encoding="utf-8")
         tmp.replace(self.folder / _JOURNAL)
 
-    def append(self, name: str, record: dict[str, Any]) -> None:
+    def append(self, name: str, record: Mapping[str, Any]) -> None:
         with (self.folder / name).open("a", encoding="utf-8") as f:
             f.write(json.dumps(record, separators=(",", ":")) + "\n")
 
@@ -272,7 +272,7 @@ class ClipRecorder:
             self._feed(clip, item)
         return clip_id
 
-    def note_alert(self, clip_id: str, alert: dict[str, Any], snapshot: bytes | None) -> None:
+    def note_alert(self, clip_id: str, alert: Mapping[str, Any], snapshot: bytes | None) -> None:
         """Record an alert's payload (and, for the clip's first alert, its face snapshot) in the
         clip's spool folder."""
         for clip in self._active:

@@ -539,4 +539,3 @@ class FaceTracker:
             bbox=[float(x) for x in track.detection.box],
             reason=reason,
         )
-

@@ -48,7 +48,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from importlib import resources
@@ -126,7 +126,7 @@ class AlertHistory:
         self._lock = threading.Lock()
         self._local = local_clips
 
-    def add(self, payload: dict[str, Any], snapshot: bytes | None) -> None:
+    def add(self, payload: Mapping[str, Any], snapshot: bytes | None) -> None:
         """Keep an alert (its ``alert`` payload, ``docs/schemas/alert.json``) and its snapshot."""
         key = None
         url = payload.get("clip_url")
@@ -363,7 +363,7 @@ class WebUi:
         return _json(
             {
                 "version": __version__,
-                "cameras": [w.camera.name for w in s.workers],
+                "cameras": [c.name for c in s.cameras],
                 "features": {"inbox": self._has_inbox(), "forget_embedding": "forget_embedding" in SCHEMAS},
                 "ingress": bool(request.get(TRUSTED)) and request.headers.get("X-Ingress-Path") is not None,
             }
@@ -578,8 +578,8 @@ class WebUi:
 
     async def _cameras(self, request: web.Request) -> web.Response:
         cams = []
-        for w in self.service.workers:
-            name = w.camera.name
+        for c in self.service.cameras:
+            name, w = c.name, c.status
             cams.append(
                 {
                     "name": name,
