@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from facetrack import notify
 from facetrack.config import load_config, parse_config
+from facetrack.config.notify import DEFAULT_MESSAGE, NotificationConfig, NotificationSettings
+from facetrack.config.service import inbox_path, local_state_dir, parse_service_config
 from facetrack.errors import ConfigError
 
 
@@ -59,3 +62,49 @@ def test_unreadable_and_unparsable_files(tmp_path: Path) -> None:
     bad.write_text("a: [unclosed\n")
     with pytest.raises(ConfigError, match="cannot parse"):
         load_config(bad)
+
+
+# --- the service file's sections: validated once, where they are declared --------------------------
+
+CAMERA = {"name": "cam", "source": "rtsp://h/s"}
+
+
+@pytest.mark.parametrize(
+    ("clips", "key"),
+    [
+        ({"storage": {"max_total_mb": 0}}, "clips.storage.max_total_mb"),
+        ({"storage": {"max_age_days": 0}}, "clips.storage.max_age_days"),
+        ({"storage": {"url_expiry_seconds": 8 * 24 * 3600}}, "clips.storage.url_expiry_seconds"),
+    ],
+)
+def test_clip_storage_limits_are_refused_by_the_schema(clips: dict[str, object], key: str) -> None:
+    """What clip storage cannot work with is refused while parsing, naming the full key."""
+    with pytest.raises(ConfigError, match=rf"'{key}'"):
+        parse_service_config({"cameras": [CAMERA], "clips": clips})
+    ok = parse_service_config({"cameras": [CAMERA], "clips": {"storage": {"max_total_mb": None, "max_age_days": 0.5}}})
+    assert ok.clips.storage.max_total_mb is None and ok.clips.storage.max_age_days == 0.5
+
+
+def test_one_notification_model() -> None:
+    svc = parse_service_config({"cameras": [CAMERA]})
+    assert isinstance(svc.notifications, NotificationSettings)
+    assert svc.notifications.urls == () and svc.notifications.message == DEFAULT_MESSAGE == notify.DEFAULT_MESSAGE
+    assert notify.NotificationConfig is NotificationConfig
+    with pytest.raises(ValueError, match="at least one"):
+        NotificationConfig.of(svc.notifications)
+    svc = parse_service_config({"cameras": [CAMERA], "notifications": {"urls": ["json://h/"], "title": "t"}})
+    config = NotificationConfig.of(svc.notifications)
+    assert (config.urls, config.title, config.message) == (("json://h/",), "t", DEFAULT_MESSAGE)
+    assert "json://h/" not in repr(config)  # URLs hold tokens
+
+
+def test_local_state_and_inbox_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = str(tmp_path / "lib" / "faces.lance")
+    svc = parse_service_config({"db_path": db, "cameras": [CAMERA]})
+    assert local_state_dir(db) == tmp_path / "lib"
+    assert inbox_path(svc) == tmp_path / "lib" / "inbox.npz"
+    svc = parse_service_config({"db_path": db, "cameras": [CAMERA], "inbox": {"path": str(tmp_path / "x.npz")}})
+    assert inbox_path(svc) == tmp_path / "x.npz"
+    monkeypatch.chdir(tmp_path)
+    svc = parse_service_config({"db_path": "s3://bucket/faces", "cameras": [CAMERA]})
+    assert inbox_path(svc) == tmp_path / "inbox.npz"

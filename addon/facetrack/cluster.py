@@ -33,10 +33,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.cluster.hierarchy import fcluster, linkage
 
+from facetrack.config.inbox import DEFAULT_CLUSTER_THRESHOLD as DEFAULT_CLUSTER_THRESHOLD  # noqa: PLC0414 - re-export
 from facetrack.inference.base import FloatArray
-
-#: Cosine similarity at or above which two tracks (or groups) are taken for the same person.
-DEFAULT_CLUSTER_THRESHOLD = 0.5
 
 
 def normalise(embeddings: npt.ArrayLike) -> FloatArray:

@@ -41,7 +41,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from facetrack.cluster import DEFAULT_CLUSTER_THRESHOLD, diverse_subset, normalise
+from facetrack.cluster import diverse_subset, normalise
+from facetrack.config.inbox import InboxConfig as InboxConfig  # noqa: PLC0414 - re-export
 from facetrack.errors import FaceTrackError
 from facetrack.inference.base import FloatArray, Frame
 from facetrack.library import FaceLibrary
@@ -59,36 +60,6 @@ class InboxError(FaceTrackError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class InboxConfig:
-    """Inbox options (``inbox.*`` in the service configuration, ``docs/configuration.md``).
-
-    Attributes:
-        enabled: collect unknown faces at all.
-        max_groups: groups kept (pending and ignored).
-        max_crops_per_group: best crops (with embeddings) kept per group.
-        max_age_days: a group not seen for this long is dropped (0: never).
-        cluster_threshold: cosine similarity (average linkage) to join a group; see
-            :data:`facetrack.cluster.DEFAULT_CLUSTER_THRESHOLD`.
-        path: the inbox file (``.npz``); default ``inbox.npz`` next to the face library.
-    """
-
-    enabled: bool = True
-    max_groups: int = 50
-    max_crops_per_group: int = 10
-    max_age_days: float = 30.0
-    cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD
-    path: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_groups < 1 or self.max_crops_per_group < 1:
-            raise ValueError("inbox.max_groups and inbox.max_crops_per_group must be at least 1")
-        if self.max_age_days < 0:
-            raise ValueError("inbox.max_age_days must not be negative")
-        if not 0.0 < self.cluster_threshold < 1.0:
-            raise ValueError("inbox.cluster_threshold must be in (0, 1)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from typing import Final
 
 import apprise
 
+from facetrack.config.notify import DEFAULT_MESSAGE, DEFAULT_TITLE, NotificationConfig
 from facetrack.errors import ConfigError
 
 __all__ = [
@@ -54,9 +55,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MESSAGE: Final = "${person} seen on ${camera} at ${time} (similarity ${similarity})"
-DEFAULT_TITLE: Final = "FaceTrack: ${camera}"
 
 #: Context keys the templates are meant to use (others given in the context are substituted too).
 TEMPLATE_KEYS: Final = (
@@ -77,50 +75,6 @@ _SCHEME_RE: Final = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.\-]{0,31})://")
 
 class InvalidNotificationURLError(ConfigError, ValueError):
     """An Apprise URL is not understood; the message names its scheme only, never the secret."""
-
-
-@dataclass(frozen=True)
-class NotificationConfig:
-    """Where and what to notify.
-
-    Attributes:
-        urls: Apprise URLs, one per service (``notification_config``), e.g.
-            ``mailto://user:pass@example.com``, ``ntfy://ntfy.sh/topic``, ``json://host:port/path``.
-            A bare string is accepted and treated as one URL.
-        message: body template (``notification_message``), ``string.Template`` syntax
-            (``${person}``); see :data:`TEMPLATE_KEYS` for the keys.
-        title: title template, same syntax.
-        timeout_seconds: upper bound, in seconds, on delivering one alert to all services (> 0).
-        max_queue: alerts waiting for delivery before :meth:`Notifier.send` starts dropping (>= 1).
-    """
-
-    urls: tuple[str, ...]
-    message: str = DEFAULT_MESSAGE
-    title: str = DEFAULT_TITLE
-    timeout_seconds: float = 10.0
-    max_queue: int = 100
-
-    def __post_init__(self) -> None:
-        """Normalise ``urls`` to a tuple and check the numeric limits.
-
-        Raises:
-            ValueError: no URL, a URL that is not a string, ``timeout_seconds`` <= 0 or
-                ``max_queue`` < 1. URL syntax is checked by :class:`Notifier`.
-        """
-        urls: object = self.urls
-        if isinstance(urls, str):
-            urls = (urls,)
-        if not isinstance(urls, (tuple, list)):
-            raise ValueError("notification urls must be a sequence of Apprise URL strings")
-        if not urls:
-            raise ValueError("notification urls: at least one Apprise URL is required")
-        if not all(isinstance(u, str) for u in urls):
-            raise ValueError("notification urls must be strings")
-        object.__setattr__(self, "urls", tuple(urls))
-        if not self.timeout_seconds > 0:
-            raise ValueError(f"notification timeout_seconds must be > 0, got {self.timeout_seconds!r}")
-        if int(self.max_queue) < 1:
-            raise ValueError(f"notification max_queue must be >= 1, got {self.max_queue!r}")
 
 
 def _format_value(key: str, value: object) -> str:

@@ -13,31 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facetrack.config.schema import FaceFilters as FaceFilters  # noqa: PLC0414 - re-export
 from facetrack.inference.base import Detection, Frame
-
-
-@dataclass(frozen=True, slots=True)
-class FaceFilters:
-    """Thresholds a face must pass to be used for identity decisions and enrolment.
-
-    Attributes:
-        min_face_size: shorter box side, pixels of the original frame.
-        min_score: detector confidence.
-        min_sharpness: variance of the Laplacian of the 112x112 aligned grey crop.
-        max_yaw: |nose offset from the eye midpoint along the eye axis| / inter-eye distance
-            (0 frontal, about 0.5 in full profile).
-        pitch_range: (min, max) of distance(eye line, nose) / distance(eye line, mouth centre);
-            about 0.55 for a frontal face, lower looking up, higher looking down.
-        landmark_sanity: reject detections whose landmarks are geometrically impossible
-            (outside the box, eyes below the mouth, collapsed eye distance).
-    """
-
-    min_face_size: float = 32.0
-    min_score: float = 0.6
-    min_sharpness: float = 12.0
-    max_yaw: float = 0.3
-    pitch_range: tuple[float, float] = (0.3, 0.85)
-    landmark_sanity: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,34 +46,58 @@ SUPERVISOR_ADDRESS = "172.30.32.2"
 #: File name of the face library inside the app config folder.
 LIBRARY_NAME = "faces.lance"
 
+#: Every option ``addon/config.yaml`` declares (``options:`` and ``schema:``) -> where it lands in
+#: :class:`~facetrack.config.service.ServiceConfig`, as a dotted attribute path (``None``: not the
+#: engine's; ``log_level`` is read by the run script only). The one list of app options:
+#: ``tests/test_config_addon.py`` checks config.yaml's keys, defaults and ranges against it and the
+#: models, and that :func:`options_to_service_config` puts each option at its path.
+APP_OPTIONS: Mapping[str, str | None] = {
+    "cameras": "cameras",
+    "detector_input_size": "defaults.detector_input_size",
+    "credence_count": "defaults.credence_count",
+    "cosine_similarity_threshold": "defaults.cosine_similarity_threshold",
+    "backend": "defaults.backend",
+    "degirum_device": "defaults.degirum.device",
+    "degirum_host": "defaults.degirum.host",
+    "degirum_zoo": "defaults.degirum.zoo",
+    "degirum_token": "defaults.degirum.token",
+    "alert_mode": "alerts.alert_mode",
+    "alert_once": "alerts.alert_once",
+    "cooldown_seconds": "alerts.cooldown_seconds",
+    "notification_urls": "notifications.urls",
+    "notification_message": "notifications.message",
+    "http_base_url": "http.base_url",
+    "rtsp_base_url": "rtsp.base_url",
+    "clip_duration": "clips.clip_duration",
+    "clip_max_age_days": "clips.storage.max_age_days",
+    "clip_max_total_mb": "clips.storage.max_total_mb",
+    "topic_prefix": "mqtt.topic_prefix",
+    "discovery": "mqtt.discovery",
+    "library_uri": "db_path",
+    "library_endpoint": "library_storage.endpoint",
+    "library_region": "library_storage.region",
+    "library_access_key": "library_storage.access_key",
+    "library_secret_key": "library_storage.secret_key",
+    "library_allow_http": "library_storage.allow_http",
+    "library_topic": "mqtt.library_topic",
+    "ui_token": "http.ui_token",
+    "log_level": None,
+}
+#: The app's defaults (``options:``) that differ from the engine's on purpose; every other
+#: option's default in ``addon/config.yaml`` is the model's default at its path.
+APP_DEFAULTS: Mapping[str, object] = {
+    "cameras": [],  # the engine needs one; the app starts empty and says so (main)
+    "degirum_device": "HAILORT/HAILO8L",  # the app targets a Hailo-8L; the engine's is ONNX/CPU
+    "log_level": "info",
+}
 #: Top-level app options that map onto :class:`~facetrack.config.schema.FaceTrackerConfig` keys.
 TRACKING_OPTIONS = ("detector_input_size", "credence_count", "cosine_similarity_threshold")
 #: App options of the inference backend: ``backend`` and the ``degirum`` section (``degirum_<key>``).
 BACKEND_OPTIONS = ("backend", "degirum_device", "degirum_host", "degirum_zoo", "degirum_token")
 #: Top-level app options that form the ``alerts`` section.
 ALERT_OPTIONS = ("alert_mode", "alert_once", "cooldown_seconds")
-#: Every option ``addon/config.yaml`` declares; ``log_level`` is used by the run script only.
-KNOWN_OPTIONS = frozenset(
-    {
-        "cameras",
-        *TRACKING_OPTIONS,
-        *BACKEND_OPTIONS,
-        *ALERT_OPTIONS,
-        "notification_urls",
-        "notification_message",
-        "http_base_url",
-        "rtsp_base_url",
-        "clip_duration",
-        "clip_max_age_days",
-        "clip_max_total_mb",
-        "topic_prefix",
-        "discovery",
-        "log_level",
-        *("library_uri", "library_endpoint", "library_region", "library_access_key"),
-        *("library_secret_key", "library_allow_http", "library_topic"),
-        "ui_token",
-    }
-)
+#: Every option ``addon/config.yaml`` declares.
+KNOWN_OPTIONS = frozenset(APP_OPTIONS)
 
 
 def _as_bool(value: Any) -> bool:

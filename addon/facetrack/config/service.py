@@ -17,11 +17,35 @@ from urllib.parse import urlsplit
 
 import voluptuous as vol
 
+from facetrack.config.inbox import INBOX_SCHEMA, InboxConfig
+from facetrack.config.notify import NOTIFICATIONS_SCHEMA, NotificationSettings
 from facetrack.config.schema import CONFIG_SCHEMA, FaceTrackerConfig, parse_config, read_config_file
+from facetrack.config.storage import STORAGE_SCHEMA, StorageConfig
 from facetrack.errors import ConfigError
-from facetrack.inbox import InboxConfig
 from facetrack.objectstore import is_uri
-from facetrack.record.storage import StorageConfig
+
+__all__ = [
+    "CAMERA_OVERRIDES",
+    "RESERVED_CAMERA_NAMES",
+    "AlertConfig",
+    "AlertMode",
+    "CameraConfig",
+    "ClipsConfig",
+    "HTTPConfig",
+    "InboxConfig",
+    "LibraryStorageConfig",
+    "MQTTConfig",
+    "NotificationSettings",
+    "RTSPConfig",
+    "ServiceConfig",
+    "StorageConfig",
+    "TLSConfig",
+    "defaults_db_path",
+    "inbox_path",
+    "load_service_config",
+    "local_state_dir",
+    "parse_service_config",
+]
 
 
 class AlertMode(StrEnum):
@@ -121,16 +145,6 @@ class AlertConfig:
     alert_mode: AlertMode = AlertMode.ON_UNKNOWNS
     alert_once: bool = True
     cooldown_seconds: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class NotificationSettings:
-    """Apprise notifications (DeGirum ``notification_config`` / ``notification_message``)."""
-
-    urls: tuple[str, ...] = field(default=(), repr=False)
-    message: str = "${person} seen on ${camera} at ${time} (similarity ${similarity})"
-    title: str = "FaceTrack: ${camera}"
-    timeout_seconds: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,14 +335,7 @@ SERVICE_SCHEMA = vol.Schema(
             }
         ),
         vol.Optional("alerts"): ALERTS_SCHEMA,
-        vol.Optional("notifications"): vol.Schema(
-            {
-                vol.Optional("urls"): vol.Any(None, [vol.All(str, vol.Length(min=3))]),
-                vol.Optional("message"): vol.All(str, vol.Length(min=1, max=1000)),
-                vol.Optional("title"): vol.All(str, vol.Length(max=200)),
-                vol.Optional("timeout_seconds"): vol.All(vol.Coerce(float), vol.Range(min=0.5, max=120)),
-            }
-        ),
+        vol.Optional("notifications"): NOTIFICATIONS_SCHEMA,
         vol.Optional("media_dir"): vol.Any(None, str),
         vol.Optional("http"): vol.Schema(
             {
@@ -353,21 +360,7 @@ SERVICE_SCHEMA = vol.Schema(
                 vol.Optional("enabled"): bool,
                 vol.Optional("clip_duration"): vol.All(vol.Coerce(int), vol.Range(min=2, max=3000)),
                 vol.Optional("pre_roll"): vol.All(vol.Coerce(int), vol.Range(min=0, max=750)),
-                vol.Optional("storage"): vol.Schema(
-                    {
-                        vol.Optional("kind"): vol.In(["local", "s3"]),
-                        vol.Optional("path"): str,
-                        vol.Optional("endpoint"): vol.Any(None, str),
-                        vol.Optional("bucket"): str,
-                        vol.Optional("access_key"): vol.Any(None, str),
-                        vol.Optional("secret_key"): vol.Any(None, str),
-                        vol.Optional("secure"): bool,
-                        vol.Optional("region"): vol.Any(None, str),
-                        vol.Optional("url_expiry_seconds"): vol.All(vol.Coerce(int), vol.Range(min=1)),
-                        vol.Optional("max_age_days"): vol.Any(None, vol.All(vol.Coerce(float), vol.Range(min=0))),
-                        vol.Optional("max_total_mb"): vol.Any(None, vol.All(vol.Coerce(float), vol.Range(min=0))),
-                    }
-                ),
+                vol.Optional("storage"): STORAGE_SCHEMA,
             }
         ),
         vol.Optional("rtsp"): vol.Schema(
@@ -387,16 +380,7 @@ SERVICE_SCHEMA = vol.Schema(
             }
         ),
         vol.Optional("library_refresh_seconds"): vol.All(vol.Coerce(float), vol.Range(min=0, max=3600)),
-        vol.Optional("inbox"): vol.Schema(
-            {
-                vol.Optional("enabled"): bool,
-                vol.Optional("max_groups"): vol.All(vol.Coerce(int), vol.Range(min=1, max=500)),
-                vol.Optional("max_crops_per_group"): vol.All(vol.Coerce(int), vol.Range(min=1, max=50)),
-                vol.Optional("max_age_days"): vol.All(vol.Coerce(float), vol.Range(min=0)),
-                vol.Optional("cluster_threshold"): vol.All(vol.Coerce(float), vol.Range(min=0.05, max=0.95)),
-                vol.Optional("path"): vol.Any(None, vol.All(str, vol.Length(min=1))),
-            }
-        ),
+        vol.Optional("inbox"): INBOX_SCHEMA,
     }
 )
 
@@ -528,9 +512,16 @@ def _library_settings(data: dict[str, Any]) -> tuple[LibraryStorageConfig, float
 
 
 def local_state_dir(db_path: str) -> Path:
-    """Where local state (clips, URL secret) goes by default: the library's parent folder, or the
-    working directory for a library on an object store."""
+    """Where local state (clips, URL secret, inbox) goes by default: the library's parent folder,
+    or the working directory for a library on an object store."""
     return Path.cwd() if is_uri(db_path) else Path(db_path).resolve().parent
+
+
+def inbox_path(config: ServiceConfig) -> Path:
+    """The unknown-face inbox file: ``inbox.path``, or ``inbox.npz`` in :func:`local_state_dir`."""
+    if config.inbox.path:
+        return Path(config.inbox.path)
+    return local_state_dir(config.db_path) / "inbox.npz"
 
 
 def defaults_db_path(data: dict[str, Any]) -> str:

@@ -39,10 +39,9 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
 
 import certifi
 import urllib3
@@ -51,11 +50,13 @@ from minio.datatypes import Object
 from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
 
-from facetrack.errors import ConfigError, FaceTrackError
+# The settings live in config/ (reading a configuration must not import minio); re-exported here.
+from facetrack.config.storage import MAX_URL_EXPIRY_S
+from facetrack.config.storage import StorageConfig as StorageConfig  # noqa: PLC0414 - re-export
+from facetrack.config.storage import StorageKind as StorageKind  # noqa: PLC0414 - re-export
+from facetrack.errors import FaceTrackError
 
 _LOG = logging.getLogger(__name__)
-
-StorageKind = Literal["local", "s3"]
 
 #: File kinds of a clip: kind -> (file name, content type).
 CLIP_FILES: dict[str, tuple[str, str]] = {
@@ -76,10 +77,7 @@ _KEY_RE = re.compile(rf"(?P<camera>{_CAMERA})/(?P<clip_id>{_CLIP_ID})/(?P<name>{
 _TMP_RE = re.compile(rf"\.(?:{_NAME})\..+\.tmp")
 #: Marker of a clip's lost files, beside the clip folder: ``<camera>/<clip_id>`` + this.
 LOST_SUFFIX = ".lost.json"
-_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_ENDPOINT_RE = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?")
 _S3_ERRORS = (MinioException, urllib3.exceptions.HTTPError, OSError)
-_MAX_URL_EXPIRY_S = 7 * 24 * 3600  # SigV4 presigned URLs live at most 7 days
 _CHUNK = 1 << 16
 
 
@@ -100,62 +98,6 @@ class StorageError(FaceTrackError):
 
 class ClipNotFoundError(StorageError):
     """The requested clip file does not exist."""
-
-
-@dataclass(frozen=True)
-class StorageConfig:
-    """Where clips are stored and how long they are kept.
-
-    Attributes:
-        kind: ``"local"`` (a folder) or ``"s3"`` (an S3 bucket).
-        path: local folder holding the clips (``kind="local"``).
-        endpoint: S3 endpoint as ``"host:port"`` without scheme (``kind="s3"``).
-        bucket: S3 bucket name; created if missing.
-        access_key: S3 access key (``None``: anonymous).
-        secret_key: S3 secret key; never printed or logged.
-        secure: use TLS (HTTPS) to the S3 endpoint.
-        region: S3 region (``None``: asked from the server).
-        url_expiry_seconds: lifetime of a download URL, seconds (1 s .. 7 days).
-        max_age_days: clips older than this many days are purged (``None``: no age limit).
-        max_total_mb: the oldest clips are purged until all clips take at most this many
-            megabytes (10^6 bytes) (``None``: no size limit).
-
-    Raises:
-        ConfigError: an invalid value; the message names the key.
-    """
-
-    kind: StorageKind = "local"
-    path: str = "/media/facetrack/clips"
-    endpoint: str | None = None
-    bucket: str = "facetrack"
-    access_key: str | None = None
-    secret_key: str | None = field(default=None, repr=False)
-    secure: bool = True
-    region: str | None = None
-    url_expiry_seconds: int = 24 * 3600
-    max_age_days: float | None = 30
-    max_total_mb: float | None = 5000
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("local", "s3"):
-            raise ConfigError(f"storage.kind must be 'local' or 's3', not {self.kind!r}")
-        if self.kind == "local" and not self.path:
-            raise ConfigError("storage.path is required for local storage")
-        if self.kind == "s3":
-            if not self.endpoint or not _ENDPOINT_RE.fullmatch(self.endpoint):
-                raise ConfigError(
-                    f"storage.endpoint must be 'host:port' without scheme for S3 storage, not {self.endpoint!r}"
-                )
-            if not _BUCKET_RE.fullmatch(self.bucket) or ".." in self.bucket:
-                raise ConfigError(f"storage.bucket {self.bucket!r} is not a valid S3 bucket name")
-            if bool(self.access_key) != bool(self.secret_key):
-                raise ConfigError("storage.access_key and storage.secret_key must be given together")
-        if not 1 <= self.url_expiry_seconds <= _MAX_URL_EXPIRY_S:
-            raise ConfigError(f"storage.url_expiry_seconds must be between 1 and {_MAX_URL_EXPIRY_S}")
-        if self.max_age_days is not None and self.max_age_days <= 0:
-            raise ConfigError("storage.max_age_days must be positive (or null for no limit)")
-        if self.max_total_mb is not None and self.max_total_mb <= 0:
-            raise ConfigError("storage.max_total_mb must be positive (or null for no limit)")
 
 
 @dataclass(frozen=True)
@@ -259,8 +201,8 @@ def clip_time(clip_id: str) -> float | None:
 
 def _expiry(expires_in: int | None, default: int) -> int:
     seconds = default if expires_in is None else expires_in
-    if not isinstance(seconds, int) or not 1 <= seconds <= _MAX_URL_EXPIRY_S:
-        raise ValueError(f"expires_in must be an integer between 1 and {_MAX_URL_EXPIRY_S} seconds")
+    if not isinstance(seconds, int) or not 1 <= seconds <= MAX_URL_EXPIRY_S:
+        raise ValueError(f"expires_in must be an integer between 1 and {MAX_URL_EXPIRY_S} seconds")
     return seconds
 
 
