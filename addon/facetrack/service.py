@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from facetrack import __version__
 from facetrack.alerting import AlertSink
@@ -42,7 +42,8 @@ from facetrack.comms.payloads import (
     persons_payload,
 )
 from facetrack.comms.publisher import Publisher
-from facetrack.config.service import CameraConfig, ServiceConfig
+from facetrack.config.notify import NotificationConfig
+from facetrack.config.service import CameraConfig, ServiceConfig, inbox_path
 from facetrack.errors import FaceTrackError
 from facetrack.inbox import FaceCrop, UnknownInbox
 from facetrack.inference import backend_from_config
@@ -57,6 +58,9 @@ from facetrack.web.frames import FrameHub, FrameHubSink
 from facetrack.web.limits import HttpLimits
 from facetrack.web.server import WebServer
 from facetrack.web.signing import UrlSigner, secret_and_stream_token
+
+if TYPE_CHECKING:
+    from facetrack.notify import Notifier
 
 _LOG = logging.getLogger(__name__)
 #: Seconds between clip retention passes (age and total size).
@@ -151,7 +155,7 @@ class FaceTrackService:
             self.web = self._make_web()
         self.storage: ClipStorage | None = None
         #: Clips being recorded, in the engine's state folder (found again after a crash).
-        self.clip_spool = _inbox_path(config).parent / "clip-spool"
+        self.clip_spool = inbox_path(config).parent / "clip-spool"
         if config.clips.enabled:
             signer = self.web.sign_clip_url if self.web is not None else None
             self.storage = create_storage(config.clips.storage, url_signer=signer)
@@ -161,7 +165,7 @@ class FaceTrackService:
         self._persons_dirty = threading.Event()
         self.inbox: UnknownInbox | None = None
         if config.inbox.enabled:
-            self.inbox = UnknownInbox(config.inbox, self.library, _inbox_path(config))
+            self.inbox = UnknownInbox(config.inbox, self.library, inbox_path(config))
             if self.web is not None:
                 self.web.inbox_crop = self.inbox.crop_jpeg
         self._inbox_dirty = threading.Event()
@@ -265,15 +269,12 @@ class FaceTrackService:
         urls = {kind: self.storage.url(key) for kind, key in clip.keys.items()}
         self.publisher.clip(clip.camera, clip_payload(clip, urls))
 
-    def _make_notifier(self) -> Any:
+    def _make_notifier(self) -> Notifier | None:
         if not self.config.notifications.urls:
             return None
-        from facetrack.notify import NotificationConfig, Notifier
+        from facetrack.notify import Notifier  # Apprise and its plugins: only when notifications are on
 
-        n = self.config.notifications
-        return Notifier(
-            NotificationConfig(urls=n.urls, message=n.message, title=n.title, timeout_seconds=n.timeout_seconds)
-        )
+        return Notifier(NotificationConfig.of(self.config.notifications))
 
     # ---- retained state ------------------------------------------------------------------------
 
@@ -483,12 +484,3 @@ class FaceTrackService:
     def shutdown(self) -> None:
         """Ask every thread to stop (returns at once; :meth:`run` returns when done)."""
         self.stop_event.set()
-
-
-def _inbox_path(config: ServiceConfig) -> Path:
-    """``inbox.path``, or ``inbox.npz`` next to the face library (the working directory for a
-    library on an object store)."""
-    if config.inbox.path:
-        return Path(config.inbox.path)
-    db = config.db_path
-    return (Path.cwd() if "://" in db else Path(db).resolve().parent) / "inbox.npz"
