@@ -43,9 +43,7 @@ def test_every_action_is_described_and_has_an_icon() -> None:
             assert strings[name]["fields"][field]["name"], f"{name}.{field}"
 
 
-async def test_registered_actions_match_services_yaml(
-    hass: HomeAssistant, init_integration: MockConfigEntry
-) -> None:
+async def test_registered_actions_match_services_yaml(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
     assert set(hass.services.async_services_for_domain(DOMAIN)) == set(_services_yaml())
 
 

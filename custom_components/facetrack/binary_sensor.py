@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from homeassistant.components.binary_sensor import (
     BinarySensorDeviceClass,
@@ -16,6 +15,7 @@ from homeassistant.helpers.event import async_call_later
 
 from .entity import FaceTrackPersonEntity
 from .hub import FaceTrackConfigEntry, FaceTrackHub
+from .payloads import Seen
 
 PARALLEL_UPDATES = 0
 
@@ -64,10 +64,10 @@ class FaceTrackPresence(FaceTrackPersonEntity, BinarySensorEntity):
             self._cancel_off = None
 
     @callback
-    def _handle_seen(self, seen: dict[str, Any]) -> None:
+    def _handle_seen(self, seen: Seen) -> None:
         self._cancel_timer()
         self._attr_is_on = True
-        self._attr_extra_state_attributes = {"camera": seen.get("camera")}
+        self._attr_extra_state_attributes = {"camera": seen.camera}
         self._cancel_off = async_call_later(self.hass, self.hub.presence_timeout, self._async_presence_timeout)
         super()._handle_seen(seen)
 

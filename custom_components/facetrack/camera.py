@@ -47,24 +47,23 @@ class FaceTrackCamera(FaceTrackCameraEntity, Camera):
     @property
     def supported_features(self) -> CameraEntityFeature:
         """Streaming when the engine gives a stream URL."""
-        if self.camera_state.get("stream_url"):
+        if self.camera_state.stream_url:
             return CameraEntityFeature.STREAM
         return CameraEntityFeature(0)
 
     @property
     def is_streaming(self) -> bool:
         """Whether the camera's source is running."""
-        return self.camera_state.get("state") == "online"
+        return self.camera_state.state == "online"
 
     async def stream_source(self) -> str | None:
         """The stream URL of the camera's state (RTSP or MJPEG)."""
-        url = self.camera_state.get("stream_url")
-        return url if isinstance(url, str) else None
+        return self.camera_state.stream_url
 
     async def async_camera_image(self, width: int | None = None, height: int | None = None) -> bytes | None:
         """Fetch the snapshot at the state's snapshot URL."""
-        url = self.camera_state.get("snapshot_url")
-        if not isinstance(url, str) or not url:
+        url = self.camera_state.snapshot_url
+        if not url:
             return None
         session = async_get_clientsession(self.hass)
         try:

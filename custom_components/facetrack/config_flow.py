@@ -43,7 +43,7 @@ from .const import (
     MAX_PRESENCE_TIMEOUT,
     MIN_PRESENCE_TIMEOUT,
 )
-from .hub import parse_info
+from .payloads import Info, PayloadError, loads
 
 # A topic prefix: MQTT topic levels without wildcards, no leading/trailing slash.
 TOPIC_PREFIX_RE = re.compile(r"^[^/#+\s]+(/[^/#+\s]+)*$")
@@ -53,6 +53,14 @@ def _title(prefix: str) -> str:
     return "FaceTrack" if prefix == DEFAULT_TOPIC_PREFIX else f"FaceTrack ({prefix})"
 
 
+def _parse_info(payload: str | bytes | bytearray) -> Info | None:
+    """A valid `<prefix>/info` payload of contract v1, else None."""
+    try:
+        return Info.from_json(loads(payload))
+    except PayloadError:
+        return None
+
+
 class FaceTrackConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up a FaceTrack engine instance (one entry per topic prefix)."""
 
@@ -60,7 +68,7 @@ class FaceTrackConfigFlow(ConfigFlow, domain=DOMAIN):
 
     def __init__(self) -> None:
         """Initialise."""
-        self._info: dict[str, Any] | None = None
+        self._info: Info | None = None
         self._hassio: HassioServiceInfo | None = None
 
     @staticmethod
@@ -71,10 +79,10 @@ class FaceTrackConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def async_step_mqtt(self, discovery_info: MqttServiceInfo) -> ConfigFlowResult:
         """An engine announced itself with its retained `<prefix>/info`."""
-        info = parse_info(discovery_info.payload) if discovery_info.payload else None
-        if info is None or discovery_info.topic != f"{info['topic_prefix']}/info":
+        info = _parse_info(discovery_info.payload) if discovery_info.payload else None
+        if info is None or discovery_info.topic != f"{info.topic_prefix}/info":
             return self.async_abort(reason="invalid_discovery_info")
-        prefix: str = info["topic_prefix"]
+        prefix = info.topic_prefix
         await self.async_set_unique_id(prefix)
         self._abort_if_unique_id_configured()
         self._info = info
@@ -84,15 +92,15 @@ class FaceTrackConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_discovery_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Confirm the discovered engine."""
         assert self._info is not None
-        prefix: str = self._info["topic_prefix"]
+        prefix = self._info.topic_prefix
         if user_input is not None:
             return self.async_create_entry(title=_title(prefix), data={CONF_TOPIC_PREFIX: prefix})
         return self.async_show_form(
             step_id="discovery_confirm",
             description_placeholders={
                 "prefix": prefix,
-                "version": str(self._info.get("version", "?")),
-                "cameras": ", ".join(self._info["cameras"]) or "-",
+                "version": self._info.version if self._info.version is not None else "?",
+                "cameras": ", ".join(self._info.cameras) or "-",
             },
         )
 
@@ -171,13 +179,13 @@ class FaceTrackConfigFlow(ConfigFlow, domain=DOMAIN):
             return {"base": "no_engine"}
         return {}
 
-    async def _async_wait_for_info(self, prefix: str) -> dict[str, Any] | None:
+    async def _async_wait_for_info(self, prefix: str) -> Info | None:
         """Subscribe to `<prefix>/info` and wait for a valid retained payload."""
-        received: asyncio.Future[dict[str, Any]] = self.hass.loop.create_future()
+        received: asyncio.Future[Info] = self.hass.loop.create_future()
 
         @callback
         def _on_info(msg: ReceiveMessage) -> None:
-            info = parse_info(msg.payload)
+            info = _parse_info(msg.payload)
             if info is not None and not received.done():
                 received.set_result(info)
 
@@ -204,7 +212,7 @@ class FaceTrackOptionsFlow(OptionsFlow):
         if self.config_entry.state is ConfigEntryState.LOADED:
             hub = self.config_entry.runtime_data.hub
             cameras = list(hub.cameras)
-            persons = {pid: str(person.get("name", pid)) for pid, person in hub.persons.items()}
+            persons = {pid: person.display_name for pid, person in hub.persons.items()}
         if user_input is not None:
             # Excluded: the known ones left out, and those excluded before that the engine does not
             # know now. Cameras and persons added later get entities.

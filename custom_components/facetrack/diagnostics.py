@@ -34,12 +34,14 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: FaceTra
             "options": dict(entry.options),
         },
         "status": hub.status,
-        "info": hub.info,
+        "info": hub.info.raw if hub.info is not None else None,
         "cameras": hub.cameras,
-        "camera_states": async_redact_data(hub.camera_states, TO_REDACT),
-        "persons": async_redact_data(list(hub.persons.values()), TO_REDACT),
+        "camera_states": async_redact_data(
+            {camera: state.raw for camera, state in hub.camera_states.items()}, TO_REDACT
+        ),
+        "persons": async_redact_data([person.raw for person in hub.persons.values()], TO_REDACT),
         "inbox": {
             **hub.inbox_counts,
-            "groups": async_redact_data(list(hub.inbox.values()), TO_REDACT),
+            "groups": async_redact_data([group.raw for group in hub.inbox.values()], TO_REDACT),
         },
     }

@@ -10,6 +10,7 @@ from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity import Entity, EntityDescription
 
 from .hub import FaceTrackHub, camera_identifier, engine_identifier, person_identifier
+from .payloads import CameraState, Seen
 
 
 class FaceTrackEntity(Entity):
@@ -64,9 +65,9 @@ class FaceTrackCameraEntity(FaceTrackEntity):
         self._connect("camera", self.camera, self._handle_update)
 
     @property
-    def camera_state(self) -> dict[str, Any]:
-        """The camera's last `<prefix>/<camera>/state` payload ({} before the first)."""
-        return self.hub.camera_states.get(self.camera, {})
+    def camera_state(self) -> CameraState:
+        """The camera's last `<prefix>/<camera>/state` payload (all None before the first)."""
+        return self.hub.camera_states.get(self.camera) or CameraState()
 
     @property
     def available(self) -> bool:
@@ -83,11 +84,12 @@ class FaceTrackPersonEntity(FaceTrackEntity):
         self.person_id = person_id
         self.entity_description = description
         self._attr_unique_id = f"{hub.prefix}_{person_id}_{description.key}"
+        person = hub.persons.get(person_id)
         self._attr_device_info = DeviceInfo(
             identifiers={person_identifier(hub.prefix, person_id)},
             manufacturer="FaceTrack",
             model="Enrolled person",
-            name=hub.persons.get(person_id, {}).get("name", person_id),
+            name=person.display_name if person is not None else person_id,
             via_device=engine_identifier(hub.prefix),
         )
 
@@ -98,7 +100,7 @@ class FaceTrackPersonEntity(FaceTrackEntity):
         self._connect("persons", "", self._handle_update)
 
     @callback
-    def _handle_seen(self, seen: dict[str, Any]) -> None:
+    def _handle_seen(self, seen: Seen) -> None:
         """Handle a `<prefix>/seen/<person_id>` message (subclasses keep what they need)."""
         self.async_write_ha_state()
 

@@ -3,8 +3,6 @@ engine's `new_group` event when a new unknown person appears in the inbox (`<pre
 
 from __future__ import annotations
 
-from typing import Any
-
 from homeassistant.components.event import EventEntity, EventEntityDescription
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
@@ -12,6 +10,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .const import EVENT_KNOWN_FACE, EVENT_NEW_GROUP, EVENT_UNKNOWN_FACE
 from .entity import FaceTrackCameraEntity, FaceTrackEngineEntity
 from .hub import FaceTrackConfigEntry
+from .payloads import Alert, InboxEvent
 
 PARALLEL_UPDATES = 0
 
@@ -26,10 +25,6 @@ INBOX_EVENT = EventEntityDescription(
     translation_key="unknown_person",
     event_types=[EVENT_NEW_GROUP],
 )
-
-# Alert fields passed on as event attributes.
-EVENT_ATTRIBUTES = ("person", "person_id", "similarity", "track_id", "snapshot_url", "clip_url", "alert_id")
-INBOX_EVENT_ATTRIBUTES = ("group_id", "camera", "track_id", "crop_url")
 
 
 async def async_setup_entry(
@@ -62,11 +57,21 @@ class FaceTrackFaceEvent(FaceTrackCameraEntity, EventEntity):
         return self.hub.online
 
     @callback
-    def _handle_alert(self, alert: dict[str, Any]) -> None:
-        kind = alert["kind"]
-        if kind not in (self.event_types or ()):
+    def _handle_alert(self, alert: Alert) -> None:
+        if alert.kind not in (self.event_types or ()):
             return
-        self._trigger_event(kind, {key: alert.get(key) for key in EVENT_ATTRIBUTES})
+        self._trigger_event(
+            alert.kind,
+            {
+                "person": alert.person,
+                "person_id": alert.person_id,
+                "similarity": alert.similarity,
+                "track_id": alert.track_id,
+                "snapshot_url": alert.snapshot_url,
+                "clip_url": alert.clip_url,
+                "alert_id": alert.alert_id,
+            },
+        )
         self.async_write_ha_state()
 
 
@@ -79,8 +84,16 @@ class FaceTrackInboxEvent(FaceTrackEngineEntity, EventEntity):
         self._connect("inbox_event", "", self._handle_inbox_event)
 
     @callback
-    def _handle_inbox_event(self, event: dict[str, Any]) -> None:
-        if event["type"] not in (self.event_types or ()):
+    def _handle_inbox_event(self, event: InboxEvent) -> None:
+        if event.type not in (self.event_types or ()):
             return
-        self._trigger_event(event["type"], {key: event.get(key) for key in INBOX_EVENT_ATTRIBUTES})
+        self._trigger_event(
+            event.type,
+            {
+                "group_id": event.group_id,
+                "camera": event.camera,
+                "track_id": event.track_id,
+                "crop_url": event.crop_url,
+            },
+        )
         self.async_write_ha_state()

@@ -2,8 +2,10 @@
 
 One `FaceTrackHub` per config entry (= per engine topic prefix): it subscribes to the engine's
 topics through Home Assistant's MQTT integration, keeps the retained state (status, info, persons,
-camera states), forwards the live messages (seen, alert, clip) to the entities with dispatcher signals,
-and runs commands (publish `<prefix>/command/<verb>`, await `<prefix>/response/<request_id>`).
+camera states, inbox), forwards the live messages (seen, alert, clip, inbox event) to the entities with
+dispatcher signals, and runs commands (publish `<prefix>/command/<verb>`, await
+`<prefix>/response/<request_id>`). Payloads are parsed by `.payloads`: the state it keeps and the
+messages it forwards are those typed objects; an invalid payload is logged and ignored.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from homeassistant.components import mqtt
@@ -28,12 +31,26 @@ from .const import (
     CONF_EXCLUDED_PERSONS,
     CONF_PRESENCE_TIMEOUT,
     CONF_TOPIC_PREFIX,
-    CONTRACT_VERSION,
     DEFAULT_PRESENCE_TIMEOUT,
     DOMAIN,
     GROUP_PENDING,
     LOGGER,
     STATUS_ONLINE,
+)
+from .payloads import (
+    Alert,
+    CameraState,
+    Clip,
+    Inbox,
+    InboxEvent,
+    InboxGroup,
+    Info,
+    PayloadError,
+    Person,
+    Persons,
+    Response,
+    Seen,
+    loads,
 )
 
 # Error codes of a response that mean "the request was wrong" rather than "the engine failed".
@@ -49,41 +66,48 @@ class FaceTrackData:
     hub: FaceTrackHub
 
 
-def parse_json_object(payload: str | bytes) -> dict[str, Any] | None:
-    """Return a JSON object payload as a dict, or None when it is not one."""
-    try:
-        value = json.loads(payload)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+class DeviceKind(StrEnum):
+    """What a device of the integration stands for.
 
+    Identifiers: the engine's is the topic prefix; a camera's and a person's `<prefix>:<kind>:<key>`.
+    """
 
-def parse_info(payload: str | bytes) -> dict[str, Any] | None:
-    """Return a valid `<prefix>/info` payload of contract v1, else None."""
-    info = parse_json_object(payload)
-    if (
-        info is None
-        or info.get("contract_version") != CONTRACT_VERSION
-        or not isinstance(info.get("topic_prefix"), str)
-        or not isinstance(info.get("cameras"), list)
-    ):
-        return None
-    return info
+    ENGINE = "engine"
+    CAMERA = "camera"
+    PERSON = "person"
 
 
 def camera_identifier(prefix: str, camera: str) -> tuple[str, str]:
     """Device registry identifier of an engine camera."""
-    return (DOMAIN, f"{prefix}:camera:{camera}")
+    return (DOMAIN, f"{prefix}:{DeviceKind.CAMERA}:{camera}")
 
 
 def person_identifier(prefix: str, person_id: str) -> tuple[str, str]:
     """Device registry identifier of a person of the face library."""
-    return (DOMAIN, f"{prefix}:person:{person_id}")
+    return (DOMAIN, f"{prefix}:{DeviceKind.PERSON}:{person_id}")
 
 
 def engine_identifier(prefix: str) -> tuple[str, str]:
     """Device registry identifier of the engine instance."""
     return (DOMAIN, prefix)
+
+
+def parse_identifier(prefix: str, identifier: tuple[str, str]) -> tuple[DeviceKind, str] | None:
+    """The kind and key (camera name, person id; "" for the engine) of a device identifier of `prefix`.
+
+    The inverse of the `*_identifier` functions above; None for another domain's identifier or for one
+    of another topic prefix.
+    """
+    domain, value = identifier
+    if domain != DOMAIN:
+        return None
+    if value == prefix:
+        return DeviceKind.ENGINE, ""
+    for kind in (DeviceKind.CAMERA, DeviceKind.PERSON):
+        head = f"{prefix}:{kind}:"
+        if value.startswith(head):
+            return kind, value[len(head) :]
+    return None
 
 
 @dataclass
@@ -105,18 +129,19 @@ class FaceTrackHub:
         self.prefix: str = entry.data[CONF_TOPIC_PREFIX]
         self.presence_timeout: float = float(entry.options.get(CONF_PRESENCE_TIMEOUT, DEFAULT_PRESENCE_TIMEOUT))
         self.status: str | None = None
-        self.info: dict[str, Any] | None = None
-        self.persons: dict[str, dict[str, Any]] = {}
-        self.camera_states: dict[str, dict[str, Any]] = {}
+        self.info: Info | None = None
+        self.persons: dict[str, Person] = {}
+        self.camera_states: dict[str, CameraState] = {}
         self.cameras: list[str] = []
-        # The unknown-face inbox (`<prefix>/inbox`, contract 1.1): groups by id, in the engine's order.
-        self.inbox: dict[str, dict[str, Any]] = {}
+        # The unknown-face inbox (`<prefix>/inbox`, contract 1.1): groups by id, in the engine's order,
+        # and the engine's counts ("pending", "ignored": those it sent).
+        self.inbox: dict[str, InboxGroup] = {}
         self.inbox_counts: dict[str, int] = {}
         # Options: cameras / person ids that get no entities (and no device).
         self.excluded_cameras: frozenset[str] = frozenset(entry.options.get(CONF_EXCLUDED_CAMERAS, ()))
         self.excluded_persons: frozenset[str] = frozenset(entry.options.get(CONF_EXCLUDED_PERSONS, ()))
         self._listeners = _Listeners()
-        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._pending: dict[str, asyncio.Future[Response]] = {}
         self._unsubscribe: list[CALLBACK_TYPE] = []
 
     # -- signals -----------------------------------------------------------------------------
@@ -133,7 +158,7 @@ class FaceTrackHub:
     def camera_available(self, camera: str) -> bool:
         """Whether the engine is online and the camera's last state is not offline."""
         state = self.camera_states.get(camera)
-        return self.online and state is not None and state.get("state") != "offline"
+        return self.online and state is not None and state.state != "offline"
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -191,7 +216,7 @@ class FaceTrackHub:
 
     def pending_groups(self) -> list[str]:
         """Ids of the inbox groups waiting to be named (not ignored)."""
-        return [gid for gid, group in self.inbox.items() if group.get("status") == GROUP_PENDING]
+        return [gid for gid, group in self.inbox.items() if group.status == GROUP_PENDING]
 
     # -- retained topics ----------------------------------------------------------------------
 
@@ -208,12 +233,10 @@ class FaceTrackHub:
 
     @callback
     def _on_info(self, msg: ReceiveMessage) -> None:
-        info = parse_info(msg.payload)
-        if info is None:
-            LOGGER.warning("Ignoring an invalid info payload on %s", msg.topic)
+        if (info := _parse(Info.from_json, msg, "info payload")) is None:
             return
         self.info = info
-        cameras = [c for c in info["cameras"] if isinstance(c, str)]
+        cameras = list(info.cameras)
         self.async_update_engine_device()
         new = [c for c in cameras if c not in self.cameras and c not in self.excluded_cameras]
         removed = [c for c in self.cameras if c not in cameras]
@@ -227,27 +250,23 @@ class FaceTrackHub:
 
     @callback
     def _on_persons(self, msg: ReceiveMessage) -> None:
-        data = parse_json_object(msg.payload)
-        if data is None or not isinstance(data.get("persons"), list):
-            LOGGER.warning("Ignoring an invalid persons payload on %s", msg.topic)
+        if (data := _parse(Persons.from_json, msg, "persons payload")) is None:
             return
-        persons = {
-            p["person_id"]: p for p in data["persons"] if isinstance(p, dict) and isinstance(p.get("person_id"), str)
-        }
+        persons = {person.person_id: person for person in data.persons}
         device_registry = dr.async_get(self.hass)
         new = [pid for pid in persons if pid not in self.persons and pid not in self.excluded_persons]
         for pid, person in persons.items():
             previous = self.persons.get(pid)
-            if previous is not None and previous.get("name") != person.get("name"):
+            if previous is not None and previous.name != person.name:
                 device = device_registry.async_get_device(identifiers={person_identifier(self.prefix, pid)})
                 if device is not None:
-                    device_registry.async_update_device(device.id, name=person["name"])
+                    device_registry.async_update_device(device.id, name=person.display_name)
         self.persons = persons
         # Forgotten persons (also those forgotten while Home Assistant was not running).
         for device in dr.async_entries_for_config_entry(device_registry, self.entry.entry_id):
-            for domain, identifier in device.identifiers:
-                head = f"{self.prefix}:person:"
-                if domain == DOMAIN and identifier.startswith(head) and identifier[len(head) :] not in persons:
+            for identifier in device.identifiers:
+                parsed = parse_identifier(self.prefix, identifier)
+                if parsed is not None and parsed[0] is DeviceKind.PERSON and parsed[1] not in persons:
                     device_registry.async_update_device(device.id, remove_config_entry_id=self.entry.entry_id)
         if new:
             for add in self._listeners.persons:
@@ -256,15 +275,12 @@ class FaceTrackHub:
 
     @callback
     def _on_inbox(self, msg: ReceiveMessage) -> None:
-        data = parse_json_object(msg.payload)
-        if data is None or not isinstance(data.get("groups"), list):
-            LOGGER.warning("Ignoring an invalid inbox payload on %s", msg.topic)
+        if (inbox := _parse(Inbox.from_json, msg, "inbox payload")) is None:
             return
         before = set(self.pending_groups())
-        self.inbox = {
-            g["group_id"]: g for g in data["groups"] if isinstance(g, dict) and isinstance(g.get("group_id"), str)
-        }
-        self.inbox_counts = {key: data[key] for key in ("pending", "ignored") if isinstance(data.get(key), int)}
+        self.inbox = {group.group_id: group for group in inbox.groups}
+        counts = {"pending": inbox.pending, "ignored": inbox.ignored}
+        self.inbox_counts = {key: count for key, count in counts.items() if count is not None}
         # Entities of groups that left the pending state (named, discarded, merged, ignored) listen
         # for the "inbox" signal and remove themselves; new pending groups get entities.
         if new := [gid for gid in self.pending_groups() if gid not in before]:
@@ -274,48 +290,40 @@ class FaceTrackHub:
 
     @callback
     def _on_inbox_event(self, msg: ReceiveMessage) -> None:
-        event = parse_json_object(msg.payload)
-        if event is None or not isinstance(event.get("type"), str) or not isinstance(event.get("group_id"), str):
-            LOGGER.warning("Ignoring an invalid inbox event on %s", msg.topic)
+        if (event := _parse(InboxEvent.from_json, msg, "inbox event")) is None:
             return
         async_dispatcher_send(self.hass, self.signal("inbox_event"), event)
 
     @callback
     def _on_camera_state(self, msg: ReceiveMessage) -> None:
-        camera = msg.topic[len(self.prefix) + 1 :].split("/", 1)[0]
-        state = parse_json_object(msg.payload)
-        if state is None or state.get("camera", camera) != camera:
-            LOGGER.warning("Ignoring an invalid camera state on %s", msg.topic)
+        camera = self._topic_camera(msg.topic)
+        if (state := _parse(lambda data: CameraState.from_json(data, camera), msg, "camera state")) is None:
             return
         self.camera_states[camera] = state
         async_dispatcher_send(self.hass, self.signal("camera", camera))
 
     # -- live topics ---------------------------------------------------------------------------
 
+    def _topic_camera(self, topic: str) -> str:
+        """The camera of a `<prefix>/<camera>/...` topic."""
+        return topic[len(self.prefix) + 1 :].split("/", 1)[0]
+
     @callback
     def _on_alert(self, msg: ReceiveMessage) -> None:
-        camera = msg.topic[len(self.prefix) + 1 :].split("/", 1)[0]
-        alert = parse_json_object(msg.payload)
-        if alert is None or not isinstance(alert.get("kind"), str):
-            LOGGER.warning("Ignoring an invalid alert on %s", msg.topic)
+        if (alert := _parse(Alert.from_json, msg, "alert")) is None:
             return
-        async_dispatcher_send(self.hass, self.signal("alert", camera), alert)
+        async_dispatcher_send(self.hass, self.signal("alert", self._topic_camera(msg.topic)), alert)
 
     @callback
     def _on_clip(self, msg: ReceiveMessage) -> None:
-        camera = msg.topic[len(self.prefix) + 1 :].split("/", 1)[0]
-        clip = parse_json_object(msg.payload)
-        if clip is None:
-            LOGGER.warning("Ignoring an invalid clip message on %s", msg.topic)
+        if (clip := _parse(Clip.from_json, msg, "clip message")) is None:
             return
-        async_dispatcher_send(self.hass, self.signal("clip", camera), clip)
+        async_dispatcher_send(self.hass, self.signal("clip", self._topic_camera(msg.topic)), clip)
 
     @callback
     def _on_seen(self, msg: ReceiveMessage) -> None:
         person_id = msg.topic.rsplit("/", 1)[-1]
-        seen = parse_json_object(msg.payload)
-        if seen is None:
-            LOGGER.warning("Ignoring an invalid seen message on %s", msg.topic)
+        if (seen := _parse(Seen.from_json, msg, "seen message")) is None:
             return
         async_dispatcher_send(self.hass, self.signal("seen", person_id), seen)
 
@@ -325,9 +333,7 @@ class FaceTrackHub:
         future = self._pending.get(request_id)
         if future is None or future.done():
             return
-        response = parse_json_object(msg.payload)
-        if response is None:
-            LOGGER.warning("Ignoring an invalid response on %s", msg.topic)
+        if (response := _parse(Response.from_json, msg, "response")) is None:
             return
         future.set_result(response)
 
@@ -347,7 +353,7 @@ class FaceTrackHub:
                 translation_placeholders={"prefix": self.prefix},
             )
         request_id = uuid.uuid4().hex
-        future: asyncio.Future[dict[str, Any]] = self.hass.loop.create_future()
+        future: asyncio.Future[Response] = self.hass.loop.create_future()
         self._pending[request_id] = future
         try:
             await mqtt.async_publish(
@@ -367,15 +373,12 @@ class FaceTrackHub:
             ) from err
         finally:
             self._pending.pop(request_id, None)
-        if response.get("ok") is True and isinstance(response.get("result"), dict):
-            result: dict[str, Any] = response["result"]
-            return result
-        error = response.get("error")
-        error = error if isinstance(error, dict) else {}
+        if response.ok is True and response.result is not None:
+            return response.result
         placeholders = {
             "command": verb,
-            "code": str(error.get("code", "internal")),
-            "message": str(error.get("message", "")),
+            "code": response.error_code if response.error_code is not None else "internal",
+            "message": response.error_message if response.error_message is not None else "",
         }
         if placeholders["code"] in VALIDATION_ERROR_CODES:
             raise ServiceValidationError(
@@ -394,15 +397,15 @@ class FaceTrackHub:
     @callback
     def async_update_engine_device(self) -> None:
         """Create or update the device of the engine instance (cameras and persons hang on it)."""
-        info = self.info or {}
+        info = self.info
         dr.async_get(self.hass).async_get_or_create(
             config_entry_id=self.entry.entry_id,
             identifiers={engine_identifier(self.prefix)},
             manufacturer="FaceTrack",
             model="FaceTrack engine",
-            model_id=info.get("backend"),
+            model_id=info.backend if info is not None else None,
             name=self.entry.title,
-            sw_version=info.get("version"),
+            sw_version=info.version if info is not None else None,
         )
 
     @callback
@@ -415,18 +418,14 @@ class FaceTrackHub:
     @callback
     def is_current_device(self, device: dr.DeviceEntry) -> bool:
         """Whether a device of this entry still matches an engine camera or a person (not excluded)."""
-        for domain, identifier in device.identifiers:
-            if domain != DOMAIN:
-                continue
-            if identifier == self.prefix:
-                return True
-            for camera in self.cameras:
-                if camera not in self.excluded_cameras and identifier == camera_identifier(self.prefix, camera)[1]:
+        for identifier in device.identifiers:
+            match parse_identifier(self.prefix, identifier):
+                case (DeviceKind.ENGINE, _):
                     return True
-            for person_id in self.persons:
-                if (
-                    person_id not in self.excluded_persons
-                    and identifier == person_identifier(self.prefix, person_id)[1]
+                case (DeviceKind.CAMERA, camera) if camera in self.cameras and camera not in self.excluded_cameras:
+                    return True
+                case (DeviceKind.PERSON, person_id) if (
+                    person_id in self.persons and person_id not in self.excluded_persons
                 ):
                     return True
         return False
@@ -438,18 +437,27 @@ class FaceTrackHub:
         Run at setup, so after a change of the options or of the topic prefix (reconfigure):
         their entities go with them.
         """
-        camera_head, person_head = f"{self.prefix}:camera:", f"{self.prefix}:person:"
         device_registry = dr.async_get(self.hass)
         for device in dr.async_entries_for_config_entry(device_registry, self.entry.entry_id):
-            for domain, identifier in device.identifiers:
-                if domain != DOMAIN or identifier == self.prefix:
-                    continue
-                if identifier.startswith(camera_head):
-                    unwanted = identifier[len(camera_head) :] in self.excluded_cameras
-                elif identifier.startswith(person_head):
-                    unwanted = identifier[len(person_head) :] in self.excluded_persons
-                else:
-                    unwanted = True  # another topic prefix (reconfigured)
+            for identifier in device.identifiers:
+                match parse_identifier(self.prefix, identifier):
+                    case (DeviceKind.CAMERA, camera):
+                        unwanted = camera in self.excluded_cameras
+                    case (DeviceKind.PERSON, person_id):
+                        unwanted = person_id in self.excluded_persons
+                    case None:
+                        unwanted = identifier[0] == DOMAIN  # of another topic prefix (reconfigured)
+                    case _:
+                        unwanted = False  # the engine
                 if unwanted:
                     device_registry.async_update_device(device.id, remove_config_entry_id=self.entry.entry_id)
                     break
+
+
+def _parse[P](parse: Callable[[Any], P], msg: ReceiveMessage, what: str) -> P | None:
+    """The message's payload parsed by `parse` (a `from_json` of .payloads); None, logged, when invalid."""
+    try:
+        return parse(loads(msg.payload))
+    except PayloadError:
+        LOGGER.warning("Ignoring an invalid %s on %s", what, msg.topic)
+        return None

@@ -12,8 +12,6 @@ long as the group is pending: naming, merging away, discarding or ignoring it re
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
-from typing import Any
 
 import aiohttp
 from homeassistant.components.image import Image, ImageEntity, ImageEntityDescription
@@ -26,14 +24,13 @@ from homeassistant.util import dt as dt_util
 from .const import GROUP_PENDING, LOGGER
 from .entity import FaceTrackCameraEntity, FaceTrackEngineEntity
 from .hub import FaceTrackConfigEntry, FaceTrackHub
+from .payloads import Alert, Clip, InboxGroup, parse_time
 
 PARALLEL_UPDATES = 0
 FETCH_TIMEOUT = 10
 
 LAST_ALERT = ImageEntityDescription(key="last_alert", translation_key="last_alert")
 UNKNOWN_GROUP = ImageEntityDescription(key="unknown_group", translation_key="unknown_group")
-# Group fields shown as attributes of its image (the crop URL is the image itself).
-GROUP_ATTRIBUTES = ("group_id", "count", "tracks", "cameras", "first_seen", "last_seen", "nearest_person")
 
 
 async def async_setup_entry(
@@ -82,32 +79,30 @@ class FaceTrackAlertImage(FaceTrackCameraEntity, ImageEntity):
         return self.hub.online
 
     @callback
-    def _handle_alert(self, alert: dict[str, Any]) -> None:
-        url = alert.get("snapshot_url")
-        if not isinstance(url, str) or not url:
+    def _handle_alert(self, alert: Alert) -> None:
+        url = alert.snapshot_url
+        if not url:
             return  # clips disabled: nothing to show
         if self._cached_image is not None:
             self._previous = self._cached_image
         self._cached_image = None
-        self._alert_id = alert.get("alert_id")
+        self._alert_id = alert.alert_id
         self._attr_image_url = url
-        self._attr_image_last_updated = _parse_time(alert.get("time")) or dt_util.utcnow()
+        self._attr_image_last_updated = parse_time(alert.time) or dt_util.utcnow()
         self._attr_extra_state_attributes = {
             "alert_id": self._alert_id,
-            "kind": alert.get("kind"),
-            "person": alert.get("person"),
+            "kind": alert.kind,
+            "person": alert.person,
         }
         self.async_write_ha_state()
 
     @callback
-    def _handle_clip(self, clip: dict[str, Any]) -> None:
+    def _handle_clip(self, clip: Clip) -> None:
         """The last alert's clip is stored: its snapshot can be fetched now."""
-        if clip.get("alert_id") != self._alert_id or self._cached_image is not None:
+        if clip.alert_id != self._alert_id or self._cached_image is not None:
             return
-        urls = clip.get("urls")
-        snapshot = urls.get("snapshot") if isinstance(urls, dict) else None
-        if isinstance(snapshot, str) and snapshot:
-            self._attr_image_url = snapshot
+        if clip.snapshot_url:
+            self._attr_image_url = clip.snapshot_url
         # A new access token changes entity_picture: the frontend fetches the image again.
         self.async_update_token()
         self.async_write_ha_state()
@@ -140,13 +135,21 @@ class FaceTrackUnknownGroupImage(FaceTrackEngineEntity, ImageEntity):
 
     @callback
     def _update_from_inbox(self) -> None:
-        group = self.hub.inbox.get(self.group_id, {})
-        url = group.get("crop_url")
-        if url != self._attr_image_url:
-            self._attr_image_url = url if isinstance(url, str) else None
+        group = self.hub.inbox.get(self.group_id) or InboxGroup(self.group_id)
+        if group.crop_url != self._attr_image_url:
+            self._attr_image_url = group.crop_url
             self._cached_image = None
-        self._attr_image_last_updated = _parse_time(group.get("last_seen")) or dt_util.utcnow()
-        self._attr_extra_state_attributes = {key: group.get(key) for key in GROUP_ATTRIBUTES}
+        self._attr_image_last_updated = parse_time(group.last_seen) or dt_util.utcnow()
+        # The group's fields (the crop URL is the image itself).
+        self._attr_extra_state_attributes = {
+            "group_id": group.group_id,
+            "count": group.count,
+            "tracks": group.tracks,
+            "cameras": list(group.cameras),
+            "first_seen": group.first_seen,
+            "last_seen": group.last_seen,
+            "nearest_person": group.nearest_person,
+        }
 
     async def async_added_to_hass(self) -> None:
         """Follow the inbox."""
@@ -156,7 +159,7 @@ class FaceTrackUnknownGroupImage(FaceTrackEngineEntity, ImageEntity):
     @callback
     def _handle_inbox(self) -> None:
         group = self.hub.inbox.get(self.group_id)
-        if group is None or group.get("status") != GROUP_PENDING:
+        if group is None or group.status != GROUP_PENDING:
             # Named, merged away, discarded or ignored: the entity goes (a returning group gets a new one).
             if not self._removing:
                 self._removing = True
@@ -198,9 +201,3 @@ async def _async_fetch_image(hass: HomeAssistant, url: str, what: str) -> Image 
     except (TimeoutError, aiohttp.ClientError) as err:
         LOGGER.debug("Cannot fetch %s: %s", what, err)
         return None
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    return dt_util.parse_datetime(value)

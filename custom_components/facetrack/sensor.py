@@ -21,6 +21,7 @@ from homeassistant.util import dt as dt_util
 
 from .entity import FaceTrackCameraEntity, FaceTrackEngineEntity, FaceTrackPersonEntity
 from .hub import FaceTrackConfigEntry, FaceTrackHub
+from .payloads import CameraState, Person, Seen, parse_time
 
 PARALLEL_UPDATES = 0
 
@@ -29,7 +30,7 @@ PARALLEL_UPDATES = 0
 class FaceTrackCameraSensorDescription(SensorEntityDescription):
     """A sensor of a camera, read from its `<prefix>/<camera>/state`."""
 
-    value_fn: Callable[[dict[str, Any]], StateType]
+    value_fn: Callable[[CameraState], StateType]
 
 
 CAMERA_SENSORS: tuple[FaceTrackCameraSensorDescription, ...] = (
@@ -37,7 +38,7 @@ CAMERA_SENSORS: tuple[FaceTrackCameraSensorDescription, ...] = (
         key="faces",
         translation_key="faces",
         state_class=SensorStateClass.MEASUREMENT,
-        value_fn=lambda state: state.get("faces"),
+        value_fn=lambda state: state.faces,
     ),
     FaceTrackCameraSensorDescription(
         key="fps",
@@ -46,7 +47,7 @@ CAMERA_SENSORS: tuple[FaceTrackCameraSensorDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=1,
         entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=lambda state: state.get("fps"),
+        value_fn=lambda state: state.fps,
     ),
 )
 
@@ -55,8 +56,6 @@ UNKNOWN_FACES = SensorEntityDescription(
     translation_key="unknown_faces",
     state_class=SensorStateClass.MEASUREMENT,
 )
-# Group fields listed in the inbox sensor's `groups` attribute (not the signed, expiring crop URL).
-GROUP_ATTRIBUTES = ("group_id", "status", "count", "tracks", "cameras", "last_seen", "nearest_person")
 
 LAST_SEEN = SensorEntityDescription(
     key="last_seen",
@@ -117,10 +116,21 @@ class FaceTrackUnknownFaces(FaceTrackEngineEntity, SensorEntity):
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
-        """Ignored groups and every group's summary, newest sighting first."""
+        """Ignored groups and every group's summary, newest sighting first (not the signed, expiring crop URL)."""
         return {
             "ignored": self.hub.inbox_counts.get("ignored"),
-            "groups": [{key: group.get(key) for key in GROUP_ATTRIBUTES} for group in self.hub.inbox.values()],
+            "groups": [
+                {
+                    "group_id": group.group_id,
+                    "status": group.status,
+                    "count": group.count,
+                    "tracks": group.tracks,
+                    "cameras": list(group.cameras),
+                    "last_seen": group.last_seen,
+                    "nearest_person": group.nearest_person,
+                }
+                for group in self.hub.inbox.values()
+            ],
         }
 
 
@@ -137,11 +147,11 @@ class FaceTrackLastSeen(FaceTrackPersonEntity, SensorEntity):
 
     @callback
     def _update_from_library(self) -> None:
-        person = self.hub.persons.get(self.person_id, {})
-        last_seen = _parse_time(person.get("last_seen"))
+        person = self.hub.persons.get(self.person_id) or Person(self.person_id)
+        last_seen = parse_time(person.last_seen)
         if last_seen is not None and (self._last_seen is None or last_seen > self._last_seen):
             self._last_seen = last_seen
-            self._camera = person.get("last_camera")
+            self._camera = person.last_camera
             self._similarity = None
 
     @callback
@@ -150,10 +160,10 @@ class FaceTrackLastSeen(FaceTrackPersonEntity, SensorEntity):
         super()._handle_update(*args)
 
     @callback
-    def _handle_seen(self, seen: dict[str, Any]) -> None:
-        self._last_seen = _parse_time(seen.get("time")) or dt_util.utcnow()
-        self._camera = seen.get("camera")
-        self._similarity = seen.get("similarity")
+    def _handle_seen(self, seen: Seen) -> None:
+        self._last_seen = parse_time(seen.time) or dt_util.utcnow()
+        self._camera = seen.camera
+        self._similarity = seen.similarity
         super()._handle_seen(seen)
 
     @property
@@ -165,10 +175,3 @@ class FaceTrackLastSeen(FaceTrackPersonEntity, SensorEntity):
     def extra_state_attributes(self) -> dict[str, Any]:
         """The camera and the similarity of the last sighting."""
         return {"camera": self._camera, "similarity": self._similarity}
-
-
-def _parse_time(value: Any) -> datetime | None:
-    """Parse an ISO 8601 UTC time of the contract ("...Z")."""
-    if not isinstance(value, str):
-        return None
-    return dt_util.parse_datetime(value)
