@@ -40,8 +40,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from facetrack.config.service import MQTTConfig
+from facetrack.logutil import rate_limit_loggers
 
 _LOG = logging.getLogger(__name__)
+#: Outbox drops and refused messages, rate limited (:data:`LOG_INTERVAL_SECONDS`).
+_NOISY = logging.getLogger(f"{__name__}.outbox")
 CONTRACT_VERSION = "1"
 #: QoS 1 messages handed to paho at a time (paho's default in-flight limit). Paho keeps them until
 #: the broker acknowledges them, so they cannot be dropped any more: keep the window small.
@@ -201,25 +204,6 @@ class Outbox:
         return msg
 
 
-class _Every:
-    """Rate-limited logging: at most one record per ``interval`` s, saying how many were held back."""
-
-    def __init__(self, level: int, interval: float = LOG_INTERVAL_SECONDS) -> None:
-        self.level = level
-        self.interval = interval
-        self._last = -float("inf")
-        self._held_back = 0
-
-    def log(self, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last < self.interval:
-            self._held_back += 1
-            return
-        more = f" (and {self._held_back} more like it since the last report)" if self._held_back else ""
-        _LOG.log(self.level, msg + more, *args)
-        self._last, self._held_back = now, 0
-
-
 class MqttClient:
     """A connection to the broker under ``config.topic_prefix``.
 
@@ -265,9 +249,8 @@ class MqttClient:
         self._early_acks: set[int] = set()  # acknowledged before the hand-over was recorded
         self._closing = False
         self._drainer: threading.Thread | None = None
-        self._log_drop = _Every(logging.WARNING)
-        self._log_alert_drop = _Every(logging.ERROR)
-        self._log_refused = _Every(logging.WARNING)
+        # A broker outage or a flood repeats these: one record per call site per interval, then a count.
+        rate_limit_loggers((_NOISY.name,), burst=1, interval_s=LOG_INTERVAL_SECONDS)
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
@@ -377,7 +360,7 @@ class MqttClient:
         if problem is not None:
             with self._cond:
                 self.refused_messages += 1
-            self._log_refused.log("MQTT: not publishing to %.80r: %s", topic, problem)
+            _NOISY.warning("MQTT: not publishing to %.80r: %s", topic, problem)
             return
         if qos == 0:  # paho never stores these: sent now or lost (events, presence)
             self._hand(OutMessage(topic, payload, qos, retain, False))
@@ -406,7 +389,7 @@ class MqttClient:
         except (ValueError, TypeError) as err:  # e.g. a payload over MQTT's 256 MB
             with self._cond:
                 self.refused_messages += 1
-            self._log_refused.log("MQTT: paho refused a message for %.80r: %s", msg.topic, err)
+            _NOISY.warning("MQTT: paho refused a message for %.80r: %s", msg.topic, err)
             return None
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             _LOG.warning("MQTT publish to %s failed: %s", msg.topic, mqtt.error_string(info.rc))
@@ -441,13 +424,13 @@ class MqttClient:
         alerts = [m for m in dropped if m.alert]
         stats = self.outbox_stats()
         if len(alerts) < len(dropped):
-            self._log_drop.log(
+            _NOISY.warning(
                 "MQTT outbox full (limit %d bytes, broker unreachable?): dropped the oldest non-alert "
                 "messages; %d dropped so far (%d bytes), alerts kept",
                 stats["limit_bytes"], stats["dropped_messages"], stats["dropped_bytes"],
             )  # fmt: skip
         if alerts:
-            self._log_alert_drop.log(
+            _NOISY.error(
                 "MQTT outbox full of alerts alone (limit %d bytes): dropped the oldest alert(s) %s; "
                 "%d alerts dropped so far",
                 stats["limit_bytes"], ", ".join(m.label or m.topic for m in alerts), stats["dropped_alerts"],
