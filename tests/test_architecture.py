@@ -25,9 +25,10 @@ LAYERS: list[tuple[str, ...]] = [
      "facetrack.cluster", "facetrack.alerts"),
     ("facetrack.track", "facetrack.annotate", "facetrack.recognizer", "facetrack.inbox.store"),
     ("facetrack.camera.source", "facetrack.camera.stream", "facetrack.camera.runner"),
-    ("facetrack.record", "facetrack.camera", "facetrack.comms", "facetrack.pipeline", "facetrack.findfaces"),
-    ("facetrack.alerting", "facetrack.inbox", "facetrack.notify", "facetrack.web"),
-    ("facetrack.commands",),
+    ("facetrack.record", "facetrack.camera", "facetrack.comms", "facetrack.pipeline", "facetrack.findfaces",
+     "facetrack.verbs"),
+    ("facetrack.alerting", "facetrack.inbox", "facetrack.notify", "facetrack.commands"),
+    ("facetrack.web", "facetrack.inbox.web"),
     ("facetrack.service", "facetrack.cli", "facetrack.__main__"),
 ]  # fmt: skip
 

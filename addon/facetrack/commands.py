@@ -3,10 +3,10 @@
 
 Verbs: ``enroll`` (base64 JPEG/PNG, or a path inside the media folder), ``enroll_track`` (best
 crops of a live or recent track), ``forget``, ``rename``, ``list``; ``list_embeddings`` and
-``forget_embedding`` (negative feedback: "this was not Bob"); the unknown-face inbox
-(:mod:`facetrack.inbox`): ``inbox_list``, ``inbox_crop``, ``inbox_name``, ``inbox_merge``,
-``inbox_discard``, ``inbox_ignore``, ``inbox_unignore``. Commands run one at a time on
-their own thread (enrolment computes embeddings), never on the MQTT network thread.
+``forget_embedding`` (negative feedback: "this was not Bob"); more verbs are registered by their
+feature (:meth:`CommandHandler.register`): the unknown-face inbox's ``inbox_*``
+(:mod:`facetrack.inbox.commands`). Commands run one at a time on their own thread (enrolment
+computes embeddings), never on the MQTT network thread.
 
 Hostile or clumsy input (:func:`parse_command`, on the network thread, before anything else): the
 size is checked first (:data:`MAX_PAYLOAD_BYTES`), then the JSON nesting depth
@@ -30,22 +30,23 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import voluptuous as vol
 
-from facetrack.comms.payloads import inbox_payload, iso, response_payload
-from facetrack.errors import FaceTrackError, LibraryError
+from facetrack.comms.payloads import ResponsePayload, iso, response_payload
+from facetrack.errors import FaceTrackError
 from facetrack.images import decode_image, encode_jpeg, read_image
-from facetrack.inbox import InboxError, UnknownInbox
-from facetrack.library.names import CleanName, InvalidNameError, clean_name, name_key
+from facetrack.inbox.commands import INBOX_READ_ONLY, INBOX_SCHEMAS
+from facetrack.library import FaceLibrary
+from facetrack.library.names import clean_name
 from facetrack.recognizer import FaceRecognizer
-
-if TYPE_CHECKING:
-    from facetrack.service import FaceTrackService
+from facetrack.track.face_tracker import BestCrop
+from facetrack.verbs import FIND_NAME, HEX_ID, NEW_NAME, CommandError, Verb, normalised
 
 _LOG = logging.getLogger(__name__)
 #: Largest accepted command payload (a base64 photo of ~6 MB).
@@ -70,26 +71,6 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _DEPTH_CHUNK = 1 << 20
 
 
-def _int(v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise vol.Invalid("expected an integer")
-    return v
-
-
-def _name_validator(check: Callable[[Any], object]) -> Callable[[Any], str]:
-    """A voluptuous validator from a :mod:`facetrack.library.names` check. The value is kept as
-    given, so the answer can say what it was normalised from."""
-
-    def validate(v: Any) -> str:
-        try:
-            check(v)
-        except InvalidNameError as err:
-            raise vol.Invalid(str(err)) from None
-        return str(v)
-
-    return validate
-
-
 def _media_path(v: Any) -> str:
     if not isinstance(v, str) or not 1 <= len(v) <= 1024:
         raise vol.Invalid("expected a path of 1-1024 characters")
@@ -97,13 +78,6 @@ def _media_path(v: Any) -> str:
     if bad is not None:  # NUL would reach the OS as an "embedded null byte" error
         raise vol.Invalid(f"a path must not contain control characters (U+{ord(bad):04X})")
     return v
-
-
-#: A name that creates or renames a person: the full rules.
-_NAME = _name_validator(clean_name)
-#: A name that finds a person: lenient, so a name stored before the rules can be forgotten.
-_FIND = _name_validator(name_key)
-_HEX_ID = vol.All(str, vol.Match(r"^[0-9a-f]{32}$", msg="must be 32 lowercase hex characters"))
 
 
 class RawCommandError(Exception):
@@ -257,17 +231,38 @@ def parse_command(payload: bytes) -> tuple[str, dict[str, Any]]:
     return request_id, body
 
 
-def _normalised(clean: CleanName) -> dict[str, str]:
-    """``{"normalised_from": <the name as given>}`` when the name kept differs, else ``{}``."""
-    return {"normalised_from": clean.given} if clean.normalised_from is not None else {}
+class BestCrops(Protocol):
+    """A camera as ``enroll_track`` sees it."""
+
+    def best_crops(self, track_id: int) -> list[BestCrop]:
+        """Best crops (with embeddings) of a live or recently ended track, best first."""
+        ...
 
 
-_GROUP: dict[Any, Any] = {vol.Required("request_id"): str, vol.Required("group_id"): _HEX_ID}
-SCHEMAS: dict[str, vol.Schema] = {
+@dataclass(frozen=True, slots=True)
+class LibraryVerbsContext:
+    """What the face library verbs need.
+
+    Attributes:
+        library: the face library they change.
+        recognizer: computes enrolment embeddings (``enroll``).
+        media_dir: the folder ``image_path`` is relative to (None: ``image_path`` refused).
+        camera: a camera by name (``enroll_track``), or None when there is none of that name.
+        persons: the ``persons`` list of the retained ``<prefix>/persons`` payload (``list``).
+    """
+
+    library: FaceLibrary
+    recognizer: FaceRecognizer
+    media_dir: str | None
+    camera: Callable[[str], BestCrops | None]
+    persons: Callable[[], Sequence[Mapping[str, Any]]]
+
+
+_LIBRARY_SCHEMAS: dict[str, vol.Schema] = {
     "enroll": vol.Schema(
         {
             vol.Required("request_id"): str,
-            vol.Required("name"): _NAME,
+            vol.Required("name"): NEW_NAME,
             vol.Exclusive("image_base64", "image"): vol.All(str, vol.Length(min=8)),
             vol.Exclusive("image_path", "image"): _media_path,
             vol.Optional("metadata"): dict,
@@ -278,64 +273,64 @@ SCHEMAS: dict[str, vol.Schema] = {
             vol.Required("request_id"): str,
             vol.Required("camera"): str,
             vol.Required("track_id"): vol.All(int, vol.Range(min=1)),
-            vol.Required("name"): _NAME,
+            vol.Required("name"): NEW_NAME,
             vol.Optional("max_embeddings", default=3): vol.All(int, vol.Range(min=1, max=3)),
         }
     ),
-    "forget": vol.Schema({vol.Required("request_id"): str, vol.Required("name"): _FIND}),
+    "forget": vol.Schema({vol.Required("request_id"): str, vol.Required("name"): FIND_NAME}),
     "rename": vol.Schema(
-        {vol.Required("request_id"): str, vol.Required("name"): _FIND, vol.Required("new_name"): _NAME}
+        {vol.Required("request_id"): str, vol.Required("name"): FIND_NAME, vol.Required("new_name"): NEW_NAME}
     ),
     "list": vol.Schema({vol.Required("request_id"): str}),
     "list_embeddings": vol.Schema(
         {
             vol.Required("request_id"): str,
-            vol.Required("name"): _FIND,
+            vol.Required("name"): FIND_NAME,
             vol.Optional("include_crops", default=False): bool,
         }
     ),
     "forget_embedding": vol.Schema(
-        {vol.Required("request_id"): str, vol.Required("embedding_id"): _HEX_ID, vol.Optional("name"): _FIND}
+        {vol.Required("request_id"): str, vol.Required("embedding_id"): HEX_ID, vol.Optional("name"): FIND_NAME}
     ),
-    "inbox_list": vol.Schema({vol.Required("request_id"): str}),
-    "inbox_crop": vol.Schema({**_GROUP, vol.Optional("index", default=0): vol.All(_int, vol.Range(min=0))}),
-    "inbox_name": vol.Schema(
-        {
-            **_GROUP,
-            vol.Required("name"): _NAME,
-            vol.Optional("mode", default="auto"): vol.In(["auto", "new", "add"]),
-            vol.Optional("max_embeddings", default=5): vol.All(_int, vol.Range(min=1, max=10)),
-        }
-    ),
-    "inbox_merge": vol.Schema({**_GROUP, vol.Required("into_group_id"): _HEX_ID}),
-    "inbox_discard": vol.Schema(_GROUP),
-    "inbox_ignore": vol.Schema(_GROUP),
-    "inbox_unignore": vol.Schema(_GROUP),
 }
+_LIBRARY_READ_ONLY = frozenset({"list", "list_embeddings"})
+#: Every verb's body schema (``request_id`` included): the library's and the inbox's.
+SCHEMAS: dict[str, vol.Schema] = {**_LIBRARY_SCHEMAS, **INBOX_SCHEMAS}
 #: Verbs that change nothing (no retained topic is republished after them).
-READ_ONLY = frozenset({"list", "list_embeddings", "inbox_list", "inbox_crop"})
-
-
-class CommandError(Exception):
-    """A command failed; ``code`` is machine-readable (``bad_request``, ``not_found``, ...)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
+READ_ONLY = _LIBRARY_READ_ONLY | INBOX_READ_ONLY
 
 _Item = tuple[str, str, dict[str, Any], "concurrent.futures.Future[dict[str, Any]] | None"]
 
 
 class CommandHandler:
-    """Validates, queues and executes commands for a :class:`FaceTrackService`."""
+    """Validates, queues and executes commands: the face library's verbs, and those registered
+    by features (:meth:`register`).
 
-    def __init__(self, service: FaceTrackService) -> None:
-        self.service = service
+    Args:
+        library: what the library verbs need.
+        respond: ``respond(request_id, payload)`` publishes an MQTT command's answer (the
+            ``<prefix>/response/<request_id>`` payload, ``docs/schemas/response.json``).
+        after_change: called with the verb after a verb that changes something was answered
+            (the engine republishes ``persons``).
+    """
+
+    def __init__(
+        self,
+        library: LibraryVerbsContext,
+        respond: Callable[[str, ResponsePayload], None],
+        after_change: Callable[[str], None] | None = None,
+    ) -> None:
+        self._respond_with = respond
+        self._after_change = after_change
         # (verb, request_id, validated body, reply future: None for MQTT, set for the web page)
         self._queue: queue.Queue[_Item | None] = queue.Queue(MAX_PENDING)
         self._thread = threading.Thread(target=self._loop, name="commands", daemon=True)
-        self.recognizer = FaceRecognizer(service.command_backend, service.config.defaults, service.library)
+        self._verbs: dict[str, Verb] = {}
+        self.register(_library_verbs(library))
+
+    def register(self, verbs: Mapping[str, Verb]) -> None:
+        """Add verbs (before :meth:`start`); a name already registered is replaced."""
+        self._verbs.update(verbs)
 
     def start(self) -> None:
         """Start the command thread."""
@@ -350,13 +345,14 @@ class CommandHandler:
         self._thread.join(timeout=30)
 
     def _respond(
-        self, request_id: str, verb: str, result: dict[str, Any] | None = None, error: tuple[str, str] | None = None
+        self, request_id: str, verb: str, result: dict[str, Any] | None = None, error: CommandError | None = None
     ) -> None:
         if not _REQUEST_ID.fullmatch(request_id):  # a topic level: never anything else
             request_id = "invalid"
+        pair = None
         if error is not None:  # a message quoting input must stay encodable (UTF-8)
-            error = (error[0], error[1].encode("utf-8", "backslashreplace").decode("utf-8"))
-        self.service.publisher.response(request_id, response_payload(request_id, verb, result, error))
+            pair = (error.code, error.message.encode("utf-8", "backslashreplace").decode("utf-8"))
+        self._respond_with(request_id, response_payload(request_id, verb, result, pair))
 
     def submit(self, verb: str, payload: bytes) -> None:
         """Validate a raw command (network thread: cheap checks only, :func:`parse_command`) and
@@ -364,21 +360,27 @@ class CommandHandler:
         try:
             request_id, body = parse_command(payload)
         except RawCommandError as err:
-            self._respond(err.request_id, verb, error=(err.code, str(err)))
-            return
-        schema = SCHEMAS.get(verb)
-        if schema is None:
-            self._respond(request_id, verb, error=("unknown_command", f"unknown command {verb!r}"))
+            self._respond(err.request_id, verb, error=CommandError(err.code, str(err)))
             return
         try:
-            data = schema(body)
-        except vol.Invalid as err:
-            self._respond(request_id, verb, error=("bad_request", str(err)))
+            data = self._validate(verb, body)
+        except CommandError as err:
+            self._respond(request_id, verb, error=err)
             return
         try:
             self._queue.put_nowait((verb, request_id, data, None))
         except queue.Full:
-            self._respond(request_id, verb, error=("busy", "too many pending commands"))
+            self._respond(request_id, verb, error=CommandError("busy", "too many pending commands"))
+
+    def _validate(self, verb: str, body: dict[str, Any]) -> dict[str, Any]:
+        spec = self._verbs.get(verb)
+        if spec is None:
+            raise CommandError("unknown_command", f"unknown command {verb!r}")
+        try:
+            data: dict[str, Any] = spec.schema(body)
+        except vol.Invalid as err:
+            raise CommandError("bad_request", str(err)) from None
+        return data
 
     def call(self, verb: str, data: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
         """Run a command for the engine's web page and return its result (blocks the caller).
@@ -391,13 +393,7 @@ class CommandHandler:
             CommandError: with the code an MQTT response would carry (``bad_request``,
                 ``not_found``, ``unknown_command``, ``busy``, ``internal``...), or ``timeout``.
         """
-        schema = SCHEMAS.get(verb)
-        if schema is None:
-            raise CommandError("unknown_command", f"unknown command {verb!r}")
-        try:
-            body = schema({**data, "request_id": "web"})
-        except vol.Invalid as err:
-            raise CommandError("bad_request", str(err)) from None
+        body = self._validate(verb, {**data, "request_id": "web"})
         reply: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
         try:
             self._queue.put_nowait((verb, "web", body, reply))
@@ -420,13 +416,13 @@ class CommandHandler:
         request_id: str,
         verb: str,
         result: dict[str, Any] | None = None,
-        error: tuple[str, str] | None = None,
+        error: CommandError | None = None,
     ) -> None:
         """Answer on MQTT, or to the waiting :meth:`call`."""
         if reply is None:
             self._respond(request_id, verb, result, error)
         elif error is not None:
-            reply.set_exception(CommandError(*error))
+            reply.set_exception(error)
         else:
             reply.set_result(result or {})
 
@@ -436,26 +432,27 @@ class CommandHandler:
             if item is None:
                 return
             verb, request_id, data, reply = item
+            spec = self._verbs[verb]
             try:
-                result = getattr(self, f"_cmd_{verb}")(data)
-            except (CommandError, InboxError) as err:
-                self._reply(reply, request_id, verb, error=(err.code, str(err)))
-            except LibraryError as err:
-                code = "not_found" if "no person" in str(err) or "no embedding" in str(err) else "bad_request"
-                self._reply(reply, request_id, verb, error=(code, str(err)))
-            except FaceTrackError as err:  # images.ImageError carries its code (too_large, not_an_image, busy)
-                self._reply(reply, request_id, verb, error=(getattr(err, "code", "bad_request"), str(err)))
+                result = spec.run(data)
             except Exception as err:
-                _LOG.exception("command %s failed", verb)
-                self._reply(reply, request_id, verb, error=("internal", type(err).__name__))
-            else:
-                if verb.startswith("inbox_") and verb not in READ_ONLY:
-                    self.service.publish_inbox()  # before the answer: the client sees the new state
-                self._reply(reply, request_id, verb, result)
-                if verb not in READ_ONLY:
-                    self.service.publish_persons()
+                if not isinstance(err, (CommandError, FaceTrackError)):
+                    _LOG.exception("command %s failed", verb)
+                self._reply(reply, request_id, verb, error=CommandError.of(err))
+                continue
+            if spec.changed is not None:
+                spec.changed()  # before the answer: the client sees the new state
+            self._reply(reply, request_id, verb, result)
+            if not spec.read_only and self._after_change is not None:
+                self._after_change(verb)
 
-    # ---- verbs ---------------------------------------------------------------------------------
+
+class _LibraryVerbs:
+    """The face library verbs."""
+
+    def __init__(self, ctx: LibraryVerbsContext) -> None:
+        self.ctx = ctx
+        self.library = ctx.library
 
     def _image(self, data: dict[str, Any]) -> Any:
         if "image_base64" in data:
@@ -465,7 +462,7 @@ class CommandHandler:
                 raise CommandError("bad_request", "image_base64 is not valid base64") from None
             return decode_image(raw, "image_base64")
         if "image_path" in data:
-            media = self.service.config.media_dir
+            media = self.ctx.media_dir
             if not media:
                 raise CommandError("bad_request", "image_path needs media_dir in the configuration")
             root = Path(media).resolve()
@@ -475,29 +472,29 @@ class CommandHandler:
             return read_image(path)
         raise CommandError("bad_request", "give image_base64 or image_path")
 
-    def _cmd_enroll(self, data: dict[str, Any]) -> dict[str, Any]:
+    def enroll(self, data: dict[str, Any]) -> dict[str, Any]:
         name = clean_name(data["name"])
         image = self._image(data)
-        emb, crop = self.recognizer.enrolment_embedding(image)  # UnusableImageError: no/several faces
+        emb, crop = self.ctx.recognizer.enrolment_embedding(image)  # UnusableImageError: no/several faces
         source = "mqtt:" + (data.get("image_path") or "image_base64")
-        person = self.service.library.enroll(name.name, emb[None, :], [crop], [source], data.get("metadata"))
+        person = self.library.enroll(name.name, emb[None, :], [crop], [source], data.get("metadata"))
         return {
             "person": person.name,
             "person_id": person.person_id,
             "embeddings": person.embedding_count,
-            **_normalised(name),
+            **normalised(name),
         }
 
-    def _cmd_enroll_track(self, data: dict[str, Any]) -> dict[str, Any]:
+    def enroll_track(self, data: dict[str, Any]) -> dict[str, Any]:
         name = clean_name(data["name"])
-        worker = self.service.worker(data["camera"])
-        if worker is None:
+        camera = self.ctx.camera(data["camera"])
+        if camera is None:
             raise CommandError("not_found", f"no camera {data['camera']!r}")
-        crops = worker.best_crops(data["track_id"])[: data["max_embeddings"]]
+        crops = camera.best_crops(data["track_id"])[: data["max_embeddings"]]
         if not crops:
             raise CommandError("not_found", f"no usable face of track {data['track_id']} on {data['camera']}")
         embs = np.stack([c.embedding for c in crops])
-        person = self.service.library.enroll(
+        person = self.library.enroll(
             name.name,
             embs,
             [encode_jpeg(c.crop) for c in crops],
@@ -508,42 +505,40 @@ class CommandHandler:
             "person_id": person.person_id,
             "enrolled": len(crops),
             "embeddings": person.embedding_count,
-            **_normalised(name),
+            **normalised(name),
         }
 
-    def _cmd_forget(self, data: dict[str, Any]) -> dict[str, Any]:
-        removed = self.service.library.forget(data["name"])
+    def forget(self, data: dict[str, Any]) -> dict[str, Any]:
+        removed = self.library.forget(data["name"])
         return {"person": data["name"], "embeddings_removed": removed}
 
-    def _cmd_rename(self, data: dict[str, Any]) -> dict[str, Any]:
+    def rename(self, data: dict[str, Any]) -> dict[str, Any]:
         new = clean_name(data["new_name"])
-        person = self.service.library.rename(data["name"], new.name)
-        return {"person": person.name, "person_id": person.person_id, "previous": data["name"], **_normalised(new)}
+        person = self.library.rename(data["name"], new.name)
+        return {"person": person.name, "person_id": person.person_id, "previous": data["name"], **normalised(new)}
 
-    def _cmd_list(self, _data: dict[str, Any]) -> dict[str, Any]:
-        return {"persons": self.service.persons_payload()["persons"]}
+    def list(self, _data: dict[str, Any]) -> dict[str, Any]:
+        return {"persons": [dict(p) for p in self.ctx.persons()]}
 
-    def _cmd_list_embeddings(self, data: dict[str, Any]) -> dict[str, Any]:
-        library = self.service.library
-        person = library.person(data["name"])
+    def list_embeddings(self, data: dict[str, Any]) -> dict[str, Any]:
+        person = self.library.person(data["name"])
         if person is None:
             raise CommandError("not_found", f"no person called {data['name']!r} in the face library")
         out = []
-        for e in library.embeddings(person.name):
+        for e in self.library.embeddings(person.name):
             item: dict[str, Any] = {"embedding_id": e.embedding_id, "source": e.source, "created_at": iso(e.created_at)}
             if data["include_crops"]:
                 item["crop_base64"] = base64.b64encode(e.crop_jpeg).decode("ascii")
             out.append(item)
         return {"person": person.name, "person_id": person.person_id, "embeddings": out}
 
-    def _cmd_forget_embedding(self, data: dict[str, Any]) -> dict[str, Any]:
-        library = self.service.library
-        owner = library.embedding_owner(data["embedding_id"])
+    def forget_embedding(self, data: dict[str, Any]) -> dict[str, Any]:
+        owner = self.library.embedding_owner(data["embedding_id"])
         if owner is None:
             raise CommandError("not_found", f"no embedding with id {data['embedding_id']}")
-        if "name" in data and library.person(data["name"]) != owner:
+        if "name" in data and self.library.person(data["name"]) != owner:
             raise CommandError("not_found", f"embedding {data['embedding_id']} is not {data['name']!r}'s")
-        left = library.delete_embedding(data["embedding_id"])
+        left = self.library.delete_embedding(data["embedding_id"])
         return {
             "person": owner.name,
             "person_id": owner.person_id,
@@ -552,53 +547,14 @@ class CommandHandler:
             "person_removed": left is None,
         }
 
-    # ---- the unknown-face inbox ------------------------------------------------------------------
 
-    def _inbox(self) -> UnknownInbox:
-        inbox = self.service.inbox
-        if inbox is None:
-            raise CommandError("bad_request", "the unknown-face inbox is disabled (inbox.enabled: false)")
-        return inbox
-
-    def _cmd_inbox_list(self, _data: dict[str, Any]) -> dict[str, Any]:
-        self._inbox()
-        return dict(self.service.inbox_payload())
-
-    def _cmd_inbox_crop(self, data: dict[str, Any]) -> dict[str, Any]:
-        inbox = self._inbox()
-        jpeg = inbox.crop_jpeg(data["group_id"], data["index"])
-        return {
-            "group_id": data["group_id"],
-            "index": data["index"],
-            "crops": inbox.group(data["group_id"]).crops,
-            "jpeg_base64": base64.b64encode(jpeg).decode("ascii"),
-        }
-
-    def _cmd_inbox_name(self, data: dict[str, Any]) -> dict[str, Any]:
-        name = clean_name(data["name"])
-        r = self._inbox().name(data["group_id"], name.name, data["mode"], data["max_embeddings"])
-        return {
-            "person": r.person,
-            "person_id": r.person_id,
-            "group_id": r.group_id,
-            "enrolled": r.enrolled,
-            "embeddings": r.embeddings,
-            "created": r.created,
-            **_normalised(name),
-        }
-
-    def _cmd_inbox_merge(self, data: dict[str, Any]) -> dict[str, Any]:
-        g = self._inbox().merge(data["group_id"], data["into_group_id"])
-        return dict(inbox_payload([g], self.service.inbox_crop_url)["groups"][0])
-
-    def _cmd_inbox_discard(self, data: dict[str, Any]) -> dict[str, Any]:
-        self._inbox().discard(data["group_id"])
-        return {"group_id": data["group_id"], "discarded": True}
-
-    def _cmd_inbox_ignore(self, data: dict[str, Any]) -> dict[str, Any]:
-        self._inbox().ignore(data["group_id"])
-        return {"group_id": data["group_id"], "status": "ignored"}
-
-    def _cmd_inbox_unignore(self, data: dict[str, Any]) -> dict[str, Any]:
-        self._inbox().unignore(data["group_id"])
-        return {"group_id": data["group_id"], "status": "pending"}
+def _library_verbs(ctx: LibraryVerbsContext) -> dict[str, Verb]:
+    v = _LibraryVerbs(ctx)
+    handlers = {
+        "enroll": v.enroll, "enroll_track": v.enroll_track, "forget": v.forget, "rename": v.rename,
+        "list": v.list, "list_embeddings": v.list_embeddings, "forget_embedding": v.forget_embedding,
+    }  # fmt: skip
+    return {
+        verb: Verb(schema, handlers[verb], read_only=verb in _LIBRARY_READ_ONLY)
+        for verb, schema in _LIBRARY_SCHEMAS.items()
+    }

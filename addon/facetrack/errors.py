@@ -2,7 +2,13 @@
 
 
 class FaceTrackError(Exception):
-    """Base class of every error FaceTrack reports to the user."""
+    """Base class of every error FaceTrack reports to the user.
+
+    ``code`` is the machine-readable code a command answer carries (``docs/mqtt.md``):
+    ``bad_request`` unless a subclass or the raise site says otherwise.
+    """
+
+    code: str = "bad_request"
 
 
 class ImageReadError(FaceTrackError):
@@ -18,7 +24,14 @@ class ModelMismatchError(FaceTrackError):
 
 
 class LibraryError(FaceTrackError):
-    """A face library operation failed (unknown person, bad argument, corrupt table)."""
+    """A face library operation failed (unknown person, bad argument, corrupt table).
+
+    ``code``: ``not_found`` (no such person, embedding or backup) or ``bad_request`` (anything else).
+    """
+
+    def __init__(self, message: str, code: str = "bad_request") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ConfigError(FaceTrackError):

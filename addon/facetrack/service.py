@@ -18,7 +18,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,34 +25,34 @@ from facetrack import __version__
 from facetrack.alerting import AlertSink
 from facetrack.alerts import Alert
 from facetrack.camera.runner import CameraRunner, CameraStatus
-from facetrack.camera.sinks import CallbackSink
+from facetrack.commands import CommandHandler, LibraryVerbsContext
 from facetrack.comms.camera import CameraReporter
 from facetrack.comms.mqtt import CONTRACT_VERSION, MqttClient
 from facetrack.comms.payloads import (
     AlertPayload,
-    InboxPayload,
     PersonsPayload,
     SeenPayload,
     clip_payload,
-    inbox_event_payload,
-    inbox_payload,
     info_payload,
     library_payload,
     persons_payload,
 )
 from facetrack.comms.publisher import Publisher
 from facetrack.config.notify import NotificationConfig
-from facetrack.config.service import CameraConfig, ServiceConfig, inbox_path
+from facetrack.config.service import CameraConfig, ServiceConfig, inbox_path, local_state_dir
 from facetrack.errors import FaceTrackError
-from facetrack.inbox import FaceCrop, UnknownInbox
+from facetrack.inbox import UnknownInbox
+from facetrack.inbox.commands import inbox_verbs
+from facetrack.inbox.feature import InboxFeature, InboxSink, UrlSigning
+from facetrack.inbox.web import InboxCropRoute
 from facetrack.inference import backend_from_config
 from facetrack.library import FaceLibrary
 from facetrack.library.sync import LibraryWatcher
+from facetrack.recognizer import FaceRecognizer
 from facetrack.record.clips import ClipRecorder, RecorderSink, StoredClip, cleanup_legacy_temp, recover_clips
 from facetrack.record.storage import ClipStorage, create_storage
-from facetrack.track.face_tracker import BestCrop, Track
-from facetrack.track.identity import IdentityState
-from facetrack.web.api import AlertHistory, WebUi
+from facetrack.track.face_tracker import BestCrop
+from facetrack.web.api import AlertHistory, ClipLinks, WebUi
 from facetrack.web.frames import FrameHub, FrameHubSink
 from facetrack.web.limits import HttpLimits
 from facetrack.web.server import WebServer
@@ -65,10 +64,6 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 #: Seconds between clip retention passes (age and total size).
 PURGE_INTERVAL = 600.0
-#: Lifetime of the signed inbox crop URLs (s); the retained inbox is republished at half of it.
-INBOX_URL_SECONDS = 86400
-#: Seconds between writes of the inbox file while camera tracks keep changing it.
-INBOX_SAVE_INTERVAL = 10.0
 #: Seconds start-up waits for the encoders of a killed engine to finish the clips they were writing.
 RECOVERY_WAIT_S = 30.0
 
@@ -117,8 +112,6 @@ class FaceTrackService:
     """
 
     def __init__(self, config: ServiceConfig) -> None:
-        from facetrack.commands import CommandHandler
-
         self.config = config
         self.stop_event = threading.Event()
         self.command_backend = backend_from_config(config.defaults)
@@ -149,9 +142,32 @@ class FaceTrackService:
         for cam in config.cameras:
             if cam.enabled:  # known before the first frame: a stream opened early waits, no 404
                 self.hub.register(cam.name)
+        self.sightings: dict[str, PersonSighting] = {}
+        self._persons_dirty = threading.Event()
+        local_clips = config.clips.enabled and config.clips.storage.kind == "local"
+        self.alert_history = AlertHistory(local_clips)  # recent alerts for the web page
+        self.inbox: UnknownInbox | None = None
+        self.inbox_feature: InboxFeature | None = None
+        if config.inbox.enabled:
+            self.inbox = UnknownInbox(config.inbox, self.library, inbox_path(config))
+            self.inbox_feature = InboxFeature(
+                self.inbox, self.publisher.inbox, self.publisher.inbox_event, links=self._inbox_links
+            )
+        self.commands = CommandHandler(
+            LibraryVerbsContext(
+                self.library,
+                FaceRecognizer(self.command_backend, config.defaults, self.library),
+                config.media_dir,
+                self.worker,
+                lambda: self.persons_payload()["persons"],
+            ),
+            respond=self.publisher.response,
+            after_change=lambda _verb: self.publish_persons(),
+        )
+        self.commands.register(inbox_verbs(self.inbox_feature))
         self.web: WebServer | None = None
         self.stream_token: str | None = None
-        if config.http.enabled:
+        if config.http.enabled:  # with the face library page (ingress, or the main port with a UI token)
             self.web = self._make_web()
         self.storage: ClipStorage | None = None
         #: Clips being recorded, in the engine's state folder (found again after a crash).
@@ -159,27 +175,14 @@ class FaceTrackService:
         if config.clips.enabled:
             signer = self.web.sign_clip_url if self.web is not None else None
             self.storage = create_storage(config.clips.storage, url_signer=signer)
-        self.sightings: dict[str, PersonSighting] = {}
-        local_clips = config.clips.enabled and config.clips.storage.kind == "local"
-        self.alert_history = AlertHistory(local_clips)  # recent alerts for the web page
-        self._persons_dirty = threading.Event()
-        self.inbox: UnknownInbox | None = None
-        if config.inbox.enabled:
-            self.inbox = UnknownInbox(config.inbox, self.library, inbox_path(config))
-            if self.web is not None:
-                self.web.inbox_crop = self.inbox.crop_jpeg
-        self._inbox_dirty = threading.Event()
-        self._inbox_published = self._inbox_saved = self._inbox_aged = time.monotonic()
         self.cameras = [self._make_camera(cam) for cam in config.cameras if cam.enabled]
         # Retained state, republished after every (re)connection, in this order.
         self.publisher.add_retained(self._publish_info)
         self.publisher.add_retained(self._publish_camera_discovery)
         self.publisher.add_retained(self.publish_persons)
-        self.publisher.add_retained(self.publish_inbox)
+        if self.inbox_feature is not None:
+            self.publisher.add_retained(self.inbox_feature.publish)
         self.publisher.add_retained(self._publish_camera_states)
-        self.commands = CommandHandler(self)
-        if self.web is not None:  # the face library page (ingress, or the main port with a UI token)
-            self.web.ui = WebUi(self, config.http.ingress_allow, config.http.ui_token)
 
     def _make_web(self) -> WebServer:
         h = self.config.http
@@ -190,9 +193,23 @@ class FaceTrackService:
         limits = HttpLimits(
             h.header_timeout_seconds, h.keepalive_timeout_seconds, h.body_timeout_seconds, h.max_connections
         )
+        signer = UrlSigner(secret)
+        ui = WebUi(
+            library=self.library,
+            call=self.commands.call,
+            cameras=lambda: [c.status for c in self.cameras],
+            sightings=self.sightings.get,
+            alerts=self.alert_history,
+            clip_url=ClipLinks(clip_root.resolve() if clip_root is not None else None, signer),
+            inbox=self.inbox is not None,
+            upload_root=local_state_dir(self.config.db_path) / "uploads",
+            ingress_allow=h.ingress_allow,
+            ui_token=h.ui_token,
+        )
+        routes = [InboxCropRoute(signer, self.inbox.crop_jpeg)] if self.inbox is not None else []
         return WebServer(
-            h.host, h.port, self.hub, UrlSigner(secret), clip_root, h.base_url, stream_token=token,
-            ingress_port=h.ingress_port, ingress_host=h.ingress_host, limits=limits,
+            h.host, h.port, self.hub, signer, clip_root, h.base_url, stream_token=token,
+            ingress_port=h.ingress_port, ingress_host=h.ingress_host, limits=limits, ui=ui, routes=routes,
         )  # fmt: skip
 
     def _make_recorder(self, camera: str) -> ClipRecorder | None:
@@ -222,8 +239,8 @@ class FaceTrackService:
         ignored = self.inbox.ignored_group if self.inbox is not None else None
         alerts = AlertSink(cam.name, cam.alerts, self.publisher, self._on_alert, recorder, clip_url, ignored)
         runner.sinks.append(alerts)
-        if self.inbox is not None:
-            runner.sinks.append(CallbackSink(on_track_ended=partial(self._on_track_ended, cam.name)))
+        if self.inbox_feature is not None:
+            runner.sinks.append(InboxSink(self.inbox_feature, cam.name))
         return Camera(runner, reporter)
 
     def _recover_clips(self, wait_s: float, announce: bool = True) -> list[StoredClip]:
@@ -319,15 +336,6 @@ class FaceTrackService:
         self.sightings[seen["person_id"]] = PersonSighting(seen["ts"], seen["camera"])
         self._persons_dirty.set()
 
-    def _on_track_ended(self, camera: str, track: Track) -> None:
-        """A camera thread: an ended track decided unknown, with usable faces, goes to the inbox."""
-        if track.voter.state is not IdentityState.UNKNOWN or not track.best:
-            return
-        try:
-            self._on_unknown_ended(camera, track)
-        except Exception:  # the inbox must never stop a camera
-            _LOG.exception("camera %s: track %d could not enter the inbox", camera, track.track_id)
-
     def _on_alert(self, alert: Alert, payload: AlertPayload, snapshot: bytes | None) -> None:
         _LOG.info("alert %s on %s: %s", alert.mode.value, alert.camera, alert.event.person or "unknown face")
         self.alert_history.add(payload, snapshot)
@@ -361,65 +369,11 @@ class FaceTrackService:
 
     # ---- the unknown-face inbox -------------------------------------------------------------------
 
-    def _on_unknown_ended(self, camera: str, track: Track) -> None:
-        """A camera thread: an ended unknown track joins (or starts) an inbox group."""
-        assert self.inbox is not None
-        mean = track.mean_embedding
-        if mean is None:
-            return
-        now = time.time()
-        faces = [FaceCrop(c.rank, c.crop, c.embedding) for c in sorted(track.best, key=lambda c: -c.rank)]
-        first = now - max(0.0, track.last_ts - track.first_ts)
-        added = self.inbox.add_track(camera, mean, faces, track.embeddings, first, now)
-        if not added.new_group:
-            self._inbox_dirty.set()  # republished by the main loop (at most once a second)
-            return
-        # A new group: the retained summary first, so a client reacting to the event finds it there.
-        self.publish_inbox()
-        url = self.inbox_crop_url(added.group_id, 0)
-        event = inbox_event_payload(added.group_id, camera, track.track_id, url, now)
-        self.publisher.inbox_event(event)
-
-    def inbox_crop_url(self, group_id: str, index: int) -> str | None:
-        """Signed, expiring URL of an inbox crop on the HTTP server (None without the server)."""
+    def _inbox_links(self) -> tuple[str, UrlSigning] | None:
+        """The HTTP server's origin and URL signer while it runs (the inbox's crop URLs)."""
         if self.web is None or not self.web.running:
             return None
-        path = f"/inbox/{group_id}/{index}.jpg"
-        return f"{self.web.origin}{path}?{self.web.signer.sign(path, int(time.time()) + INBOX_URL_SECONDS)}"
-
-    def inbox_payload(self) -> InboxPayload:
-        """``<prefix>/inbox`` (retained): the unknown-face groups."""
-        return inbox_payload(self.inbox.groups() if self.inbox is not None else [], self.inbox_crop_url)
-
-    def publish_inbox(self) -> None:
-        """Republish the retained inbox summary (no-op when the inbox is disabled; never raises)."""
-        if self.inbox is None:
-            return
-        self._inbox_dirty.clear()
-        self._inbox_published = time.monotonic()
-        try:
-            self.publisher.inbox(self.inbox_payload())
-        except Exception:  # a summary can wait for the next change; callers are camera/command threads
-            _LOG.exception("publishing the inbox failed")
-
-    def _inbox_tick(self) -> None:
-        """Main loop: age out, republish when changed (or URLs half-expired), save now and then."""
-        inbox = self.inbox
-        if inbox is None:
-            return
-        now = time.monotonic()
-        if now - self._inbox_aged >= PURGE_INTERVAL:
-            self._inbox_aged = now
-            if inbox.age_out():
-                self._inbox_dirty.set()
-        if self._inbox_dirty.is_set() or now - self._inbox_published >= INBOX_URL_SECONDS / 2:
-            self.publish_inbox()
-        if inbox.dirty and (now - self._inbox_saved >= INBOX_SAVE_INTERVAL or self.stop_event.is_set()):
-            self._inbox_saved = now
-            try:
-                inbox.save()
-            except OSError as err:
-                _LOG.error("saving the unknown-face inbox failed: %s", err)
+        return self.web.origin, self.web.signer
 
     def _on_command(self, verb: str, payload: bytes) -> None:
         self.commands.submit(verb, payload)
@@ -467,11 +421,13 @@ class FaceTrackService:
             if self._persons_dirty.is_set():
                 self._persons_dirty.clear()
                 self.publish_persons()
-            self._inbox_tick()
+            if self.inbox_feature is not None:
+                self.inbox_feature.tick()
         for c in self.cameras:
             c.thread.join(timeout=10)
         self.commands.stop()
-        self._inbox_tick()  # stop is set: a pending inbox change is saved now
+        if self.inbox_feature is not None:
+            self.inbox_feature.tick(stop=True)  # a pending inbox change is saved now
         self.library_watcher.stop()
         if self.notifier is not None:
             self.notifier.close(5.0)

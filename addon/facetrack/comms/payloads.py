@@ -20,7 +20,7 @@ from facetrack.events import EventType
 if TYPE_CHECKING:
     from facetrack.alerts import Alert
     from facetrack.events import TrackEvent
-    from facetrack.inbox import InboxGroup
+    from facetrack.inbox.store import InboxGroup
     from facetrack.record.clips import StoredClip
 
 

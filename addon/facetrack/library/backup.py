@@ -245,9 +245,9 @@ def restore(db_path: str | Path, name: str | None = None) -> tuple[Backup, Path 
     if name is not None:
         backups = [b for b in backups if b.name == name]
         if not backups:
-            raise LibraryError(f"no backup called {name!r} in {backup_root(library)}")
+            raise LibraryError(f"no backup called {name!r} in {backup_root(library)}", "not_found")
     if not backups:
-        raise LibraryError(f"no backup of the face library in {backup_root(library)}")
+        raise LibraryError(f"no backup of the face library in {backup_root(library)}", "not_found")
     errors: list[str] = []
     chosen: Backup | None = None
     for b in backups:

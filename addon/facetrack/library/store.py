@@ -648,7 +648,7 @@ class FaceLibrary:
     def _require(self, name: str) -> Person:
         person = self.person(name)
         if person is None:
-            raise LibraryError(f"no person called {_normalise_name(name)!r} in the face library")
+            raise LibraryError(f"no person called {_normalise_name(name)!r} in the face library", "not_found")
         return person
 
     def enroll(
@@ -778,7 +778,7 @@ class FaceLibrary:
             idx = self._index
             keep = idx.ids != embedding_id
             if keep.all():
-                raise LibraryError(f"no embedding with id {embedding_id!r}")
+                raise LibraryError(f"no embedding with id {embedding_id!r}", "not_found")
             pid = str(idx.person_ids[~keep][0])
             self._before_destructive("delete_embedding")
             self._write(lambda: self._table.delete(col("embedding_id") == lit(str(embedding_id))))

@@ -19,11 +19,11 @@ it works at ``/`` of the engine's port and under any Home Assistant ingress pref
 ``GET /api/cameras``                                   state, frames/s, faces, stream URLs
 ``GET /api/alerts``                                    recent alerts: snapshot and clip URLs
 ``GET /api/alerts/<alert id>/snapshot.jpg``            an alert's face snapshot
-``GET /api/inbox``                                     unknown-face groups (``inbox_list``)
-``GET /api/inbox/<group>/<index>.jpg``                 a group's crop (``inbox_crop``)
-``POST /api/inbox/<group>/<action>``                   ``name`` / ``merge`` / ``discard`` / ``ignore`` /
-                                                       ``unignore`` (``inbox_*`` commands)
+``/api/inbox...``                                      the unknown-face inbox (:mod:`facetrack.inbox.web`)
 =====================================================  ==============================================
+
+:class:`WebUi` is built from what it needs (the library, a command caller, camera states,
+sightings, the alert history, clip links), never the service object.
 
 Every change goes through :meth:`facetrack.commands.CommandHandler.call`: the same validation,
 queue, thread and republishing as the MQTT command of the same name (``docs/mqtt.md``), so the
@@ -42,32 +42,34 @@ import base64
 import concurrent.futures
 import hashlib
 import hmac
-import re
 import shutil
 import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import BodyPartReader, web
 
 from facetrack import __version__
-from facetrack.commands import SCHEMAS, CommandError, load_json
-from facetrack.config.service import local_state_dir
+from facetrack.commands import SCHEMAS
 from facetrack.images import release_memory
+from facetrack.inbox.web import InboxPage
+from facetrack.library import FaceLibrary
 from facetrack.library.names import MAX_NAME_LENGTH, MAX_RAW_LENGTH, InvalidNameError, clean_name
-from facetrack.web.server import CLIP_KEY_RE, TRUSTED
+from facetrack.verbs import CommandError
+from facetrack.web.common import CLIP_KEY_RE, TRUSTED, Handler, Middleware
+from facetrack.web.replies import error_reply, hex_id, jpeg_reply, json_body, json_reply
+from facetrack.web.signing import UrlSigner
 
 if TYPE_CHECKING:
     from facetrack.library.store import EmbeddingRecord
-    from facetrack.service import FaceTrackService
 
 #: Photos accepted in one upload, the size of one, and of all of them together. Uploads are
 #: streamed to files under ``<state dir>/uploads/`` (never held in memory), removed once enrolled.
@@ -84,16 +86,8 @@ CLIP_URL_TTL = 3600
 COOKIE = "facetrack_ui"
 CSRF_HEADER = "X-Requested-With"
 CSRF_VALUE = "facetrack"
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
-_STATUS = {
-    "bad_request": 400,
-    "forbidden": 403,
-    "not_found": 404,
-    "too_large": 413,
-    "unknown_command": 501,
-    "busy": 503,
-    "timeout": 504,
-}
+#: How long a page request waits for its command (s).
+COMMAND_TIMEOUT = 120.0
 _UI_FILES = {
     "index.html": "text/html; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
@@ -105,7 +99,6 @@ _CSP = (
     "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'self'"
 )
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,23 +141,58 @@ class AlertHistory:
             return next((a for a in self._alerts if a.payload.get("alert_id") == alert_id), None)
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, headers={"Cache-Control": "no-store"})
+class CameraView(Protocol):
+    """A camera as the page shows it: name, state (``online``/``offline``/``starting``), frames
+    per second, faces in view, last error (:class:`facetrack.camera.runner.CameraStatus`)."""
+
+    name: str
+    state: str
+    fps: float
+    faces: int
+    error: str | None
 
 
-def _error(code: str, message: str) -> web.Response:
-    return _json({"error": code, "message": message}, _STATUS.get(code, 500))
+class Sighting(Protocol):
+    """When (epoch s) and where a person was last recognised."""
+
+    @property
+    def last_seen(self) -> float:
+        """Epoch seconds."""
+        ...
+
+    @property
+    def last_camera(self) -> str:
+        """The camera's name."""
+        ...
 
 
-def _jpeg(data: bytes, cache: str = "no-cache") -> web.Response:
-    return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": cache})
+class CommandCaller(Protocol):
+    """Runs a command and returns its result (:meth:`facetrack.commands.CommandHandler.call`)."""
+
+    def __call__(self, verb: str, data: dict[str, Any], timeout: float = ...) -> dict[str, Any]:
+        """Raises :class:`~facetrack.verbs.CommandError`."""
+        ...
 
 
-def _hex_id(request: web.Request, key: str) -> str:
-    value = request.match_info[key]
-    if not _HEX32.match(value):
-        raise web.HTTPNotFound()
-    return value
+@dataclass(frozen=True, slots=True)
+class ClipLinks:
+    """Relative signed URLs of the clip files this server serves.
+
+    Attributes:
+        root: the clip folder (resolved; None: no local clips).
+        signer: signs ``/clips/<key>`` (the server's).
+    """
+
+    root: Path | None
+    signer: UrlSigner
+
+    def __call__(self, key: str) -> str | None:
+        """``clips/<key>?exp=&sig=`` valid :data:`CLIP_URL_TTL` s, or None when the file is not
+        there (relative: the same listener, ingress or main port, serves ``/clips/``)."""
+        if self.root is None or not (self.root / key).is_file():
+            return None
+        path = f"/clips/{key}"
+        return path[1:] + "?" + self.signer.sign(path, int(time.time()) + CLIP_URL_TTL)
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -194,25 +222,51 @@ def photo_outcome(err: CommandError) -> str:
 
 
 class WebUi:
-    """The page and its API over a running :class:`~facetrack.service.FaceTrackService`.
+    """The page and its API.
 
     Args:
-        service: the engine (its library, command handler, cameras, sightings, alert history).
+        library: the face library (read directly; changes go through ``call``).
+        call: runs a command (the same path as MQTT commands).
+        cameras: the cameras' states now.
+        sightings: ``sightings(person_id)``: when and where a person was last recognised, or None.
+        alerts: the recent alerts.
+        clip_url: ``clip_url(key)``: a relative signed URL of a local clip file, or None.
+        inbox: the engine has the unknown-face inbox.
+        upload_root: where uploaded photos wait until they are enrolled.
         ingress_allow: peer addresses the ingress listener serves.
         ui_token: token for the page on the main port; None: not served there.
     """
 
-    def __init__(self, service: FaceTrackService, ingress_allow: tuple[str, ...], ui_token: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        library: FaceLibrary,
+        call: CommandCaller,
+        cameras: Callable[[], Sequence[CameraView]],
+        sightings: Callable[[str], Sighting | None],
+        alerts: AlertHistory,
+        clip_url: Callable[[str], str | None],
+        inbox: bool,
+        upload_root: Path,
+        ingress_allow: tuple[str, ...],
+        ui_token: str | None,
+    ) -> None:
         if ui_token is not None and len(ui_token) < 16:
             raise ValueError("ui_token must have at least 16 characters")
-        self.service = service
+        self.library = library
+        self._call = call
+        self._camera_states = cameras
+        self._sightings = sightings
+        self.alerts = alerts
+        self._clip_url = clip_url
+        self.inbox = InboxPage(inbox, self._command)
         self.ingress_allow = frozenset(ingress_allow)
         self._token = ui_token.encode() if ui_token else None
         # Its own threads for commands (which may wait behind an enrolment) and library reads, so
         # aiohttp's default executor (file responses: clips) is never starved by them.
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="facetrack-webui")
         #: Uploaded photos wait here (one folder per upload) until they are enrolled.
-        self.upload_root = local_state_dir(service.config.db_path) / "uploads"
+        self.upload_root = upload_root
         self._remove_stale_uploads()
         root = resources.files("facetrack.web") / "ui"
         self._files: dict[str, tuple[bytes, str, str]] = {}
@@ -229,7 +283,7 @@ class WebUi:
             and hmac.compare_digest(supplied.encode("utf-8", "replace"), self._token)
         )
 
-    def access_middleware(self, *, ingress: bool) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    def access_middleware(self, *, ingress: bool) -> Middleware:
         """Who may use the page and API on a listener.
 
         Ingress listener: peers outside :attr:`ingress_allow` get 403 on every route; the others
@@ -290,25 +344,14 @@ class WebUi:
         r.add_get("/api/cameras", self._cameras, name="ui-cameras")
         r.add_get("/api/alerts", self._alerts, name="ui-alerts")
         r.add_get("/api/alerts/{aid}/snapshot.jpg", self._alert_snapshot, name="ui-alert-snapshot")
-        r.add_get("/api/inbox", self._inbox, name="ui-inbox")
-        r.add_get("/api/inbox/{gid}/{index:[0-9]{1,3}}.jpg", self._inbox_crop, name="ui-inbox-crop")
-        r.add_post("/api/inbox/{gid}/{action}", self._inbox_action, name="ui-inbox-action")
+        self.inbox.add_routes(app)
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
 
     async def _command(self, verb: str, data: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await self._run(self.service.commands.call, verb, data)
+        result: dict[str, Any] = await self._run(self._call, verb, data, COMMAND_TIMEOUT)
         return result
-
-    async def _body(self, request: web.Request) -> dict[str, Any]:
-        try:
-            body = load_json(await request.read())  # bounded depth (the size: client_max_size)
-        except ValueError:
-            raise web.HTTPBadRequest() from None
-        if not isinstance(body, dict):
-            raise web.HTTPBadRequest()
-        return body
 
     # ---- uploads -------------------------------------------------------------------------------
 
@@ -324,6 +367,10 @@ class WebUi:
                     shutil.rmtree(entry, ignore_errors=True)
             except OSError:
                 continue
+
+    def _upload_failed(self, err: OSError) -> web.Response:
+        """The answer when an upload cannot be stored (a full disk, a read-only folder)."""
+        return error_reply(CommandError("busy", f"cannot store the upload in {self.upload_root} ({err.strerror})"))
 
     def _new_upload_dir(self) -> Path:
         self.upload_root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -359,12 +406,11 @@ class WebUi:
         return self._file(request, name)
 
     async def _info(self, request: web.Request) -> web.Response:
-        s = self.service
-        return _json(
+        return json_reply(
             {
                 "version": __version__,
-                "cameras": [c.name for c in s.cameras],
-                "features": {"inbox": self._has_inbox(), "forget_embedding": "forget_embedding" in SCHEMAS},
+                "cameras": [c.name for c in self._camera_states()],
+                "features": {"inbox": self.inbox.enabled, "forget_embedding": "forget_embedding" in SCHEMAS},
                 "ingress": bool(request.get(TRUSTED)) and request.headers.get("X-Ingress-Path") is not None,
             }
         )
@@ -372,7 +418,7 @@ class WebUi:
     # ---- people ----------------------------------------------------------------------------
 
     def _person_json(self, person: Any) -> dict[str, Any]:
-        seen = self.service.sightings.get(person.person_id)
+        seen = self._sightings(person.person_id)
         return {
             "person_id": person.person_id,
             "name": person.name,
@@ -385,22 +431,22 @@ class WebUi:
         }
 
     def _require_person(self, request: web.Request) -> Any:
-        person = self.service.library.person_by_id(_hex_id(request, "pid"))
+        person = self.library.person_by_id(hex_id(request, "pid"))
         if person is None:
             raise web.HTTPNotFound()
         return person
 
     async def _persons(self, request: web.Request) -> web.Response:
-        return _json({"persons": [self._person_json(p) for p in self.service.library.persons()]})
+        return json_reply({"persons": [self._person_json(p) for p in self.library.persons()]})
 
     async def _embeddings(self, person: Any) -> list[EmbeddingRecord]:
-        records: list[EmbeddingRecord] = await self._run(self.service.library.embeddings, person.name)
+        records: list[EmbeddingRecord] = await self._run(self.library.embeddings, person.name)
         return records
 
     async def _person(self, request: web.Request) -> web.Response:
         person = self._require_person(request)
         records = await self._embeddings(person)
-        return _json(
+        return json_reply(
             {
                 **self._person_json(person),
                 "embedding_list": [
@@ -420,42 +466,42 @@ class WebUi:
         records = [e for e in await self._embeddings(person) if e.crop_jpeg]
         if not records:
             raise web.HTTPNotFound()
-        return _jpeg(records[0].crop_jpeg, "private, max-age=60")
+        return jpeg_reply(records[0].crop_jpeg, "private, max-age=60")
 
     async def _crop(self, request: web.Request) -> web.Response:
         person = self._require_person(request)
-        eid = _hex_id(request, "eid")
+        eid = hex_id(request, "eid")
         record = next((e for e in await self._embeddings(person) if e.embedding_id == eid), None)
         if record is None or not record.crop_jpeg:
             raise web.HTTPNotFound()
-        return _jpeg(record.crop_jpeg, "private, max-age=86400, immutable")  # an embedding's crop never changes
+        return jpeg_reply(record.crop_jpeg, "private, max-age=86400, immutable")  # an embedding's crop never changes
 
     async def _forget_embedding(self, request: web.Request) -> web.Response:
         person = self._require_person(request)
         try:
             result = await self._command(
-                "forget_embedding", {"embedding_id": _hex_id(request, "eid"), "name": person.name}
+                "forget_embedding", {"embedding_id": hex_id(request, "eid"), "name": person.name}
             )
         except CommandError as err:
-            return _error(err.code, str(err))
-        return _json(result)
+            return error_reply(err)
+        return json_reply(result)
 
     async def _rename(self, request: web.Request) -> web.Response:
         person = self._require_person(request)
-        body = await self._body(request)
+        body = await json_body(request)
         try:
             result = await self._command("rename", {"name": person.name, "new_name": body.get("name")})
         except CommandError as err:
-            return _error(err.code, str(err))
-        return _json(result)
+            return error_reply(err)
+        return json_reply(result)
 
     async def _forget(self, request: web.Request) -> web.Response:
         person = self._require_person(request)
         try:
             result = await self._command("forget", {"name": person.name})
         except CommandError as err:
-            return _error(err.code, str(err))
-        return _json(result)
+            return error_reply(err)
+        return json_reply(result)
 
     async def _save_photo(self, part: BodyPartReader, path: Path, room: int) -> tuple[int, bool]:
         """Stream one photo part to ``path``: ``(bytes read, kept)``. Not kept (the file removed,
@@ -536,14 +582,14 @@ class WebUi:
         try:
             folder = await self._run(self._new_upload_dir)
         except OSError as err:
-            return _error("busy", f"cannot store the upload in {self.upload_root} ({err.strerror})")
+            return self._upload_failed(err)
         try:  # the folder goes whatever happens: refused, enrolled, the client gone (cancelled)
             try:
                 name, photos = await self._read_upload(request, folder)
             except CommandError as err:
-                return _error(err.code, str(err))
+                return error_reply(err)
             except OSError as err:  # a full disk
-                return _error("busy", f"cannot store the upload in {self.upload_root} ({err.strerror})")
+                return self._upload_failed(err)
             results: list[dict[str, Any]] = []
             person: dict[str, Any] | None = None
             for filename, path, refused in photos:
@@ -564,7 +610,7 @@ class WebUi:
                     path.unlink(missing_ok=True)
         finally:
             await self._run(self._drop_upload_dir, folder)
-        return _json(
+        return json_reply(
             {
                 "person": person["person"] if person else None,
                 "person_id": person["person_id"] if person else None,
@@ -578,34 +624,24 @@ class WebUi:
 
     async def _cameras(self, request: web.Request) -> web.Response:
         cams = []
-        for c in self.service.cameras:
-            name, w = c.name, c.status
+        for c in self._camera_states():
+            name = c.name
             cams.append(
                 {
                     "name": name,
-                    "state": w.state,
-                    "fps": round(w.fps, 1),
-                    "faces": w.faces,
-                    "error": w.error,
+                    "state": c.state,
+                    "fps": round(c.fps, 1),
+                    "faces": c.faces,
+                    "error": c.error,
                     "stream_url": f"api/cameras/{name}/stream.mjpeg?fps=5",
                     "snapshot_url": f"api/cameras/{name}/snapshot.jpg",
                 }
             )
-        return _json({"cameras": cams})
-
-    def _clip_url(self, key: str) -> str | None:
-        web_server = self.service.web
-        root = web_server.clip_root if web_server is not None else None
-        if web_server is None or root is None or not (root / key).is_file():
-            return None
-        # Relative: the same listener (ingress or main port) serves /clips/.
-        path = f"/clips/{key}"
-        return path[1:] + "?" + web_server.signer.sign(path, int(time.time()) + CLIP_URL_TTL)
+        return json_reply({"cameras": cams})
 
     async def _alerts(self, request: web.Request) -> web.Response:
-        history: AlertHistory | None = getattr(self.service, "alert_history", None)
         out = []
-        for a in history.recent() if history is not None else []:
+        for a in self.alerts.recent():
             p = a.payload
             clip = annotated = None
             if a.clip_key is not None:
@@ -622,61 +658,10 @@ class WebUi:
                     "annotated_clip_url": annotated,
                 }
             )
-        return _json({"alerts": out})
+        return json_reply({"alerts": out})
 
     async def _alert_snapshot(self, request: web.Request) -> web.Response:
-        history: AlertHistory | None = getattr(self.service, "alert_history", None)
-        alert = history.get(request.match_info["aid"]) if history is not None else None
+        alert = self.alerts.get(request.match_info["aid"])
         if alert is None or alert.snapshot is None:
             raise web.HTTPNotFound()
-        return _jpeg(alert.snapshot, "private, max-age=3600")
-
-    # ---- unknown-face inbox ----------------------------------------------------------------
-
-    def _has_inbox(self) -> bool:
-        """The engine has the unknown-face inbox (contract 1.1) and it is enabled."""
-        return "inbox_list" in SCHEMAS and getattr(self.service, "inbox", None) is not None
-
-    async def _inbox(self, request: web.Request) -> web.Response:
-        if not self._has_inbox():
-            return _json({"available": False, "groups": []})
-        try:
-            result = await self._command("inbox_list", {})
-        except CommandError as err:
-            return _error(err.code, str(err))
-        groups = []
-        for g in result.get("groups", []):
-            gid = g["group_id"]
-            n = int(g.get("crops") or 0)
-            groups.append({**g, "crop_url": None, "crop_urls": [f"api/inbox/{gid}/{i}.jpg" for i in range(n)]})
-        return _json({**result, "groups": groups, "available": True})
-
-    async def _inbox_crop(self, request: web.Request) -> web.Response:
-        gid = _hex_id(request, "gid")
-        try:
-            result = await self._command("inbox_crop", {"group_id": gid, "index": int(request.match_info["index"])})
-            jpeg = base64.b64decode(result["jpeg_base64"], validate=True)
-        except CommandError as err:
-            return _error(err.code, str(err))
-        except (KeyError, ValueError):
-            return _error("internal", "bad crop")
-        return _jpeg(jpeg, "private, max-age=300")
-
-    async def _inbox_action(self, request: web.Request) -> web.Response:
-        gid = _hex_id(request, "gid")
-        action = request.match_info["action"]
-        data: dict[str, Any] = {"group_id": gid}
-        if action == "name":
-            body = await self._body(request)
-            data["name"] = body.get("name")
-            if body.get("mode") is not None:
-                data["mode"] = body["mode"]
-        elif action == "merge":
-            data["into_group_id"] = (await self._body(request)).get("into_group_id")
-        elif action not in ("discard", "ignore", "unignore"):
-            raise web.HTTPNotFound()
-        try:
-            result = await self._command(f"inbox_{action}", data)
-        except CommandError as err:
-            return _error(err.code, str(err))
-        return _json(result)
+        return jpeg_reply(alert.snapshot, "private, max-age=3600")

@@ -8,7 +8,8 @@ aiohttp runs its own event loop in a background thread (the engine is threaded),
 - ``GET /clips/<camera>/<clip id>/<file>?exp=&sig=``: a clip file, only with a valid signature;
   ``410 Gone`` with ``{"error": "clip_lost", "message": ...}`` for a file marked lost.
 - ``GET /healthz``: ``ok``.
-- The face library page and its JSON API (:mod:`facetrack.web.api`), when attached as :attr:`WebServer.ui`.
+- The face library page and its JSON API (:mod:`facetrack.web.api`), when given as ``ui``, and
+  the routes of the features given as ``routes`` (the inbox's signed crops, :mod:`facetrack.inbox.web`).
 
 With ``ingress_port``, a second listener serves the same routes for Home Assistant ingress: only
 to the allowed peers (the Supervisor), without tokens (HA has authenticated the user).
@@ -27,29 +28,23 @@ import contextlib
 import hmac
 import logging
 import math
-import re
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from facetrack.logutil import RateLimitFilter, rate_limit_loggers
 from facetrack.record.storage import lost_reason
+from facetrack.web.common import CLIP_KEY_RE, TRUSTED, Handler, Middleware
 from facetrack.web.frames import EncodedFrame, FrameHub
 from facetrack.web.limits import ConnectionGuard, HttpLimits, max_connections_for, nofile_limit
 from facetrack.web.signing import UrlSigner
 
-if TYPE_CHECKING:
-    from facetrack.web.api import WebUi
-
 _LOG = logging.getLogger(__name__)
 
-CLIP_KEY_RE = re.compile(
-    r"^[a-z0-9_]{1,32}/[A-Za-z0-9_\-]{1,64}/(original\.mp4|annotated\.mp4|annotations\.json|snapshot\.jpg)$"
-)
 _CONTENT_TYPES = {
     ".mp4": "video/mp4",
     ".json": "application/json",
@@ -60,16 +55,28 @@ MAX_STREAM_FPS = 30.0
 MIN_STREAM_FPS = 0.1
 _WAIT_SLICE_S = 1.0  # how often an idle stream re-checks its connection and the stop flag
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Loggers a flood of bad connections or requests could fill: rate-limited (10 similar messages a
 #: minute each, then a count of what was suppressed).
 RATE_LIMITED_LOGGERS = (
     __name__, "facetrack.web.limits", "facetrack.web.api",
     "aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.internal", "asyncio",
 )  # fmt: skip
-#: Set on a request by the UI's access middleware when it came through ingress or carried the UI
-#: token: such a request may also open snapshots and streams without the stream token.
-TRUSTED = web.RequestKey("facetrack_trusted", bool)
+
+
+class Routes(Protocol):
+    """Routes a feature adds to every listener."""
+
+    def add_routes(self, app: web.Application) -> None:
+        """Register them on ``app``."""
+        ...
+
+
+class MountedUi(Routes, Protocol):
+    """The face library page and its API (:class:`facetrack.web.api.WebUi`)."""
+
+    def access_middleware(self, *, ingress: bool) -> Middleware:
+        """Who may use the page and API on a listener (``ingress``: the ingress listener)."""
+        ...
 
 
 def _plain(status: int, text: str) -> web.Response:
@@ -115,6 +122,8 @@ class WebServer:
         ingress_port: int | None = None,
         ingress_host: str | None = None,
         limits: HttpLimits | None = None,
+        ui: MountedUi | None = None,
+        routes: Sequence[Routes] = (),
     ) -> None:
         """Configure; nothing is bound before :meth:`start`.
 
@@ -125,8 +134,10 @@ class WebServer:
         snapshots and streams. ``frame_max_age_s``: frames older than this are not served (a
         stalled camera gives 503 rather than an old picture); None: no limit. ``ingress_port``:
         also listen there (on ``ingress_host``, default ``host``) for Home Assistant ingress; it
-        serves only when :attr:`ui` is attached (the UI decides which peers it accepts).
+        serves only with a ``ui`` (the UI decides which peers it accepts).
         ``limits``: timeouts and the connection limit of each listener (:mod:`facetrack.web.limits`).
+        ``ui``: the face library page and API, with its access rules. ``routes``: more routes
+        (the inbox's signed crops), on every listener.
         """
         if stream_token is not None and not stream_token:
             raise ValueError("stream_token must be non-empty (or None)")
@@ -154,11 +165,9 @@ class WebServer:
         self.guards: dict[str, ConnectionGuard] = {}
         self._listeners: list[tuple[asyncio.Server, asyncio.Task[None]]] = []
         self._log_filter: RateLimitFilter | None = None
-        #: The face library page and API (:class:`facetrack.web.api.WebUi`); attach before start.
-        self.ui: WebUi | None = None
-        #: ``inbox_crop(group_id, index)`` -> JPEG bytes or None: serves signed
-        #: ``/inbox/<group_id>/<index>.jpg`` URLs (the unknown-face inbox); attach before start.
-        self.inbox_crop: Callable[[str, int], bytes | None] | None = None
+        #: The face library page and API (:class:`facetrack.web.api.WebUi`), or None.
+        self.ui = ui
+        self.routes = tuple(routes)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -228,7 +237,8 @@ class WebServer:
         app.router.add_get("/api/cameras/{camera}/snapshot.jpg", self._snapshot)
         app.router.add_get("/api/cameras/{camera}/stream.mjpeg", self._stream, allow_head=False)
         app.router.add_get("/clips/{key:.+}", self._clip)
-        app.router.add_get("/inbox/{group_id:[0-9a-f]{32}}/{index:[0-9]{1,3}}.jpg", self._inbox_crop)
+        for routes in self.routes:
+            routes.add_routes(app)
         if self.ui is not None:
             self.ui.add_routes(app)
         return app
@@ -427,21 +437,6 @@ class WebServer:
             except ConnectionResetError:
                 pass  # the viewer went away
         return response
-
-    async def _inbox_crop(self, request: web.Request) -> web.Response:
-        group_id, index = request.match_info["group_id"], int(request.match_info["index"])
-        if self.inbox_crop is None:
-            raise web.HTTPNotFound()
-        if not self.signer.verify(request.path, request.query.get("exp"), request.query.get("sig")):
-            raise web.HTTPForbidden()
-        try:
-            jpeg = self.inbox_crop(group_id, index)
-        except Exception:  # a group named or discarded since the URL was made
-            jpeg = None
-        if jpeg is None:
-            raise web.HTTPNotFound()
-        headers = {"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"}
-        return web.Response(body=jpeg, content_type="image/jpeg", headers=headers)
 
     async def _clip(self, request: web.Request) -> web.StreamResponse:
         key = request.match_info["key"]

@@ -21,7 +21,8 @@ old or the new inbox, never half of one. Thread-safe (camera threads add, the co
 mutates, the web server and MQTT read).
 
 This class is the inbox's Python API (the engine's web page uses it through
-:class:`facetrack.commands.CommandHandler`, the one code path for changes, like MQTT).
+:class:`facetrack.commands.CommandHandler`, the one code path for changes, like MQTT); the engine
+wires it in with :class:`facetrack.inbox.feature.InboxFeature`.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
 
 from facetrack.cluster import diverse_subset, normalise
 from facetrack.config.inbox import InboxConfig as InboxConfig  # noqa: PLC0414 - re-export
 from facetrack.errors import FaceTrackError
+from facetrack.images import encode_jpeg
 from facetrack.inference.base import FloatArray, Frame
 from facetrack.library import FaceLibrary
 
@@ -266,7 +267,7 @@ class UnknownInbox:
         mean = normalise(mean_embedding)[0]
         if mean.shape[0] != self.dim:
             raise ValueError(f"embedding dimension {mean.shape[0]} != {self.dim}")
-        crops = [_Crop(f.rank, normalise(f.embedding)[0], _jpeg(f.crop), camera, last_seen) for f in faces]
+        crops = [_Crop(f.rank, normalise(f.embedding)[0], encode_jpeg(f.crop), camera, last_seen) for f in faces]
         with self._lock:
             best = self._nearest(mean)
             if best is None:
@@ -551,13 +552,6 @@ class UnknownInbox:
                 "inbox full (%d groups): dropping the least recently seen group %s", len(self._groups), victim.group_id
             )
             del self._groups[victim.group_id]
-
-
-def _jpeg(crop: Frame) -> bytes:
-    ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if not ok:
-        raise ValueError("JPEG encoding of a face crop failed")
-    return bytes(buf)
 
 
 def _fsync_dir(path: Path) -> None:
