@@ -8,7 +8,7 @@ machine sustains. Runs the real ``facetrack serve`` against a real Mosquitto on 
   each camera's processed frames/s from its retained ``state``; N is sustained when every camera
   keeps >= 9.5 frames/s. Also the engine's CPU (% of one core) and RSS.
 
-Usage: .venv/bin/python benchmarks/bench_service.py [--seconds 60] [--max-cameras 6] [--json OUT]
+Usage: .venv/bin/python benchmarks/bench_service.py [--seconds 60] [--max-cameras 6] [--json OUT] [--engine OLD/addon]
 """
 
 from __future__ import annotations
@@ -32,7 +32,11 @@ sys.path.insert(0, str(ROOT / "demo"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def start_engine(work: Path, port: int, db: Path, cameras: list[dict[str, object]]) -> subprocess.Popen[bytes]:
+def start_engine(
+    work: Path, port: int, db: Path, cameras: list[dict[str, object]], engine: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``facetrack serve`` on ``cameras``; ``engine``: run that engine source tree (its ``addon``
+    folder) instead of this checkout's."""
     cfg = {
         "db_path": str(db),
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": f"bench-{port}"},
@@ -45,7 +49,9 @@ def start_engine(work: Path, port: int, db: Path, cameras: list[dict[str, object
     path = work / "facetrack.yaml"
     path.write_text(yaml.safe_dump(cfg))
     log = (work / "engine.log").open("ab")
-    return subprocess.Popen([sys.executable, "-m", "facetrack", "serve", "--config", str(path)], stdout=log, stderr=log)
+    env = {**os.environ, "PYTHONPATH": str(engine)} if engine is not None else None
+    cmd = [sys.executable, "-m", "facetrack", "serve", "--config", str(path)]
+    return subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -63,6 +69,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=15.0)
     ap.add_argument("--measure", type=float, default=20.0)
     ap.add_argument("--json")
+    ap.add_argument("--engine", type=Path, help="run this engine source tree (an addon folder) instead")
     args = ap.parse_args()
 
     import compose
@@ -82,11 +89,11 @@ def main() -> int:
     compose.enrol_demo_people(rec)
     broker = Broker(work)
     broker.start()
-    results: dict[str, object] = {"load_at_start": os.getloadavg()[0]}
+    results: dict[str, object] = {"load_at_start": os.getloadavg()[0], "engine": str(args.engine or ROOT / "addon")}
     try:
         # ---- alert latency ------------------------------------------------------------------
         sub = Subscriber(broker.port).start()
-        proc = start_engine(work, broker.port, db, [{"name": "door", "source": str(clip)}])
+        proc = start_engine(work, broker.port, db, [{"name": "door", "source": str(clip)}], args.engine)
         time.sleep(args.seconds)
         stop(proc)
         sub.stop()
@@ -106,7 +113,7 @@ def main() -> int:
         for n in range(1, args.max_cameras + 1):
             sub = Subscriber(broker.port).start()
             cams = [{"name": f"cam{i}", "source": str(clip), "fps": 10} for i in range(n)]
-            proc = start_engine(work, broker.port, db, cams)
+            proc = start_engine(work, broker.port, db, cams, args.engine)
             ps = psutil.Process(proc.pid)
             time.sleep(args.warmup)
             ps.cpu_percent(None)

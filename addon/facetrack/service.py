@@ -158,7 +158,7 @@ class FaceTrackService:
                 self.library,
                 FaceRecognizer(self.command_backend, config.defaults, self.library),
                 config.media_dir,
-                self.worker,
+                self.camera,
                 lambda: self.persons_payload()["persons"],
             ),
             respond=self.publisher.response,
@@ -378,7 +378,7 @@ class FaceTrackService:
     def _on_command(self, verb: str, payload: bytes) -> None:
         self.commands.submit(verb, payload)
 
-    def worker(self, camera: str) -> Camera | None:
+    def camera(self, camera: str) -> Camera | None:
         """A camera by name."""
         return next((c for c in self.cameras if c.name == camera), None)
 

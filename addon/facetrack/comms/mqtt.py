@@ -39,6 +39,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from facetrack.comms.topics import COMMAND, STATUS
 from facetrack.config.service import MQTTConfig
 from facetrack.logutil import rate_limit_loggers
 
@@ -267,7 +268,7 @@ class MqttClient:
                 cert_reqs=ssl.CERT_REQUIRED,
             )
             client.tls_insecure_set(config.tls.insecure)
-        client.will_set(self.topic("status"), "offline", qos=1, retain=True)
+        client.will_set(self.topic(*STATUS.parts()), "offline", qos=STATUS.qos, retain=STATUS.retain)
         client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(reconnect_max_seconds)))
         client.max_inflight_messages_set(PAHO_WINDOW)
         client.on_connect = self._on_connect
@@ -329,7 +330,7 @@ class MqttClient:
         if self._drainer is not None:
             self._drainer.join(timeout=5)
         if self.connected.is_set():
-            info = self._client.publish(self.topic("status"), "offline", qos=1, retain=True)
+            info = self._client.publish(self.topic(*STATUS.parts()), "offline", qos=STATUS.qos, retain=STATUS.retain)
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(max(0.5, deadline - time.monotonic()))
         self._client.disconnect()
@@ -454,10 +455,10 @@ class MqttClient:
             return
         self.connections += 1
         _LOG.info("MQTT connected (%d)", self.connections)
-        client.subscribe(self.topic("command", "+"), qos=1)
+        client.subscribe(self.topic(*COMMAND.parts(verb="+")), qos=COMMAND.qos)
         for topic in self.subscriptions:
             client.subscribe(topic, qos=1)
-        client.publish(self.topic("status"), "online", qos=1, retain=True)
+        client.publish(self.topic(*STATUS.parts()), "online", qos=STATUS.qos, retain=STATUS.retain)
         self.connected.set()
         with self._cond:
             # Paho sends what it held again right after this callback: nothing newer goes out
