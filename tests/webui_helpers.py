@@ -58,9 +58,7 @@ def seed_demo(tmp: Path) -> tuple[Path, Path]:
 
 
 @contextlib.contextmanager
-def engine_stack(
-    tmp: Path, make_engine: Callable[[Path, int], WebEngine]
-) -> Iterator[tuple[WebEngine, Subscriber]]:
+def engine_stack(tmp: Path, make_engine: Callable[[Path, int], WebEngine]) -> Iterator[tuple[WebEngine, Subscriber]]:
     """A real Mosquitto, a validating subscriber and the engine ``make_engine(folder, broker_port)``
     started in ``tmp``; on exit the engine must have stopped with code 0 and every payload the
     subscriber saw must have matched its schema."""
