@@ -10,6 +10,8 @@ which is not an edge of its own).
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,16 @@ def test_layers_are_respected_everywhere() -> None:
     graph = _graph()
     upward = sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps if _layer(d) > _layer(m))
     assert upward == []
+
+
+def test_the_rtsp_publisher_loads_no_engine() -> None:
+    """MediaMTX starts the publisher on demand and gives it 15 s (runOnDemandStartTimeout): its
+    imports must not load the tracker, the library or the HTTP server (they took ~30 s on a
+    loaded 2-core machine when ``facetrack.web`` imported its submodules eagerly)."""
+    code = (
+        "import sys, facetrack.record.rtsp, facetrack.web.signing, facetrack.config.service\n"
+        "print(sorted(m for m in ('lancedb', 'aiohttp', 'facetrack.track', 'facetrack.library')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

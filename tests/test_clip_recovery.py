@@ -26,7 +26,9 @@ import pytest
 from facetrack.record import clips as clips_mod
 from facetrack.record.clips import ClipRecorder, StoredClip, cleanup_legacy_temp, recover_clips
 from facetrack.record.storage import CLIP_FILES, S3ClipStorage, StorageConfig, clip_key, create_storage, new_clip_id
-from facetrack.web import FrameHub, UrlSigner, WebServer, load_or_create_secret
+from facetrack.web.frames import FrameHub
+from facetrack.web.server import WebServer
+from facetrack.web.signing import UrlSigner, load_or_create_secret
 from mqtt_helpers import Broker, Subscriber, free_port
 from test_clips import frame, frames_in
 from test_service_e2e import Engine, demo_clip, enrolled_db  # noqa: F401 - module fixtures

@@ -14,7 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-from facetrack.web import FrameHub, UrlSigner, WebServer, load_or_create_secret
+from facetrack.web.frames import FrameHub
+from facetrack.web.server import WebServer
+from facetrack.web.signing import UrlSigner, load_or_create_secret
 
 pytestmark = pytest.mark.timeout(60)
 

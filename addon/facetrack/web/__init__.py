@@ -1,8 +1,6 @@
-"""The engine's HTTP server: live snapshots and MJPEG streams, signed clip URLs."""
+"""The engine's HTTP server: live snapshots and MJPEG streams, signed clip URLs, the web page.
 
-from facetrack.web.common import CLIP_KEY_RE
-from facetrack.web.frames import EncodedFrame, FrameHub
-from facetrack.web.server import WebServer
-from facetrack.web.signing import UrlSigner, load_or_create_secret
-
-__all__ = ["CLIP_KEY_RE", "EncodedFrame", "FrameHub", "UrlSigner", "WebServer", "load_or_create_secret"]
+Import the modules themselves (``facetrack.web.signing``, ``.frames``, ``.server``, ``.api``): this
+package imports nothing, so a light user (the RTSP publisher needs only :mod:`.signing`) does not
+load the tracker, the library and aiohttp.
+"""
