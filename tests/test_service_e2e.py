@@ -30,7 +30,7 @@ from facetrack.config import parse_config
 from facetrack.inference import create_backend
 from facetrack.library import FaceLibrary
 from facetrack.recognizer import FaceRecognizer
-from mqtt_helpers import Broker, Gate, Subscriber, free_port, wait_subscribed
+from mqtt_helpers import WAIT_SCALE, Broker, Gate, Subscriber, free_port, wait_subscribed
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "demo"))
@@ -92,7 +92,7 @@ class Engine:
     def terminate(self) -> int:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
+        return self.proc.wait(timeout=30 * WAIT_SCALE)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -472,7 +472,7 @@ def test_rtsp_publication_to_a_listening_peer(
     port = free_port()
     out = tmp_path / "received.mp4"
     peer = subprocess.Popen(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-rtsp_flags", "listen", "-timeout", "60",
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-rtsp_flags", "listen", "-timeout", "300",
          "-i", f"rtsp://127.0.0.1:{port}/door", "-frames:v", "20", "-c", "copy", str(out)],
     )  # fmt: skip
     publisher = None
@@ -485,7 +485,7 @@ def test_rtsp_publication_to_a_listening_peer(
             [sys.executable, "-m", "facetrack.record.rtsp", "--config", str(engine.config), "--camera", "door",
              "--rtsp-url", f"rtsp://127.0.0.1:{port}/door"]
         )  # fmt: skip
-        assert peer.wait(timeout=60) == 0
+        assert peer.wait(timeout=300) == 0
         probe = _ffprobe(out)
         assert probe["codec"] == "h264" and probe["frames"] == 20 and probe["width"] == 1280, probe
         assert engine.terminate() == 0
