@@ -1,4 +1,11 @@
-"""A camera entity per engine camera: its stream and snapshot URLs."""
+"""A camera entity per engine camera: its RTSP stream and snapshot URLs.
+
+HA's stream component plays a camera's ``stream_source`` as HLS/WebRTC: right for the H.264 the
+app's RTSP server serves (``rtsp://<host>:8554/<camera>``), wrong for the engine's MJPEG URL (it
+would be wrapped as MJPEG-in-MP4, which browsers do not play). So the entity advertises ``STREAM``
+only for an ``rtsp(s)://`` stream URL; otherwise the frontend shows still images through HA's
+camera proxy (``camera_image`` from the snapshot URL).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from .hub import FaceTrackConfigEntry, FaceTrackHub
 
 PARALLEL_UPDATES = 0
 SNAPSHOT_TIMEOUT = 10
+STREAM_SCHEMES = ("rtsp://", "rtsps://")  # what HA's stream component plays; not the engine's MJPEG URL
 
 
 async def async_setup_entry(
@@ -45,11 +53,15 @@ class FaceTrackCamera(FaceTrackCameraEntity, Camera):
         self._attr_unique_id = f"{hub.prefix}_{camera}_camera"
 
     @property
+    def _rtsp_url(self) -> str | None:
+        """The state's stream URL if it is RTSP (the app's RTSP server is configured), else None."""
+        url = self.camera_state.stream_url
+        return url if url and url.lower().startswith(STREAM_SCHEMES) else None
+
+    @property
     def supported_features(self) -> CameraEntityFeature:
-        """Streaming when the engine gives a stream URL."""
-        if self.camera_state.stream_url:
-            return CameraEntityFeature.STREAM
-        return CameraEntityFeature(0)
+        """``STREAM`` only with an RTSP stream URL (H.264 HA can play)."""
+        return CameraEntityFeature.STREAM if self._rtsp_url else CameraEntityFeature(0)
 
     @property
     def is_streaming(self) -> bool:
@@ -57,8 +69,8 @@ class FaceTrackCamera(FaceTrackCameraEntity, Camera):
         return self.camera_state.state == "online"
 
     async def stream_source(self) -> str | None:
-        """The stream URL of the camera's state (RTSP or MJPEG)."""
-        return self.camera_state.stream_url
+        """``rtsp://<host>:8554/<camera>`` from the camera's state; None without an RTSP server."""
+        return self._rtsp_url
 
     async def async_camera_image(self, width: int | None = None, height: int | None = None) -> bytes | None:
         """Fetch the snapshot at the state's snapshot URL."""
