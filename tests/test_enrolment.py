@@ -24,6 +24,7 @@ from facetrack.recognizer import FaceRecognizer, UnusableImageError
 from facetrack.verbs import CommandError
 
 GROUP = "insightface_wheel/insightface/data/images/t1.jpg"
+SINGLE = "deepface/tests/unit/dataset/img1.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,9 @@ def test_the_enroll_command_picks_and_names_the_face(recognizer: FaceRecognizer,
         with pytest.raises(CommandError) as err:
             handler.call("enroll", {"name": "Front", "image_base64": photo}, timeout=120)
         assert err.value.code == "bad_request" and "similar size" in str(err.value)
+        single = base64.b64encode((data_dir / SINGLE).read_bytes()).decode()
+        answer = handler.call("enroll", {"name": "Single", "image_base64": single}, timeout=120)
+        assert set(answer) == {"person", "person_id", "embeddings"}  # a photo's answer is as it was
         result = handler.call("enroll", {"name": "Front", "image_base64": photo, "pick": "largest"}, timeout=120)
         assert result["person"] == "Front" and result["embeddings"] == 1
         assert result["faces"] >= 5

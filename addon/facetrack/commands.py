@@ -482,12 +482,13 @@ class _LibraryVerbs:
         person = self.library.enroll(
             name.name, face.embedding[None, :], [face.crop_jpeg], [source], data.get("metadata")
         )
+        # A snapshot's face was chosen among several: the answer says which (photos answer as before).
+        chosen = {"box": list(face.box), "faces": face.faces} if data["pick"] == "largest" else {}
         return {
             "person": person.name,
             "person_id": person.person_id,
             "embeddings": person.embedding_count,
-            "box": list(face.box),
-            "faces": face.faces,
+            **chosen,
             **normalised(name),
         }
 
