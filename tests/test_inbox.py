@@ -22,8 +22,9 @@ import pytest
 
 from facetrack.cli import main
 from facetrack.config import FaceTrackerConfig
-from facetrack.images import read_image
+from facetrack.images import encode_jpeg, read_image
 from facetrack.inbox import FaceCrop, InboxConfig, InboxError, UnknownInbox
+from facetrack.inbox.cover import single_face
 from facetrack.inference import InferenceBackend
 from facetrack.library import FaceLibrary
 from facetrack.quality import assess
@@ -223,6 +224,40 @@ def test_bounded_and_aged_out(johns: dict[str, list[Face]], library: FaceLibrary
 
 
 # ---- negative feedback from the command line ---------------------------------------------------
+
+
+def test_a_group_leaves_the_inbox_after_its_person_is_enrolled(
+    johns: dict[str, list[Face]], library: FaceLibrary
+) -> None:
+    """A person enrolled from a photo (not through the inbox): their group's faces now match, the
+    group leaves at the next re-match; the other people's groups stay."""
+    inbox = UnknownInbox(InboxConfig(), library)
+    people, group_of = _three(johns, inbox)
+    a = people[0]
+    _, emb, crop, _ = johns[a][-1]  # the held-out photo
+    library.enroll("Ann", emb[None, :], [encode_jpeg(crop)], ["photo"])
+    left = inbox.rematch(THRESHOLD)
+    assert [(r.group_id, r.person) for r in left] == [(group_of[a], "Ann")]
+    assert {g.group_id for g in inbox.groups()} == {group_of[p] for p in people[1:]}
+    assert inbox.rematch(THRESHOLD) == []
+
+
+def test_cover_check_on_real_crops(johns: dict[str, list[Face]], backend: InferenceBackend) -> None:
+    """The detector finds one face again in aligned crops of real faces, none in a crop of hair, two
+    (or one off-centre) in a crop of two heads side by side."""
+    crops = [f[2] for faces in johns.values() for f in faces]
+    good = [single_face(backend.detect, c) for c in crops]
+    assert sum(good) >= 0.9 * len(crops), f"{sum(good)} of {len(crops)}"
+    hair = [cv2.resize(c[:36], (112, 112), interpolation=cv2.INTER_CUBIC) for c in crops[::11]]
+    assert not any(single_face(backend.detect, h) for h in hair)
+    assert not single_face(backend.detect, np.full((112, 112, 3), 128, np.uint8))
+    pairs = []
+    for i in range(0, len(crops) - 11, 11):
+        pair = np.full((112, 112, 3), 128, np.uint8)
+        pair[28:84, :56] = cv2.resize(crops[i], (56, 56), interpolation=cv2.INTER_AREA)
+        pair[28:84, 56:] = cv2.resize(crops[i + 11], (56, 56), interpolation=cv2.INTER_AREA)
+        pairs.append(pair)
+    assert not any(single_face(backend.detect, p) for p in pairs)
 
 
 def test_cli_lists_and_forgets_embeddings(

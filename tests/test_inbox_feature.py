@@ -11,18 +11,22 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
+import cv2
 import numpy as np
 import pytest
 
 from facetrack.commands import SCHEMAS, CommandHandler, LibraryVerbsContext
 from facetrack.errors import FaceTrackError, LibraryError
-from facetrack.inbox import InboxConfig, UnknownInbox
+from facetrack.inbox import FaceCrop, InboxConfig, UnknownInbox
 from facetrack.inbox.commands import INBOX_SCHEMAS, inbox_verbs
-from facetrack.inbox.feature import InboxFeature, UrlSigning
+from facetrack.inbox.cover import single_face
+from facetrack.inbox.feature import InboxFeature, InboxSink, UrlSigning
+from facetrack.inference.base import Detection
 from facetrack.library import FaceLibrary
 from facetrack.library.names import InvalidNameError
 from facetrack.recognizer import FaceRecognizer
 from facetrack.track.face_tracker import BestCrop, Track
+from facetrack.track.identity import IdentityState
 from facetrack.verbs import CommandError
 from facetrack.web.signing import UrlSigner
 
@@ -36,6 +40,11 @@ def _unit(seed: int) -> np.ndarray:
 
 
 @dataclass
+class _UnknownVoter:
+    state: IdentityState = IdentityState.UNKNOWN
+
+
+@dataclass
 class _Track:
     """What the inbox reads of an ended track."""
 
@@ -45,6 +54,7 @@ class _Track:
     last_ts: float = 2.0
     embeddings: int = 3
     best: list[BestCrop] = field(default_factory=list)
+    voter: _UnknownVoter = field(default_factory=_UnknownVoter)
 
     @property
     def mean_embedding(self) -> np.ndarray:
@@ -135,6 +145,120 @@ def test_a_failing_publisher_never_reaches_the_camera(library: FaceLibrary) -> N
     feature = InboxFeature(UnknownInbox(InboxConfig(), library), broken, events.append, lambda: None)
     feature.on_unknown_ended("door", _track(1, _unit(4)))
     assert len(events) == 1
+
+
+# ---- re-match after a library change, cover crops ----------------------------------------------------
+
+
+def _basis(i: int) -> np.ndarray:
+    v = np.zeros(DIM, np.float32)
+    v[i] = 1.0
+    return v
+
+
+def test_a_group_leaves_the_inbox_after_its_person_is_enrolled(library: FaceLibrary, tmp_path: Path) -> None:
+    rec = Recorder()
+    path = tmp_path / "inbox.npz"
+    inbox = UnknownInbox(InboxConfig(), library, path)
+    feature = InboxFeature(
+        inbox,
+        publish_summary=lambda p: rec.sent.append(("inbox", p)),
+        publish_event=lambda p: rec.sent.append(("inbox/event", p)),
+        links=lambda: None,
+        match_threshold=0.52,
+    )
+    for track_id, axis in ((1, 0), (2, 1), (3, 2)):
+        feature.on_unknown_ended("door", _track(track_id, _basis(axis)))
+    groups = {g.group_id: g for g in inbox.groups()}
+    ann, bob, carl = (inbox.nearest_group(_basis(i)) for i in range(3))
+    assert ann and bob and carl and len(groups) == 3
+    inbox.ignore(carl[0])
+    feature.tick()  # the start-up re-match: an empty library matches nothing
+    assert len(inbox) == 3
+
+    # Ann is enrolled from elsewhere (a photo), close to her group's faces; Carl's group is ignored.
+    near_ann = _basis(0) + 0.3 * _basis(3)
+    library.enroll("Ann", (near_ann / np.linalg.norm(near_ann))[None, :], [b"\xff\xd8"], ["photo"])
+    library.enroll("Carl", _basis(2)[None, :], [b"\xff\xd8"], ["photo"])
+    rec.sent.clear()
+    feature.tick()
+    assert len(inbox) == 3  # nothing happens until the library says it changed
+    feature.library_changed()
+    feature.tick()
+    assert {g.group_id for g in inbox.groups()} == {bob[0], carl[0]}  # Ann's group left; Carl's is ignored
+    assert rec.topics() == ["inbox"]
+    assert [g["group_id"] for g in rec.sent[0][1]["groups"]] == [g.group_id for g in inbox.groups()]
+    # Saved at once (a user-visible change), so a restart does not bring the group back.
+    assert {g.group_id for g in UnknownInbox(InboxConfig(), library, path).groups()} == {bob[0], carl[0]}
+    # A face far from every enrolled person stays, whatever the library holds.
+    assert inbox.rematch(0.52) == []
+
+
+def test_rematch_needs_most_of_a_groups_faces(library: FaceLibrary) -> None:
+    inbox = UnknownInbox(InboxConfig(cluster_threshold=0.3), library)
+    mixed = _basis(0) + _basis(1)
+    a, b = _basis(0), mixed / np.linalg.norm(mixed)
+    crops = [FaceCrop(3.0, np.zeros((112, 112, 3), np.uint8), a), FaceCrop(2.0, np.zeros((112, 112, 3), np.uint8), b)]
+    added = inbox.add_track("door", a + b, crops, 2, 0.0, 1.0)
+    assert added is not None
+    library.enroll("Ann", _basis(0)[None, :], [b"\xff\xd8"], ["photo"])
+    assert inbox.rematch(0.9) == []  # one crop of two matches at 0.9: no majority
+    assert [r.group_id for r in inbox.rematch(0.7)] == [added.group_id]  # both match at 0.7 (cos 0.71)
+
+
+def _crop(value: int) -> np.ndarray:
+    return np.full((112, 112, 3), value, np.uint8)
+
+
+def _fake_detect(faces_by_value: dict[int, int]) -> Any:
+    """A detector that sees ``faces_by_value[crop value]`` centred faces in a padded crop."""
+
+    def detect(frame: np.ndarray) -> list[Detection]:
+        value = int(frame[frame.shape[0] // 2, frame.shape[1] // 2, 0])
+        box = np.array([60, 60, 164, 164], np.float32)
+        return [Detection(box, 0.95, np.zeros((5, 2), np.float32))] * faces_by_value.get(value, 0)
+
+    return detect
+
+
+def _decoded_value(jpeg: bytes) -> int:
+    return int(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[56, 56, 0])
+
+
+def test_the_cover_is_a_crop_with_one_usable_face(library: FaceLibrary) -> None:
+    feature = Recorder().feature(UnknownInbox(InboxConfig(), library))
+    good, hair, pair = 40, 120, 200
+    sink = InboxSink(feature, "door", _fake_detect({good: 1, pair: 2}))
+    mean = _basis(0)
+
+    def track(track_id: int, *crops: tuple[int, float]) -> Track:
+        best = [BestCrop(rank, 0, _crop(value), mean) for value, rank in crops]
+        return cast(Track, _Track(track_id, mean, best=best))
+
+    # Only a hair crop and a two-face crop: such a track never starts a group.
+    sink.tracks_ended([track(1, (hair, 9.0), (pair, 8.0))])
+    assert len(feature.inbox) == 0
+    # The hair crop ranks best, yet the good one is the cover.
+    sink.tracks_ended([track(2, (hair, 9.0), (good, 1.0))])
+    [group] = feature.inbox.groups()
+    assert abs(_decoded_value(feature.inbox.crop_jpeg(group.group_id, 0)) - good) <= 3
+    # A later track of bad crops may join the group (its faces still count), never as its cover.
+    sink.tracks_ended([track(3, (pair, 50.0))])
+    group = feature.inbox.group(group.group_id)
+    assert group.tracks == 2 and group.crops == 3
+    assert abs(_decoded_value(feature.inbox.crop_jpeg(group.group_id, 0)) - good) <= 3
+    # Naming enrols only the crops with one usable face.
+    result = feature.inbox.name(group.group_id, "Ann")
+    assert result.enrolled == 1
+
+
+def test_a_failing_cover_check_keeps_the_face(library: FaceLibrary) -> None:
+    def broken(_frame: np.ndarray) -> list[Detection]:
+        raise RuntimeError("detector gone")
+
+    feature = Recorder().feature(UnknownInbox(InboxConfig(), library))
+    feature.on_unknown_ended("door", _track(1, _basis(0)), lambda crop: single_face(broken, crop))
+    assert len(feature.inbox) == 1
 
 
 # ---- the command handler over narrow interfaces -----------------------------------------------------

@@ -1,5 +1,6 @@
-"""The unknown-face inbox: its sensor, a crop image per pending group, the new-group event, and the
-inbox / negative-feedback actions over the command contract (docs/mqtt.md, contract 1.1)."""
+"""The unknown-face inbox: its sensor, a crop image per pending group (disabled by default), the
+new-group event, and the inbox / negative-feedback actions over the command contract (docs/mqtt.md,
+contract 1.1)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.entity_registry import RegistryEntryDisabler
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_mqtt_message
 from pytest_homeassistant_custom_component.components.diagnostics import get_diagnostics_for_config_entry
 from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClientMocker
@@ -38,8 +40,31 @@ async def _call(hass: HomeAssistant, service: str, data: dict[str, Any], respons
     return await hass.services.async_call(DOMAIN, service, data, blocking=True, return_response=response)
 
 
+def _image_uid(group_id: str) -> str:
+    return f"{PREFIX}_unknown_group_{group_id}"
+
+
+def _image_entry(registry: er.EntityRegistry, group_id: str) -> er.RegistryEntry | None:
+    entity_id = registry.async_get_entity_id("image", DOMAIN, _image_uid(group_id))
+    return registry.async_get(entity_id) if entity_id is not None else None
+
+
+@pytest.fixture
+def enabled_images(init_integration: MockConfigEntry, entity_registry: er.EntityRegistry) -> None:
+    """The image entities of groups A, B and C enabled by the user (they are disabled by default)."""
+    for group_id in (GROUP_A, GROUP_B, GROUP_C):
+        entity_registry.async_get_or_create(
+            "image",
+            DOMAIN,
+            _image_uid(group_id),
+            suggested_object_id=f"facetrack_unknown_person_{group_id[:8]}",
+            config_entry=init_integration,
+            translation_key="unknown_group",
+        )
+
+
 async def test_inbox_sensor_and_group_images(
-    hass: HomeAssistant, init_integration: MockConfigEntry, entity_registry: er.EntityRegistry
+    hass: HomeAssistant, init_integration: MockConfigEntry, entity_registry: er.EntityRegistry, enabled_images: None
 ) -> None:
     """Pending groups get a crop image each; the sensor counts them and lists every group."""
     assert hass.states.get(SENSOR).state == STATE_UNKNOWN  # no inbox yet (an engine before 1.1)
@@ -61,23 +86,25 @@ async def test_inbox_sensor_and_group_images(
     assert image.attributes["nearest_person"] == "Anna"
     assert image.state == "2026-11-22T08:15:03.120000+00:00"
     assert hass.states.get(IMAGE_B) is None  # ignored: no image
+    assert _image_entry(entity_registry, GROUP_B) is None  # (the user's enabled entry went with it)
     entry = entity_registry.async_get(IMAGE_A)
     assert entry is not None
     assert entry.unique_id == f"{PREFIX}_unknown_group_{GROUP_A}"
 
-    # Group A is named (it leaves the inbox), B is un-ignored: A's entity goes, B's comes.
+    # Group A is named (it leaves the inbox), B is un-ignored: A's entity goes, B's comes (disabled).
     _fire_inbox(hass, group(GROUP_B, cameras=["garden"]))
     await hass.async_block_till_done()
     assert hass.states.get(IMAGE_A) is None
     assert entity_registry.async_get(IMAGE_A) is None
-    assert hass.states.get(IMAGE_B) is not None
+    entry_b = _image_entry(entity_registry, GROUP_B)
+    assert entry_b is not None and entry_b.disabled_by is RegistryEntryDisabler.INTEGRATION
     assert hass.states.get(SENSOR).state == "1"
     assert hass.states.get(SENSOR).attributes["ignored"] == 0
 
     # Ignoring B removes its entity too; the group stays listed by the sensor.
     _fire_inbox(hass, group(GROUP_B, "ignored"))
     await hass.async_block_till_done()
-    assert hass.states.get(IMAGE_B) is None
+    assert _image_entry(entity_registry, GROUP_B) is None
     assert hass.states.get(SENSOR).state == "0"
     assert len(hass.states.get(SENSOR).attributes["groups"]) == 1
 
@@ -87,6 +114,7 @@ async def test_group_image_fetches_the_crop(
     init_integration: MockConfigEntry,
     aioclient_mock: AiohttpClientMocker,
     hass_client: ClientSessionGenerator,
+    enabled_images: None,
 ) -> None:
     """The image is the group's best crop, fetched once per crop URL, again when the URL changes."""
     first = group(GROUP_A)
@@ -120,6 +148,53 @@ async def test_group_image_fetches_the_crop(
     assert hass.states.get(IMAGE_A) is not None
 
 
+async def test_group_images_are_disabled_by_default(
+    hass: HomeAssistant, init_integration: MockConfigEntry, entity_registry: er.EntityRegistry
+) -> None:
+    """Eleven unknown groups do not flood the dashboard: the sensor lists them, their images are disabled,
+    and the registry entries of groups that leave go too (disabled entities never remove themselves)."""
+    groups = [group(f"{i:08x}" + "d" * 24) for i in range(11)]
+    _fire_inbox(hass, *groups)
+    await hass.async_block_till_done()
+    assert hass.states.get(SENSOR).state == "11"
+    assert len(hass.states.get(SENSOR).attributes["groups"]) == 11
+    assert hass.states.get(SENSOR).attributes["groups"][0]["first_seen"] == "2026-11-21T18:02:11.400Z"
+    entries = [_image_entry(entity_registry, g["group_id"]) for g in groups]
+    assert all(e is not None and e.disabled_by is RegistryEntryDisabler.INTEGRATION for e in entries)
+    assert all(hass.states.get(e.entity_id) is None for e in entries if e is not None)
+
+    _fire_inbox(hass, *groups[1:])
+    await hass.async_block_till_done()
+    assert _image_entry(entity_registry, groups[0]["group_id"]) is None
+    assert all(_image_entry(entity_registry, g["group_id"]) is not None for g in groups[1:])
+
+
+async def test_a_group_leaves_the_inbox_after_its_person_is_enrolled(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    engine: FakeEngine,
+    entity_registry: er.EntityRegistry,
+    enabled_images: None,
+) -> None:
+    """The engine re-matches its inbox after an enrolment and republishes it without the group of the
+    person just enrolled: the sensor and the group's (enabled) image follow."""
+    _fire_inbox(hass, group(GROUP_A, nearest_person=None), group(GROUP_B))
+    await hass.async_block_till_done()
+    assert hass.states.get(SENSOR).state == "2"
+    assert hass.states.get(IMAGE_A) is not None
+
+    engine.reply = lambda verb, body: {"ok": True, "result": {"person": "Carl", "person_id": "c" * 32, "embeddings": 1}}
+    await _call(hass, "enroll_track", {"camera": "front_door", "track_id": 7, "name": "Carl"})
+    _fire_inbox(hass, group(GROUP_B))  # the engine's re-match: A's faces are Carl's now
+    await hass.async_block_till_done()
+    state = hass.states.get(SENSOR)
+    assert state.state == "1"
+    assert [g["group_id"] for g in state.attributes["groups"]] == [GROUP_B]
+    assert hass.states.get(IMAGE_A) is None
+    assert _image_entry(entity_registry, GROUP_A) is None
+    assert hass.states.get(IMAGE_B) is not None
+
+
 async def test_new_group_event(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
     """`<prefix>/inbox/event` fires the engine's new-unknown-person event entity."""
     assert hass.states.get(EVENT).state == STATE_UNKNOWN
@@ -144,7 +219,7 @@ async def test_new_group_event(hass: HomeAssistant, init_integration: MockConfig
 
 
 async def test_invalid_inbox_payloads_are_ignored(
-    hass: HomeAssistant, init_integration: MockConfigEntry, caplog: pytest.LogCaptureFixture
+    hass: HomeAssistant, init_integration: MockConfigEntry, caplog: pytest.LogCaptureFixture, enabled_images: None
 ) -> None:
     """Malformed inbox summaries and events are logged and change nothing."""
     _fire_inbox(hass, group(GROUP_A))
@@ -162,7 +237,7 @@ async def test_invalid_inbox_payloads_are_ignored(
 
 
 async def test_inbox_entities_unavailable_when_engine_offline(
-    hass: HomeAssistant, init_integration: MockConfigEntry
+    hass: HomeAssistant, init_integration: MockConfigEntry, enabled_images: None
 ) -> None:
     """The inbox entities follow the engine's status."""
     _fire_inbox(hass, group(GROUP_A))

@@ -53,6 +53,7 @@ async def test_enroll_from_allowed_path(
     assert body["name"] == "Anna"
     assert base64.b64decode(body["image_base64"]) == JPEG
     assert len(body["request_id"]) == 32
+    assert "pick" not in body  # a photo: its only (or clearly dominant) face
 
 
 async def test_enroll_path_errors(
@@ -92,6 +93,43 @@ async def test_enroll_from_camera(hass: HomeAssistant, init_integration: MockCon
     ):
         await _call(hass, "enroll", {"name": "Anna", "camera_entity_id": "camera.front_door"})
     assert err.value.translation_key == "snapshot_failed"
+
+
+async def test_enroll_from_camera_with_several_faces(
+    hass: HomeAssistant, init_integration: MockConfigEntry, engine: FakeEngine
+) -> None:
+    """A snapshot asks the engine for its largest usable face; the answer names its box and the faces
+    seen; an engine refusal (no usable face among several) is a validation error with its message."""
+    snapshot = patch(
+        "custom_components.facetrack.services.async_get_image",
+        return_value=Image(content_type="image/jpeg", content=JPEG),
+    )
+    result = {"person": "Anna", "person_id": ANNA_ID, "embeddings": 1, "box": [410.0, 96.5, 530.0, 240.0], "faces": 6}
+    engine.reply = _ok(result)
+    with snapshot:
+        response = await _call(hass, "enroll", {"name": "Anna", "camera_entity_id": "camera.front_door"})
+    assert response == result
+    assert engine.commands[-1][1]["pick"] == "largest"
+
+    refusal = (
+        "no usable face: none of the 6 faces seen is usable (largest: face too small (24 px < 32 px)); come closer"
+        " to the camera, or enrol a face with enroll_track and its track id (in the camera's face events and tracks)"
+    )
+    engine.reply = _error("bad_request", refusal)
+    with snapshot, pytest.raises(ServiceValidationError) as err:
+        await _call(hass, "enroll", {"name": "Anna", "camera_entity_id": "camera.front_door"})
+    assert err.value.translation_key == "command_rejected"
+    assert err.value.translation_placeholders["message"] == refusal
+
+
+async def test_enroll_from_a_missing_camera(
+    hass: HomeAssistant, init_integration: MockConfigEntry, engine: FakeEngine
+) -> None:
+    """A camera entity that does not exist is the caller's mistake: a validation error, nothing sent."""
+    with pytest.raises(ServiceValidationError) as err:
+        await _call(hass, "enroll", {"name": "Anna", "camera_entity_id": "camera.nowhere"})
+    assert err.value.translation_key == "snapshot_failed"
+    assert engine.commands == []
 
 
 async def test_enroll_track_forget_rename(
@@ -267,7 +305,9 @@ async def test_enroll_from_url(
 @pytest.mark.parametrize(
     ("mock", "exception", "translation_key"),
     [
-        ({"status": 404}, HomeAssistantError, "image_download_failed"),
+        ({"status": 404}, ServiceValidationError, "image_url_status"),
+        ({"status": 403}, ServiceValidationError, "image_url_status"),
+        ({"exc": aiohttp.InvalidURL(URL)}, ServiceValidationError, "image_url_invalid"),
         ({"exc": aiohttp.ClientError()}, HomeAssistantError, "image_download_failed"),
         ({"exc": TimeoutError()}, HomeAssistantError, "image_download_failed"),
         (

@@ -266,6 +266,8 @@ _LIBRARY_SCHEMAS: dict[str, vol.Schema] = {
             vol.Exclusive("image_base64", "image"): vol.All(str, vol.Length(min=8)),
             vol.Exclusive("image_path", "image"): _media_path,
             vol.Optional("metadata"): dict,
+            # only: a photo's only (or clearly dominant) face; largest: a camera snapshot's largest usable face
+            vol.Optional("pick", default="only"): vol.In(["only", "largest"]),
         }
     ),
     "enroll_track": vol.Schema(
@@ -475,13 +477,18 @@ class _LibraryVerbs:
     def enroll(self, data: dict[str, Any]) -> dict[str, Any]:
         name = clean_name(data["name"])
         image = self._image(data)
-        emb, crop = self.ctx.recognizer.enrolment_embedding(image)  # UnusableImageError: no/several faces
+        face = self.ctx.recognizer.enrolment_face(image, data["pick"])  # UnusableImageError: no/several faces
         source = "mqtt:" + (data.get("image_path") or "image_base64")
-        person = self.library.enroll(name.name, emb[None, :], [crop], [source], data.get("metadata"))
+        person = self.library.enroll(
+            name.name, face.embedding[None, :], [face.crop_jpeg], [source], data.get("metadata")
+        )
+        # A snapshot's face was chosen among several: the answer says which (photos answer as before).
+        chosen = {"box": list(face.box), "faces": face.faces} if data["pick"] == "largest" else {}
         return {
             "person": person.name,
             "person_id": person.person_id,
             "embeddings": person.embedding_count,
+            **chosen,
             **normalised(name),
         }
 

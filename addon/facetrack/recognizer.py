@@ -2,13 +2,21 @@
 
 The CompreFace detection / recognition / verification services and DeGirum's FaceRecognizer
 (``enroll_image``, ``predict``) on one inference backend and one face library.
+
+Which face of an image is enrolled (:data:`EnrolPick`): from a **photo** (``only``, the default)
+the only face or a clearly dominant one; several faces of similar size are refused (whose face
+would it be?). From a **camera snapshot** (``largest``) the largest face that passes the enrolment
+filters: the person enrolling stands nearest the camera, others pass by in the background. The
+answer names the face's box and how many faces were seen, so a wrong pick shows (and is undone
+with ``forget_embedding``); when no face passes, the refusal says how many faces were seen and
+how to choose one (``enroll_track`` with the track id of the camera's face events).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -25,6 +33,9 @@ ENROL_MIN_SCORE = 0.9
 #: Two faces count as "of similar size" (ambiguous enrolment photo) when the second largest is at
 #: least this fraction of the largest (shorter box side).
 SIMILAR_SIZE_RATIO = 0.6
+#: Which face of an image to enrol: ``only`` (a photo: the only or a clearly dominant face) or
+#: ``largest`` (a camera snapshot: the largest usable face).
+EnrolPick = Literal["only", "largest"]
 
 
 class UnusableImageError(FaceTrackError):
@@ -43,6 +54,18 @@ def pick_enrolment_face(detections: list[Detection]) -> Detection:
     if len(ranked) > 1 and ranked[1].size >= SIMILAR_SIZE_RATIO * ranked[0].size:
         raise UnusableImageError(f"{len(ranked)} faces of similar size: crop the photo to one person")
     return ranked[0]
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolmentFace:
+    """The face chosen for enrolment: ``embedding`` ``(D,) float32`` L2-normalised, its aligned
+    crop as JPEG, its ``box`` ``(x1, y1, x2, y2)`` in image pixels, and ``faces``: how many faces
+    the detector saw in the image (any score)."""
+
+    embedding: FloatArray = field(repr=False)
+    crop_jpeg: bytes = field(repr=False)
+    box: tuple[float, float, float, float]
+    faces: int
 
 
 @dataclass(slots=True)
@@ -94,19 +117,52 @@ class FaceRecognizer:
         return self.backend.detect(image)
 
     def enrolment_embedding(self, image: Frame) -> tuple[FloatArray, bytes]:
-        """``((D,) float32 embedding, JPEG aligned crop)`` of the enrolment face of ``image``.
+        """``((D,) float32 embedding, JPEG aligned crop)`` of the enrolment face of a photo
+        (:meth:`enrolment_face` with ``pick="only"``).
 
         Raises:
             UnusableImageError: no usable face (none, several, too small, blurred, turned away).
         """
-        confident = [d for d in self.backend.detect(image) if d.score >= self.enrol_filters.min_score]
-        det = pick_enrolment_face(confident)
-        crop = self.backend.aligned_crop(image, det)
-        q = assess(det, crop, self.enrol_filters)
-        if not q.usable:
-            raise UnusableImageError(q.reason or "unusable face")
+        face = self.enrolment_face(image)
+        return face.embedding, face.crop_jpeg
+
+    def enrolment_face(self, image: Frame, pick: EnrolPick = "only") -> EnrolmentFace:
+        """The face of ``image`` to enrol (see :data:`EnrolPick` and the module's docstring).
+
+        Raises:
+            UnusableImageError: ``only``: no face, several of similar size, or the face is unusable
+                (too small, blurred, turned away); ``largest``: no face, or none usable (the
+                message says how many were seen and how to choose one).
+        """
+        dets = self.backend.detect(image)
+        if pick == "largest":
+            det, crop = self._largest_usable(image, dets)
+        else:
+            det = pick_enrolment_face([d for d in dets if d.score >= self.enrol_filters.min_score])
+            crop = self.backend.aligned_crop(image, det)
+            q = assess(det, crop, self.enrol_filters)
+            if not q.usable:
+                raise UnusableImageError(q.reason or "unusable face")
         emb = self.backend.embed(image, [det])[0]
-        return emb, encode_jpeg(crop)
+        x1, y1, x2, y2 = (round(float(v), 1) for v in det.box)
+        return EnrolmentFace(emb, encode_jpeg(crop), (x1, y1, x2, y2), len(dets))
+
+    def _largest_usable(self, image: Frame, dets: list[Detection]) -> tuple[Detection, Frame]:
+        if not dets:
+            raise UnusableImageError("no face found")
+        reason = "unusable face"
+        for i, det in enumerate(sorted(dets, key=lambda d: -d.size)):
+            crop = self.backend.aligned_crop(image, det)
+            q = assess(det, crop, self.enrol_filters)
+            if q.usable:
+                return det, crop
+            if i == 0:
+                reason = q.reason or reason
+        seen = "the one face seen is not usable" if len(dets) == 1 else f"none of the {len(dets)} faces seen is usable"
+        raise UnusableImageError(
+            f"no usable face: {seen} (largest: {reason}); come closer to the camera, or enrol a face"
+            " with enroll_track and its track id (in the camera's face events and tracks)"
+        )
 
     def enroll(self, name: str, paths: list[str | Path], metadata: dict[str, Any] | None = None) -> EnrolmentResult:
         """Enrol ``name`` from image files, all in one commit; unusable images are skipped.

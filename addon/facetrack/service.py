@@ -126,6 +126,8 @@ class FaceTrackService:
         )
         discovery = m.discovery_prefix if m.discovery else None
         self.publisher = Publisher(self.mqtt, m.topic_prefix, m.library_topic, discovery)
+        self.inbox: UnknownInbox | None = None
+        self.inbox_feature: InboxFeature | None = None  # known before the library's first change notice
         self.library = FaceLibrary(
             config.db_path,
             self.command_backend.model_id,
@@ -146,13 +148,12 @@ class FaceTrackService:
         self._persons_dirty = threading.Event()
         local_clips = config.clips.enabled and config.clips.storage.kind == "local"
         self.alert_history = AlertHistory(local_clips)  # recent alerts for the web page
-        self.inbox: UnknownInbox | None = None
-        self.inbox_feature: InboxFeature | None = None
         if config.inbox.enabled:
             self.inbox = UnknownInbox(config.inbox, self.library, inbox_path(config))
             self.inbox_feature = InboxFeature(
-                self.inbox, self.publisher.inbox, self.publisher.inbox_event, links=self._inbox_links
-            )
+                self.inbox, self.publisher.inbox, self.publisher.inbox_event, links=self._inbox_links,
+                match_threshold=config.defaults.cosine_similarity_threshold,
+            )  # fmt: skip
         self.commands = CommandHandler(
             LibraryVerbsContext(
                 self.library,
@@ -240,7 +241,7 @@ class FaceTrackService:
         alerts = AlertSink(cam.name, cam.alerts, self.publisher, self._on_alert, recorder, clip_url, ignored)
         runner.sinks.append(alerts)
         if self.inbox_feature is not None:
-            runner.sinks.append(InboxSink(self.inbox_feature, cam.name))
+            runner.sinks.append(InboxSink(self.inbox_feature, cam.name, runner.backend.detect))
         return Camera(runner, reporter)
 
     def _recover_clips(self, wait_s: float, announce: bool = True) -> list[StoredClip]:
@@ -344,7 +345,10 @@ class FaceTrackService:
             self.notifier.send(ctx, snapshot)
 
     def _library_changed(self, operation: str, version: int) -> None:
-        """This instance committed a library change: tell the instances sharing the library."""
+        """This instance committed a library change: tell the instances sharing the library, and
+        let the inbox re-match its groups (a person enrolled leaves the inbox)."""
+        if self.inbox_feature is not None:
+            self.inbox_feature.library_changed()
         m = self.config.mqtt
         self.publisher.library_notice(
             library_payload(m.topic_prefix, self.instance_id, self.config.db_path, operation, version)
@@ -366,6 +370,8 @@ class FaceTrackService:
 
     def _on_library_refreshed(self) -> None:
         self._persons_dirty.set()
+        if self.inbox_feature is not None:
+            self.inbox_feature.library_changed()
 
     # ---- the unknown-face inbox -------------------------------------------------------------------
 

@@ -6,7 +6,11 @@ seconds after the alert: until then (HTTP 404, or any other failure) the previou
 and the image is fetched again when `<prefix>/<camera>/clip` announces the stored clip.
 
 An inbox group's image (`crop_url`, signed, valid 24 h, republished at least every 12 h) lives as
-long as the group is pending: naming, merging away, discarding or ignoring it removes the entity.
+long as the group is pending: naming, merging away, discarding or ignoring it (or the engine
+re-matching it to a person enrolled since) removes the entity. These images are **disabled by
+default**: a busy camera makes dozens of groups, and one image entity each would flood the default
+dashboard. The `Unknown persons` sensor lists every group (ids for the inbox actions); enable the
+image of a group to see its face in Home Assistant (the engine's web page shows them all).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from homeassistant.components.image import Image, ImageEntity, ImageEntityDescri
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
@@ -49,8 +54,23 @@ async def async_setup_entry(
     def _add_groups(group_ids: list[str]) -> None:
         async_add_entities(FaceTrackUnknownGroupImage(hass, hub, group_id) for group_id in group_ids)
 
+    @callback
+    def _remove_gone_groups() -> None:
+        """Registry entries of groups no longer pending go (disabled ones too: they are never added,
+        so they cannot remove themselves); an enabled entity goes with its entry."""
+        registry = er.async_get(hass)
+        pending = set(hub.pending_groups())
+        for item in er.async_entries_for_config_entry(registry, entry.entry_id):
+            if (
+                item.domain == "image"
+                and item.translation_key == UNKNOWN_GROUP.translation_key
+                and item.unique_id[-32:] not in pending
+            ):
+                registry.async_remove(item.entity_id)
+
     entry.async_on_unload(hub.async_add_camera_listener(_add_cameras))
     entry.async_on_unload(hub.async_add_group_listener(_add_groups))
+    entry.async_on_unload(async_dispatcher_connect(hass, hub.signal("inbox"), _remove_gone_groups))
 
 
 class FaceTrackAlertImage(FaceTrackCameraEntity, ImageEntity):
@@ -119,9 +139,11 @@ class FaceTrackAlertImage(FaceTrackCameraEntity, ImageEntity):
 
 
 class FaceTrackUnknownGroupImage(FaceTrackEngineEntity, ImageEntity):
-    """The best face crop of an unknown person (a pending group of the engine's inbox)."""
+    """The cover crop of an unknown person (a pending group of the engine's inbox); disabled by
+    default (see the module's docstring)."""
 
     _attr_content_type = "image/jpeg"
+    _attr_entity_registry_enabled_default = False
 
     def __init__(self, hass: HomeAssistant, hub: FaceTrackHub, group_id: str) -> None:
         """Initialise from the group in the hub's inbox."""
@@ -130,7 +152,6 @@ class FaceTrackUnknownGroupImage(FaceTrackEngineEntity, ImageEntity):
         self.group_id = group_id
         # Entity names by group: "Unknown person 0b5e1c2d" (the id's head is what the actions take).
         self._attr_translation_placeholders = {"group": group_id[:8]}
-        self._removing = False
         self._update_from_inbox()
 
     @callback
@@ -160,20 +181,11 @@ class FaceTrackUnknownGroupImage(FaceTrackEngineEntity, ImageEntity):
     def _handle_inbox(self) -> None:
         group = self.hub.inbox.get(self.group_id)
         if group is None or group.status != GROUP_PENDING:
-            # Named, merged away, discarded or ignored: the entity goes (a returning group gets a new one).
-            if not self._removing:
-                self._removing = True
-                self.hass.async_create_task(self._async_remove_self())
+            # Named, merged away, discarded, ignored or re-matched: the platform removes the entity's
+            # registry entry, and the entity with it (a returning group gets a new one).
             return
         self._update_from_inbox()
         self.async_write_ha_state()
-
-    async def _async_remove_self(self) -> None:
-        registry = er.async_get(self.hass)
-        if self.registry_entry is not None:
-            registry.async_remove(self.entity_id)
-        else:
-            await self.async_remove(force_remove=True)
 
     async def async_image(self) -> bytes | None:
         """The group's best crop (fetched once per crop URL)."""

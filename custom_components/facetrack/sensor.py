@@ -99,7 +99,11 @@ class FaceTrackCameraSensor(FaceTrackCameraEntity, SensorEntity):
 
 
 class FaceTrackUnknownFaces(FaceTrackEngineEntity, SensorEntity):
-    """Unknown persons waiting in the inbox to be named; the groups (pending and ignored) as an attribute."""
+    """Unknown persons waiting in the inbox to be named; the groups (pending and ignored) as an attribute.
+
+    The inbox's one entity on the default dashboard: the groups' image entities are disabled by default
+    (see image.py), and every group is listed here with the id the inbox actions take.
+    """
 
     # The group list changes with every sighting: keep it out of the recorder's history.
     _unrecorded_attributes = frozenset({"groups"})
@@ -126,6 +130,7 @@ class FaceTrackUnknownFaces(FaceTrackEngineEntity, SensorEntity):
                     "count": group.count,
                     "tracks": group.tracks,
                     "cameras": list(group.cameras),
+                    "first_seen": group.first_seen,
                     "last_seen": group.last_seen,
                     "nearest_person": group.nearest_person,
                 }

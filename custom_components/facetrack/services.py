@@ -180,6 +180,19 @@ async def _async_download_image(hass: HomeAssistant, url: str) -> bytes:
                 data.extend(chunk)
                 if len(data) > MAX_IMAGE_BYTES:
                     raise _too_large(url)
+    except aiohttp.ClientResponseError as err:
+        # The URL answered an HTTP error (404, 403...): the caller's URL is wrong, not Home Assistant.
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="image_url_status",
+            translation_placeholders={**placeholders, "status": str(err.status)},
+        ) from err
+    except aiohttp.InvalidURL as err:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="image_url_invalid",
+            translation_placeholders=placeholders,
+        ) from err
     except (TimeoutError, aiohttp.ClientError) as err:
         raise HomeAssistantError(
             translation_domain=DOMAIN,
@@ -198,15 +211,22 @@ def _too_large(url: str) -> ServiceValidationError:
 
 
 async def _async_enroll(call: ServiceCall) -> ServiceResponse:
+    """Enroll from a photo (its only, or clearly dominant, face) or a camera snapshot (its largest
+    usable face: the engine's `pick: largest`; the answer names the face's `box` and how many `faces`
+    were seen, and a refusal says how many were seen and how to choose one with `enroll_track`)."""
     hass = call.hass
     hub = _get_hub(hass, call)
+    body: dict[str, Any] = {"name": call.data[ATTR_NAME]}
     if (path := call.data.get(ATTR_IMAGE_PATH)) is not None:
         image = await _async_read_image(hass, path)
     elif (entity_id := call.data.get(ATTR_CAMERA_ENTITY_ID)) is not None:
+        body["pick"] = "largest"
         try:
             image = (await async_get_image(hass, entity_id)).content
         except HomeAssistantError as err:
-            raise HomeAssistantError(
+            # No such camera is the caller's mistake; a camera that cannot give a snapshot is not.
+            error = ServiceValidationError if hass.states.get(entity_id) is None else HomeAssistantError
+            raise error(
                 translation_domain=DOMAIN,
                 translation_key="snapshot_failed",
                 translation_placeholders={"entity_id": entity_id},
@@ -215,10 +235,7 @@ async def _async_enroll(call: ServiceCall) -> ServiceResponse:
         image = await _async_download_image(hass, url)
     else:
         raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_image_source")
-    body = {
-        "name": call.data[ATTR_NAME],
-        "image_base64": base64.b64encode(image).decode("ascii"),
-    }
+    body["image_base64"] = base64.b64encode(image).decode("ascii")
     return await hub.async_command(SERVICE_ENROLL, body, const.COMMAND_TIMEOUT)
 
 

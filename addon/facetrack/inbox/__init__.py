@@ -18,6 +18,7 @@ from facetrack.inbox.store import (
     InboxGroup,
     NameMode,
     NameResult,
+    Rematched,
     UnknownInbox,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "InboxGroup",
     "NameMode",
     "NameResult",
+    "Rematched",
     "UnknownInbox",
 ]

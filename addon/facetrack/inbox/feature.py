@@ -1,10 +1,12 @@
 """The inbox in the running engine: ended unknown tracks in, the retained ``<prefix>/inbox``
-summary and the ``<prefix>/inbox/event`` announcements out, signed crop URLs, age-out and saving.
+summary and the ``<prefix>/inbox/event`` announcements out, signed crop URLs, age-out, saving,
+and the re-match against the face library after it changes.
 
 :class:`InboxFeature` is built from narrow callables (publish the summary, publish an event, the
 HTTP origin and URL signer while the server runs); it never sees the service. Threads: camera
 threads call :meth:`InboxFeature.on_unknown_ended`, the command thread :meth:`InboxFeature.publish`,
-the service's main loop :meth:`InboxFeature.tick` (once a second).
+any thread :meth:`InboxFeature.library_changed`, the service's main loop
+:meth:`InboxFeature.tick` (once a second), which runs the re-match it asked for.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Protocol
 
 from facetrack.camera.runner import FrameSink
 from facetrack.comms.payloads import InboxEventPayload, InboxPayload, inbox_event_payload, inbox_payload
+from facetrack.inbox.cover import Detect, single_face
 from facetrack.inbox.store import FaceCrop, UnknownInbox
+from facetrack.inference.base import Frame
 from facetrack.track.face_tracker import Track
 from facetrack.track.identity import IdentityState
 
@@ -50,6 +54,9 @@ class InboxFeature:
         publish_summary: publishes ``<prefix>/inbox`` (QoS 1, retained).
         publish_event: publishes ``<prefix>/inbox/event`` (QoS 1, not retained).
         links: the HTTP server's origin and signer while it runs (None: crop URLs are None).
+        match_threshold: the tracker's ``cosine_similarity_threshold``: after a library change
+            (:meth:`library_changed`, and once at start), pending groups whose faces match an
+            enrolled person at it leave the inbox (:meth:`UnknownInbox.rematch`). None: never.
     """
 
     def __init__(
@@ -58,24 +65,46 @@ class InboxFeature:
         publish_summary: Callable[[InboxPayload], None],
         publish_event: Callable[[InboxEventPayload], None],
         links: CropLinks,
+        match_threshold: float | None = None,
     ) -> None:
         self.inbox = inbox
         self._publish_summary = publish_summary
         self._publish_event = publish_event
         self._links = links
+        self._match_threshold = match_threshold
         self._dirty = threading.Event()  # changed since the summary was last published
+        self._rematch = threading.Event()  # the library changed since the last re-match
+        if match_threshold is not None:
+            self._rematch.set()  # persons enrolled while the engine was stopped (CLI, another instance)
         self._published = self._saved = self._aged = time.monotonic()
 
-    def on_unknown_ended(self, camera: str, track: Track) -> None:
+    def library_changed(self) -> None:
+        """The face library changed (any thread; cheap): the next :meth:`tick` re-matches the
+        pending groups against it."""
+        self._rematch.set()
+
+    def on_unknown_ended(self, camera: str, track: Track, cover_check: Callable[[Frame], bool] | None = None) -> None:
         """A camera thread: an ended unknown track joins (or starts) an inbox group. A new group
-        publishes the summary, then its event; a grown one is republished by :meth:`tick`."""
+        publishes the summary, then its event; a grown one is republished by :meth:`tick`.
+
+        ``cover_check(crop)`` tells whether a crop shows a single usable face (see
+        :func:`facetrack.inbox.cover.single_face`); None takes every crop as good. A track with
+        no good crop never starts a group."""
         mean = track.mean_embedding
         if mean is None:
             return
         now = time.time()
-        faces = [FaceCrop(c.rank, c.crop, c.embedding) for c in sorted(track.best, key=lambda c: -c.rank)]
+        faces = [
+            FaceCrop(c.rank, c.crop, c.embedding, _check(cover_check, c.crop))
+            for c in sorted(track.best, key=lambda c: -c.rank)
+        ]
         first = now - max(0.0, track.last_ts - track.first_ts)
         added = self.inbox.add_track(camera, mean, faces, track.embeddings, first, now)
+        if added is None:
+            _LOG.debug(
+                "camera %s: track %d has no crop with a single usable face: not in the inbox", camera, track.track_id
+            )
+            return
         if not added.new_group:
             self._dirty.set()  # republished by the main loop (at most once a second)
             return
@@ -108,9 +137,16 @@ class InboxFeature:
             _LOG.exception("publishing the inbox failed")
 
     def tick(self, stop: bool = False) -> None:
-        """The main loop, once a second: age out every :data:`PURGE_INTERVAL` s, republish when
-        changed (or the crop URLs are half-expired), save at most every
-        :data:`INBOX_SAVE_INTERVAL` s, or at once when ``stop`` (the engine is stopping)."""
+        """The main loop, once a second: re-match after a library change, age out every
+        :data:`PURGE_INTERVAL` s, republish when changed (or the crop URLs are half-expired), save
+        at most every :data:`INBOX_SAVE_INTERVAL` s, or at once when ``stop`` (the engine is stopping)."""
+        if self._match_threshold is not None and self._rematch.is_set():
+            self._rematch.clear()
+            try:
+                if self.inbox.rematch(self._match_threshold):
+                    self._dirty.set()
+            except Exception:  # a library being swapped or unreadable: tried again at its next change
+                _LOG.exception("re-matching the inbox against the face library failed")
         now = time.monotonic()
         if now - self._aged >= PURGE_INTERVAL:
             self._aged = now
@@ -126,19 +162,36 @@ class InboxFeature:
                 _LOG.error("saving the unknown-face inbox failed: %s", err)
 
 
+def _check(check: Callable[[Frame], bool] | None, crop: Frame) -> bool:
+    if check is None:
+        return True
+    try:
+        return check(crop)
+    except Exception:  # a failing detector must not keep faces out: the crop counts as good
+        _LOG.warning("checking an inbox crop failed", exc_info=True)
+        return True
+
+
 class InboxSink(FrameSink):
     """A camera's ended tracks decided unknown, with usable faces, go to the inbox (a sink of its
-    :class:`~facetrack.camera.runner.CameraRunner`); a failure is logged, never the camera's end."""
+    :class:`~facetrack.camera.runner.CameraRunner`); a failure is logged, never the camera's end.
 
-    def __init__(self, feature: InboxFeature, camera: str) -> None:
+    ``detect``: the camera's own detector (its backend's ``detect``, called on the camera thread
+    only), to check each crop for a single usable face (:mod:`facetrack.inbox.cover`); None: no check.
+    """
+
+    def __init__(self, feature: InboxFeature, camera: str, detect: Detect | None = None) -> None:
         self.feature = feature
         self.camera = camera
+        self._check: Callable[[Frame], bool] | None = None
+        if detect is not None:
+            self._check = lambda crop: single_face(detect, crop)
 
     def tracks_ended(self, tracks: Sequence[Track]) -> None:
         for track in tracks:
             if track.voter.state is not IdentityState.UNKNOWN or not track.best:
                 continue
             try:
-                self.feature.on_unknown_ended(self.camera, track)
+                self.feature.on_unknown_ended(self.camera, track, self._check)
             except Exception:  # the inbox must never stop a camera
                 _LOG.exception("camera %s: track %d could not enter the inbox", self.camera, track.track_id)

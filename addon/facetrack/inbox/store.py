@@ -10,6 +10,15 @@ starts a new group; after a group grows, another group that comes as close is me
 A group keeps the sum of its members' mean embeddings, so the average-linkage similarity is one
 dot product and memory per group is bounded (``max_crops_per_group`` crops and embeddings).
 
+A crop with no usable single face (hair only, two faces: ``single_face`` false, decided by the
+caller, see :mod:`facetrack.inbox.feature`) is kept after every crop that has one, so it is never a
+group's cover (crop 0) while the group has a good one, and a track without any good crop never
+starts a group (it may still join one).
+
+When the face library changes (:meth:`UnknownInbox.rematch`), pending groups whose faces now
+match an enrolled person leave the inbox by themselves: the person was enrolled since (by name,
+from a photo or another group), so their faces are no longer unknown.
+
 The user then names a group (its best, mutually most diverse embeddings are enrolled, see
 :func:`facetrack.cluster.diverse_subset`), merges two, discards one, or ignores one (a track whose
 mean embedding is nearest to an ignored group never alerts again).
@@ -66,11 +75,13 @@ class InboxError(FaceTrackError):
 @dataclass(frozen=True, slots=True)
 class FaceCrop:
     """One face of an unknown track: ``rank`` (higher is better), ``crop`` ``(112, 112, 3) uint8``
-    aligned BGR, ``embedding`` ``(D,) float32`` L2-normalised."""
+    aligned BGR, ``embedding`` ``(D,) float32`` L2-normalised; ``single_face``: the crop shows one
+    usable face (false: hair only, two faces; such a crop is never a group's cover)."""
 
     rank: float
     crop: Frame = field(repr=False)
     embedding: FloatArray = field(repr=False)
+    single_face: bool = True
 
 
 @dataclass(slots=True)
@@ -80,6 +91,7 @@ class _Crop:
     jpeg: bytes
     camera: str
     ts: float
+    single_face: bool = True
 
 
 @dataclass(slots=True)
@@ -92,7 +104,7 @@ class _Group:
     cameras: list[str]
     first_seen: float
     last_seen: float
-    crops: list[_Crop]  # best first
+    crops: list[_Crop]  # single-face crops first, each kind best first (crop 0 is the cover)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +130,15 @@ class AddResult:
     group_id: str
     new_group: bool
     status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class Rematched:
+    """A pending group that left the inbox because its faces match ``person``, now enrolled."""
+
+    group_id: str
+    person: str
+    similarity: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +220,8 @@ class UnknownInbox:
         return found
 
     def crop_jpeg(self, group_id: str, index: int = 0) -> bytes:
-        """JPEG bytes of crop ``index`` (0 is the best) of a group: 112x112 aligned face.
+        """JPEG bytes of crop ``index`` (0 is the cover: the best crop with a single usable face) of a
+        group: 112x112 aligned face.
 
         Raises:
             InboxError: ``not_found`` (no such group or index), ``bad_request``.
@@ -211,7 +233,7 @@ class UnknownInbox:
             return g.crops[index].jpeg
 
     def embeddings(self, group_id: str) -> FloatArray:
-        """``(K, D) float32`` embeddings of a group's kept crops, best crop first.
+        """``(K, D) float32`` embeddings of a group's kept crops, in crop order (the cover first).
 
         Raises:
             InboxError: ``not_found``.
@@ -249,7 +271,7 @@ class UnknownInbox:
         embeddings: int,
         first_seen: float,
         last_seen: float,
-    ) -> AddResult:
+    ) -> AddResult | None:
         """Add an ended unknown track.
 
         Args:
@@ -259,6 +281,10 @@ class UnknownInbox:
             embeddings: how many usable embeddings the track had (the group's ``count`` grows by it).
             first_seen / last_seen: epoch seconds.
 
+        Returns:
+            Where the track went; ``None`` when none of its crops shows a single usable face and no
+            group is near enough to join (such a track never starts a group: its cover would be bad).
+
         Raises:
             ValueError: no face, or embeddings of the wrong size.
         """
@@ -267,9 +293,14 @@ class UnknownInbox:
         mean = normalise(mean_embedding)[0]
         if mean.shape[0] != self.dim:
             raise ValueError(f"embedding dimension {mean.shape[0]} != {self.dim}")
-        crops = [_Crop(f.rank, normalise(f.embedding)[0], encode_jpeg(f.crop), camera, last_seen) for f in faces]
+        crops = [
+            _Crop(f.rank, normalise(f.embedding)[0], encode_jpeg(f.crop), camera, last_seen, f.single_face)
+            for f in faces
+        ]
         with self._lock:
             best = self._nearest(mean)
+            if best is None and not any(c.single_face for c in crops):
+                return None
             if best is None:
                 g = _Group(
                     uuid.uuid4().hex, "pending", mean.copy(), 1, max(1, embeddings), [camera],
@@ -300,7 +331,8 @@ class UnknownInbox:
         """Enrol a group as ``person`` and remove it from the inbox.
 
         Enrols up to ``max_embeddings`` embeddings: the best crop, then the most diverse others
-        (:func:`~facetrack.cluster.diverse_subset`), in one library commit.
+        (:func:`~facetrack.cluster.diverse_subset`), in one library commit; only crops with a
+        single usable face when the group has any.
 
         Args:
             mode: ``new`` (the name must not exist yet), ``add`` (it must), ``auto`` (either).
@@ -316,8 +348,9 @@ class UnknownInbox:
             raise InboxError("bad_request", "max_embeddings must be 1-10")
         with self._lock:
             g = self._require(group_id)
-            embs = np.stack([c.embedding for c in g.crops])
-            jpegs = [c.jpeg for c in g.crops]
+            good = [c for c in g.crops if c.single_face] or g.crops
+            embs = np.stack([c.embedding for c in good])
+            jpegs = [c.jpeg for c in good]
             existing = self.library.person(person)
             if mode == "new" and existing is not None:
                 raise InboxError("bad_request", f"a person called {existing.name!r} already exists (use mode add)")
@@ -376,6 +409,49 @@ class UnknownInbox:
         """
         self._set_status(group_id, "pending")
 
+    def rematch(self, threshold: float) -> list[Rematched]:
+        """Pending groups whose faces now match an enrolled person leave the inbox; returns them.
+
+        A group matches person P when most of its kept crops (those with a single usable face, if
+        it has any) have P as nearest enrolled person at cosine similarity >= ``threshold`` (the
+        tracker's ``cosine_similarity_threshold``): the vote a track of those faces would get.
+        Ignored groups stay (the user's decision; they only ever silence unknown faces). Called
+        after a library change; one matrix product, outside the inbox lock.
+        """
+        with self._lock:
+            probes = []
+            for g in self._groups.values():
+                if g.status != "pending":
+                    continue
+                good = [c for c in g.crops if c.single_face] or g.crops
+                probes.append((g.group_id, np.stack([c.embedding for c in good])))
+        if not probes or not len(self.library):
+            return []
+        matches = self.library.match(np.concatenate([e for _, e in probes]), threshold)
+        found: list[Rematched] = []
+        start = 0
+        for group_id, embs in probes:
+            mine = matches[start : start + len(embs)]
+            start += len(embs)
+            votes: dict[str, list[float]] = {}
+            for m in mine:
+                if m.name is not None:
+                    votes.setdefault(m.name, []).append(m.similarity)
+            if not votes:
+                continue
+            person, sims = max(votes.items(), key=lambda kv: len(kv[1]))
+            if 2 * len(sims) > len(mine):
+                found.append(Rematched(group_id, person, round(float(np.mean(sims)), 4)))
+        with self._lock:
+            found = [r for r in found if self._groups.pop(r.group_id, None) is not None]
+            if found:
+                self._dirty = True
+        for r in found:
+            _LOG.info("inbox: group %s now matches %s (%.3f): left the inbox", r.group_id, r.person, r.similarity)
+        if found:
+            self._persist()
+        return found
+
     def age_out(self, now: float | None = None) -> list[str]:
         """Drop groups not seen for ``max_age_days``; returns their ids."""
         if self.config.max_age_days <= 0:
@@ -417,7 +493,10 @@ class UnknownInbox:
                         {
                             "group_id": g.group_id, "status": g.status, "tracks": g.tracks, "count": g.count,
                             "cameras": g.cameras, "first_seen": g.first_seen, "last_seen": g.last_seen,
-                            "crops": [{"rank": c.rank, "camera": c.camera, "ts": c.ts} for c in g.crops],
+                            "crops": [
+                                {"rank": c.rank, "camera": c.camera, "ts": c.ts, "single_face": c.single_face}
+                                for c in g.crops
+                            ],
                         }
                         for g in groups
                     ],
@@ -476,7 +555,14 @@ class UnknownInbox:
                 for cm in gm["crops"]:
                     blob = bytes(jpeg[int(offsets[k]) : int(offsets[k + 1])])
                     crops.append(
-                        _Crop(float(cm["rank"]), embs[k].astype(np.float32), blob, str(cm["camera"]), float(cm["ts"]))
+                        _Crop(
+                            float(cm["rank"]),
+                            embs[k].astype(np.float32),
+                            blob,
+                            str(cm["camera"]),
+                            float(cm["ts"]),
+                            bool(cm.get("single_face", True)),  # files before the check: taken as good
+                        )
                     )
                     k += 1
                 gid = _check_id(str(gm["group_id"]))
@@ -541,7 +627,9 @@ class UnknownInbox:
         del self._groups[src.group_id]
 
     def _add_crops(self, g: _Group, crops: Sequence[_Crop]) -> None:
-        g.crops = sorted([*g.crops, *crops], key=lambda c: -c.rank)[: self.config.max_crops_per_group]
+        # Crops with a single usable face first (the cover is crop 0), each kind best first.
+        kept = sorted([*g.crops, *crops], key=lambda c: (not c.single_face, -c.rank))
+        g.crops = kept[: self.config.max_crops_per_group]
 
     def _bound(self, keep: str) -> None:
         while len(self._groups) > self.config.max_groups:
