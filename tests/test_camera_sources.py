@@ -284,13 +284,15 @@ def test_a_stream_that_goes_silent_ends_after_its_timeout_or_on_stop(tmp_path: P
 
 
 def _restarts_between(sub: Subscriber, camera: str, start: float, end: float) -> int:
-    """Restarts of ``camera`` (``offline`` then ``online`` again) whose ``online`` state arrived
-    between ``start`` and ``end`` (``time.time()``). A camera also repeats its state while online."""
-    count, previous = 0, None
+    """Passes of ``camera`` over its file that started between ``start`` and ``end``
+    (``time.time()``). A file replays without going offline; the first frame of each pass reports
+    the ``online`` state (the state otherwise repeats every 10 s, longer than the 1.5 s clip). The
+    first pass also reports it on opening, at most a few ms earlier: those count once."""
+    count, previous = 0, 0.0
     for m in sub.find(f"/{camera}/state"):
-        state = m.payload.get("state")
-        count += previous == "offline" and state == "online" and start < m.at < end
-        previous = state
+        if m.payload.get("state") == "online":
+            count += start < m.at < end and m.at - previous > 0.5
+            previous = m.at
     return count
 
 
@@ -306,11 +308,11 @@ def test_hanging_and_garbage_cameras_never_stall_the_healthy_ones_or_shutdown(
     engine = Engine(tmp_path, broker.port, tmp_path / "no-library", clip, cameras=cameras).start()
     try:
         sub.wait_for("facetrack/status", lambda m: m.payload == "online", timeout=90)
-        # The healthy cameras replay their clip (offline "source ended", then online again) while
-        # the stuck camera keeps trying: between two of its connection attempts (one hanging open
-        # and its retry delay) both restart at least twice. With opens serialised they cannot
-        # reopen while an open hangs, only in the retry delay (at most 2 s) between two attempts:
-        # once, as playing the clip and the 1 s retry delay take longer than that.
+        # The healthy cameras replay their clip (at once, staying online) while the stuck camera
+        # keeps trying: between two of its connection attempts (one hanging open and its retry
+        # delay) both restart at least three times. With opens serialised they cannot reopen while
+        # an open hangs, only in the retry delay (at most 2 s) between two attempts: twice at
+        # most, as playing the 1.5 s clip takes longer than half of that.
         deadline = time.monotonic() + 180
         while True:
             with hanging.cond:
@@ -318,7 +320,7 @@ def test_hanging_and_garbage_cameras_never_stall_the_healthy_ones_or_shutdown(
             counts = [
                 [_restarts_between(sub, cam, a, b) for cam in ("door", "yard")] for a, b in itertools.pairwise(accepted)
             ]
-            if any(min(c) >= 2 for c in counts):
+            if any(min(c) >= 3 for c in counts):
                 break
             assert time.monotonic() < deadline, f"healthy restarts between the stuck camera's attempts: {counts}"
             assert engine.proc is not None and engine.proc.poll() is None, engine.log.read_text()[-3000:]

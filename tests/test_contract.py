@@ -131,6 +131,7 @@ PAYLOADS: dict[str, list[Any]] = {
             now=NOW,
         ),
         p.state_payload("front_door", "offline", 0.0, 0, "cannot open rtsp://cam/stream", now=NOW),
+        p.disabled_state_payload("garden", now=NOW),
     ],
     "clip": [
         clip_payload(signed=True),
@@ -176,6 +177,16 @@ PAYLOADS: dict[str, list[Any]] = {
             cameras=[],
             started_at=NOW,
         ),
+        p.info_payload(
+            contract_version=CONTRACT_VERSION,
+            version=__version__,
+            backend="opencv",
+            model_id="m",
+            topic_prefix="facetrack",
+            cameras=["front_door"],
+            disabled_cameras=["garden"],
+            started_at=NOW,
+        ),
     ],
     "persons": [
         p.persons_payload(
@@ -217,7 +228,10 @@ def test_builders_keep_todays_values() -> None:
         "mqtt_outbox",
     ]  # fmt: skip
     assert info["features"] == ["inbox"] and "features" not in PAYLOADS["info"][1]
-    assert "mqtt_outbox" not in PAYLOADS["info"][1]
+    assert "mqtt_outbox" not in PAYLOADS["info"][1] and "disabled_cameras" not in PAYLOADS["info"][1]
+    assert PAYLOADS["info"][2]["disabled_cameras"] == ["garden"]
+    disabled = PAYLOADS["state"][3]
+    assert (disabled["state"], disabled["error"], disabled["stream_url"]) == ("disabled", p.CAMERA_DISABLED, None)
     persons = PAYLOADS["persons"][0]["persons"]
     assert persons[0] == {
         "person_id": ANNA, "name": "Anna", "embeddings": 4, "last_seen": "2026-11-22T08:14:58.120Z",

@@ -301,15 +301,20 @@ def _command(sub: Subscriber, verb: str, body: dict[str, Any] | bytes, rid: str,
 
 
 def _passes(sub: Subscriber) -> list[tuple[float, float]]:
-    """(start, end) receive times of complete passes over the file (state online -> offline)."""
-    states = sub.find("door/state")
-    out, start = [], None
-    for m in states:
-        if m.payload["state"] == "online" and start is None:
+    """(start, end) receive times of complete passes over the file. The file replays at once,
+    staying online: a pass ends when the next one begins, seen as the frame index of the
+    ``track_started`` / ``identity`` messages (the frame processed) going back."""
+    online = [m.at for m in sub.find("door/state") if m.payload["state"] == "online"]
+    if not online:
+        return []
+    out, start, last = [], online[0], -1
+    for m in sub.find("door/track"):
+        if m.payload["type"] == "track_ended":
+            continue  # its frame is the track's last one, earlier than the frame processed
+        if m.payload["frame"] < last:
+            out.append((start, m.at - 1e-6))
             start = m.at
-        elif m.payload["state"] == "offline" and start is not None:
-            out.append((start, m.at))
-            start = None
+        last = m.payload["frame"]
     return out
 
 
@@ -336,7 +341,7 @@ def test_service_inbox_end_to_end(tmp_path: Path, video_path: Path) -> None:
         engine.start()
         # (Generous timeouts: the engine starts and plays the clip slowly on a loaded machine.)
         sub.wait_for("facetrack/info", lambda m: m.payload.get("features") == ["inbox"], timeout=180)
-        # Pass 1 ends (state online, then offline): its unknown tracks have entered the inbox.
+        # Pass 1 ends (pass 2 begins): its unknown tracks have entered the inbox.
         deadline = time.monotonic() + 300
         while not _passes(sub):
             assert time.monotonic() < deadline, "pass 1 did not end"

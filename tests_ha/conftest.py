@@ -29,12 +29,14 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
 
 @pytest.fixture
 def config_entry() -> MockConfigEntry:
-    """A config entry of the engine on the default prefix."""
+    """A config entry of the engine on the default prefix (of this version: no migration)."""
     return MockConfigEntry(
         domain=DOMAIN,
         title="FaceTrack",
         unique_id=PREFIX,
         data={CONF_TOPIC_PREFIX: PREFIX},
+        version=1,
+        minor_version=2,
     )
 
 

@@ -45,9 +45,9 @@ def fire(
     async_fire_mqtt_message(hass, topic, json.dumps(payload), qos=qos, retain=retain)
 
 
-def info(cameras: list[str] | None = None, prefix: str = PREFIX) -> dict[str, Any]:
-    """An `<prefix>/info` payload."""
-    return {
+def info(cameras: list[str] | None = None, prefix: str = PREFIX, disabled: list[str] | None = None) -> dict[str, Any]:
+    """An `<prefix>/info` payload; `disabled`: its `disabled_cameras`."""
+    payload: dict[str, Any] = {
         "contract_version": "1",
         "version": "0.1.0",
         "backend": "opencv",
@@ -56,6 +56,9 @@ def info(cameras: list[str] | None = None, prefix: str = PREFIX) -> dict[str, An
         "cameras": ["front_door", "garden"] if cameras is None else cameras,
         "started_at": TIME,
     }
+    if disabled is not None:
+        payload["disabled_cameras"] = disabled
+    return payload
 
 
 def person(person_id: str, name: str, last_seen: str | None = None) -> dict[str, Any]:

@@ -51,7 +51,7 @@ async def test_unknown_face_notification(
                 "use_blueprint": {
                     "path": "facetrack/unknown_face_notify.yaml",
                     "input": {
-                        "face_event": "event.front_door_face",
+                        "face_event": "event.facetrack_front_door_face",
                         "notify_service": "notify.mobile_app_phone",
                         "delay": 0,
                     },
@@ -89,7 +89,7 @@ async def test_person_arrives_home(hass: HomeAssistant, init_integration: MockCo
             "use_blueprint": {
                 "path": "facetrack/person_arrives_home.yaml",
                 "input": {
-                    "presence": ["binary_sensor.anna_presence", "binary_sensor.bob_presence"],
+                    "presence": ["binary_sensor.facetrack_anna_presence", "binary_sensor.facetrack_bob_presence"],
                     "away_minutes": away_minutes,
                     "arrival_actions": [
                         {"action": action, "data": {"person": "{{ person }}", "camera": "{{ camera }}"}}

@@ -251,11 +251,12 @@ async def test_reconfigure(
     }
     # Only devices of the new prefix (the engine; its cameras from the retained info).
     assert identifiers == {"lab", "lab:camera:front_door", "lab:camera:garden"}
-    assert entity_registry.async_get("binary_sensor.anna_presence") is None
+    assert entity_registry.async_get("binary_sensor.facetrack_anna_presence") is None
 
     fire_engine_online(hass, "lab")
     await hass.async_block_till_done()
-    assert hass.states.get("binary_sensor.anna_presence").state == "off"
+    # The new engine's entities carry its prefix.
+    assert hass.states.get("binary_sensor.facetrack_lab_anna_presence").state == "off"
 
 
 async def test_reconfigure_same_prefix_and_taken_prefix(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
@@ -303,10 +304,10 @@ async def test_options_cameras_and_persons(
     await hass.async_block_till_done()  # reloaded
     fire_engine_online(hass)
     await hass.async_block_till_done()
-    assert hass.states.get("camera.garden") is None
-    assert hass.states.get("binary_sensor.bob_presence") is None
-    assert hass.states.get("camera.front_door") is not None
-    assert hass.states.get("binary_sensor.anna_presence").state == "off"
+    assert hass.states.get("camera.facetrack_garden") is None
+    assert hass.states.get("binary_sensor.facetrack_bob_presence") is None
+    assert hass.states.get("camera.facetrack_front_door") is not None
+    assert hass.states.get("binary_sensor.facetrack_anna_presence").state == "off"
     assert device_registry.async_get_device(identifiers={(DOMAIN, f"{PREFIX}:camera:garden")}) is None
     assert device_registry.async_get_device(identifiers={(DOMAIN, f"{PREFIX}:person:{BOB_ID}")}) is None
     hub = init_integration.runtime_data.hub
@@ -332,8 +333,8 @@ async def test_options_cameras_and_persons(
     await hass.async_block_till_done()
     fire_engine_online(hass)
     await hass.async_block_till_done()
-    assert hass.states.get("camera.garden") is not None
-    assert hass.states.get("binary_sensor.bob_presence").state == "off"
+    assert hass.states.get("camera.facetrack_garden") is not None
+    assert hass.states.get("binary_sensor.facetrack_bob_presence").state == "off"
 
 
 async def test_options_entry_not_loaded(hass: HomeAssistant, config_entry: MockConfigEntry) -> None:

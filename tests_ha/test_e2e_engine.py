@@ -124,7 +124,8 @@ def _engine_config(tmp_path: Path, port: int, clip: Path, db: Path) -> Path:
         "reconnect_max_seconds": 2,
         "media_dir": str(tmp_path),
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": f"facetrack-ha-e2e-{port}"},
-        "cameras": [{"name": "door", "source": str(clip)}],
+        # `attic` is disabled: never opened, its device and entities stay, unavailable.
+        "cameras": [{"name": "door", "source": str(clip)}, {"name": "attic", "source": str(clip), "enabled": False}],
         "http": {"host": "127.0.0.1", "port": _free_port()},
         "clips": {"storage": {"path": str(tmp_path / "clips")}},
     }
@@ -226,6 +227,25 @@ async def test_real_engine_turns_presence_on(
         assert faces_id is not None
         faces = hass.states.get(faces_id)
         assert faces is not None and faces.state != STATE_UNAVAILABLE
+        # Entity ids under the integration's name.
+        assert (presence_id, last_seen_id, faces_id) == (
+            f"binary_sensor.facetrack_{PERSON.lower()}_presence",
+            f"sensor.facetrack_{PERSON.lower()}_last_seen",
+            "sensor.facetrack_door_faces_in_view",
+        )
+        assert ent_reg.async_get_entity_id("camera", DOMAIN, f"{PREFIX}_door_camera") == "camera.facetrack_door"
+
+        # The disabled camera: a device and entities, unavailable, the engine's state saying why.
+        attic = [
+            ent_reg.async_get_entity_id(domain, DOMAIN, f"{PREFIX}_attic_{key}")
+            for domain, key in (("camera", "camera"), ("event", "face"), ("image", "last_alert"), ("sensor", "faces"))
+        ]
+        assert None not in attic, attic
+        assert all((s := hass.states.get(e)) is not None and s.state == STATE_UNAVAILABLE for e in attic if e)
+        hub = entry.runtime_data.hub
+        await _wait_for(hass, "the disabled camera's state", lambda: "attic" in hub.camera_states, engine_log)
+        assert hub.camera_states["attic"].state == "disabled"
+        assert hub.camera_states["attic"].raw["error"] == "disabled in the configuration"
 
         # The stranger of the clip lands in the unknown-face inbox; naming the group from Home
         # Assistant enrols them: a person device appears and the group's image entity goes.

@@ -23,15 +23,15 @@ async def test_presence_on_then_off_after_timeout(
     hass: HomeAssistant, init_integration: MockConfigEntry, freezer: FrozenDateTimeFactory
 ) -> None:
     """A seen message turns presence on; it turns off when none came for 120 s."""
-    assert hass.states.get("binary_sensor.anna_presence").state == STATE_OFF
-    assert hass.states.get("binary_sensor.anna_presence").attributes["device_class"] == "occupancy"
+    assert hass.states.get("binary_sensor.facetrack_anna_presence").state == STATE_OFF
+    assert hass.states.get("binary_sensor.facetrack_anna_presence").attributes["device_class"] == "occupancy"
 
     fire(hass, f"{PREFIX}/seen/{ANNA_ID}", seen(ANNA_ID, "Anna", "garden"), "seen")
     await hass.async_block_till_done()
-    presence = hass.states.get("binary_sensor.anna_presence")
+    presence = hass.states.get("binary_sensor.facetrack_anna_presence")
     assert presence.state == STATE_ON
     assert presence.attributes["camera"] == "garden"
-    assert hass.states.get("binary_sensor.bob_presence").state == STATE_OFF
+    assert hass.states.get("binary_sensor.facetrack_bob_presence").state == STATE_OFF
 
     # Seen again after 100 s: the timeout starts over.
     freezer.tick(timedelta(seconds=100))
@@ -41,12 +41,12 @@ async def test_presence_on_then_off_after_timeout(
     freezer.tick(timedelta(seconds=100))
     async_fire_time_changed(hass)
     await hass.async_block_till_done()
-    assert hass.states.get("binary_sensor.anna_presence").state == STATE_ON
+    assert hass.states.get("binary_sensor.facetrack_anna_presence").state == STATE_ON
 
     freezer.tick(timedelta(seconds=21))
     async_fire_time_changed(hass)
     await hass.async_block_till_done()
-    assert hass.states.get("binary_sensor.anna_presence").state == STATE_OFF
+    assert hass.states.get("binary_sensor.facetrack_anna_presence").state == STATE_OFF
 
 
 async def test_presence_unavailable_only_when_engine_offline(
@@ -56,33 +56,33 @@ async def test_presence_unavailable_only_when_engine_offline(
     async_fire_mqtt_message(hass, f"{PREFIX}/status", "offline", qos=1)
     await hass.async_block_till_done()
     for entity_id in (
-        "binary_sensor.anna_presence",
-        "sensor.anna_last_seen",
-        "sensor.front_door_faces_in_view",
-        "camera.front_door",
-        "event.front_door_face",
+        "binary_sensor.facetrack_anna_presence",
+        "sensor.facetrack_anna_last_seen",
+        "sensor.facetrack_front_door_faces_in_view",
+        "camera.facetrack_front_door",
+        "event.facetrack_front_door_face",
     ):
         assert hass.states.get(entity_id).state == STATE_UNAVAILABLE, entity_id
     async_fire_mqtt_message(hass, f"{PREFIX}/status", "online", qos=1)
     await hass.async_block_till_done()
-    assert hass.states.get("binary_sensor.anna_presence").state == STATE_OFF
-    assert hass.states.get("event.front_door_face").state == STATE_UNKNOWN
+    assert hass.states.get("binary_sensor.facetrack_anna_presence").state == STATE_OFF
+    assert hass.states.get("event.facetrack_front_door_face").state == STATE_UNKNOWN
 
 
 async def test_last_seen(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
     """Last seen comes from the library, then from each seen message (camera, similarity)."""
-    anna = hass.states.get("sensor.anna_last_seen")
+    anna = hass.states.get("sensor.facetrack_anna_last_seen")
     assert anna.state == "2026-11-22T08:15:03+00:00"
     assert anna.attributes["device_class"] == "timestamp"
     assert anna.attributes["camera"] == "front_door"
     assert anna.attributes["similarity"] is None
-    assert hass.states.get("sensor.bob_last_seen").state == STATE_UNKNOWN
+    assert hass.states.get("sensor.facetrack_bob_last_seen").state == STATE_UNKNOWN
 
     message = seen(BOB_ID, "Bob", "garden", 0.66)
     message["time"] = "2026-11-22T09:00:00Z"
     fire(hass, f"{PREFIX}/seen/{BOB_ID}", message, "seen")
     await hass.async_block_till_done()
-    bob = hass.states.get("sensor.bob_last_seen")
+    bob = hass.states.get("sensor.facetrack_bob_last_seen")
     assert bob.state == "2026-11-22T09:00:00+00:00"
     assert bob.attributes["camera"] == "garden"
     assert bob.attributes["similarity"] == 0.66
@@ -95,23 +95,23 @@ async def test_last_seen(hass: HomeAssistant, init_integration: MockConfigEntry)
         "persons",
     )
     await hass.async_block_till_done()
-    bob = hass.states.get("sensor.bob_last_seen")
+    bob = hass.states.get("sensor.facetrack_bob_last_seen")
     assert bob.state == "2026-11-22T10:00:00+00:00"
     assert bob.attributes["camera"] == "front_door"
-    assert hass.states.get("sensor.anna_last_seen").state == "2026-11-22T08:15:03+00:00"
+    assert hass.states.get("sensor.facetrack_anna_last_seen").state == "2026-11-22T08:15:03+00:00"
 
 
 async def test_camera_sensors_and_availability(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
     """Faces in view and frames/s follow the camera state; an offline camera is unavailable."""
-    assert hass.states.get("sensor.front_door_faces_in_view").state == "1"
-    fps = hass.states.get("sensor.front_door_frames_per_second")
+    assert hass.states.get("sensor.facetrack_front_door_faces_in_view").state == "1"
+    fps = hass.states.get("sensor.facetrack_front_door_frames_per_second")
     assert fps.state == "12.5"
     assert fps.attributes["unit_of_measurement"] == "fps"
 
     fire(hass, f"{PREFIX}/front_door/state", state("front_door", faces=3, fps=9.0), "state")
     await hass.async_block_till_done()
-    assert hass.states.get("sensor.front_door_faces_in_view").state == "3"
-    assert hass.states.get("sensor.front_door_frames_per_second").state == "9.0"
+    assert hass.states.get("sensor.facetrack_front_door_faces_in_view").state == "3"
+    assert hass.states.get("sensor.facetrack_front_door_frames_per_second").state == "9.0"
 
     fire(
         hass,
@@ -120,9 +120,9 @@ async def test_camera_sensors_and_availability(hass: HomeAssistant, init_integra
         "state",
     )
     await hass.async_block_till_done()
-    assert hass.states.get("sensor.garden_faces_in_view").state == STATE_UNAVAILABLE
-    assert hass.states.get("camera.garden").state == STATE_UNAVAILABLE
-    assert hass.states.get("sensor.front_door_faces_in_view").state == "3"
+    assert hass.states.get("sensor.facetrack_garden_faces_in_view").state == STATE_UNAVAILABLE
+    assert hass.states.get("camera.facetrack_garden").state == STATE_UNAVAILABLE
+    assert hass.states.get("sensor.facetrack_front_door_faces_in_view").state == "3"
 
 
 async def test_invalid_payloads_are_ignored(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
@@ -139,9 +139,9 @@ async def test_invalid_payloads_are_ignored(hass: HomeAssistant, init_integratio
     async_fire_mqtt_message(hass, f"{PREFIX}/front_door/alert", '{"kind": 1}')
     async_fire_mqtt_message(hass, f"{PREFIX}/persons", '{"persons": 1}')
     await hass.async_block_till_done()
-    assert hass.states.get("sensor.front_door_faces_in_view").state == "1"
-    assert hass.states.get("binary_sensor.anna_presence").state == STATE_OFF
-    assert hass.states.get("event.front_door_face").state == STATE_UNKNOWN
+    assert hass.states.get("sensor.facetrack_front_door_faces_in_view").state == "1"
+    assert hass.states.get("binary_sensor.facetrack_anna_presence").state == STATE_OFF
+    assert hass.states.get("event.facetrack_front_door_face").state == STATE_UNKNOWN
     assert init_integration.runtime_data.hub.cameras == ["front_door", "garden"]
 
 
@@ -159,17 +159,17 @@ async def test_person_enrolled_renamed_and_forgotten(
         "persons",
     )
     await hass.async_block_till_done()
-    assert hass.states.get("binary_sensor.carl_presence").state == STATE_OFF
-    assert hass.states.get("sensor.carl_last_seen") is not None
+    assert hass.states.get("binary_sensor.facetrack_carl_presence").state == STATE_OFF
+    assert hass.states.get("sensor.facetrack_carl_last_seen") is not None
     anna = device_registry.async_get_device(identifiers={(DOMAIN, f"{PREFIX}:person:{ANNA_ID}")})
     assert anna.name == "Anna K."
 
     fire(hass, f"{PREFIX}/persons", persons(person(ANNA_ID, "Anna K.", TIME), person(CARL_ID, "Carl")), "persons")
     await hass.async_block_till_done()
     assert device_registry.async_get_device(identifiers={(DOMAIN, f"{PREFIX}:person:{BOB_ID}")}) is None
-    assert entity_registry.async_get("binary_sensor.bob_presence") is None
-    assert hass.states.get("binary_sensor.bob_presence") is None
-    assert hass.states.get("binary_sensor.carl_presence").state == STATE_OFF
+    assert entity_registry.async_get("binary_sensor.facetrack_bob_presence") is None
+    assert hass.states.get("binary_sensor.facetrack_bob_presence") is None
+    assert hass.states.get("binary_sensor.facetrack_carl_presence").state == STATE_OFF
 
 
 async def test_camera_added_and_removed(
@@ -179,7 +179,7 @@ async def test_camera_added_and_removed(
     fire(hass, f"{PREFIX}/info", info(["front_door", "porch"]), "info")
     fire(hass, f"{PREFIX}/porch/state", state("porch"), "state", retain=True)
     await hass.async_block_till_done()
-    assert hass.states.get("camera.porch") is not None
-    assert hass.states.get("sensor.porch_faces_in_view").state == "1"
+    assert hass.states.get("camera.facetrack_porch") is not None
+    assert hass.states.get("sensor.facetrack_porch_faces_in_view").state == "1"
     assert device_registry.async_get_device(identifiers={(DOMAIN, f"{PREFIX}:camera:garden")}) is None
-    assert hass.states.get("camera.garden") is None
+    assert hass.states.get("camera.facetrack_garden") is None

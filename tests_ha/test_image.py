@@ -15,7 +15,7 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from .helpers import ANNA_ID, PREFIX, TIME, alert, fire
 
-ENTITY_ID = "image.front_door_last_alert"
+ENTITY_ID = "image.facetrack_front_door_last_alert"
 FIRST = b"\xff\xd8first-face"
 SECOND = b"\xff\xd8second-face"
 SECOND_ID = "b" * 32
@@ -106,7 +106,7 @@ async def test_last_alert_image(
     assert await _get(hass_client) == (HTTPStatus.OK, SECOND)
 
     # The garden's image is its own.
-    assert hass.states.get("image.garden_last_alert").state == STATE_UNKNOWN
+    assert hass.states.get("image.facetrack_garden_last_alert").state == STATE_UNKNOWN
 
 
 async def test_last_alert_image_fetch_failures(

@@ -43,24 +43,24 @@ async def test_setup_creates_devices_and_entities(
     assert anna.via_device_id == engine.id
     entities = er.async_entries_for_config_entry(entity_registry, init_integration.entry_id)
     assert sorted(e.entity_id for e in entities) == [
-        "binary_sensor.anna_presence",
-        "binary_sensor.bob_presence",
-        "camera.front_door",
-        "camera.garden",
+        "binary_sensor.facetrack_anna_presence",
+        "binary_sensor.facetrack_bob_presence",
+        "camera.facetrack_front_door",
+        "camera.facetrack_garden",
+        "event.facetrack_front_door_face",
+        "event.facetrack_garden_face",
         "event.facetrack_new_unknown_person",
-        "event.front_door_face",
-        "event.garden_face",
-        "image.front_door_last_alert",
-        "image.garden_last_alert",
-        "sensor.anna_last_seen",
-        "sensor.bob_last_seen",
+        "image.facetrack_front_door_last_alert",
+        "image.facetrack_garden_last_alert",
+        "sensor.facetrack_anna_last_seen",
+        "sensor.facetrack_bob_last_seen",
+        "sensor.facetrack_front_door_faces_in_view",
+        "sensor.facetrack_front_door_frames_per_second",
+        "sensor.facetrack_garden_faces_in_view",
+        "sensor.facetrack_garden_frames_per_second",
         "sensor.facetrack_unknown_persons",
-        "sensor.front_door_faces_in_view",
-        "sensor.front_door_frames_per_second",
-        "sensor.garden_faces_in_view",
-        "sensor.garden_frames_per_second",
     ]
-    assert entity_registry.async_get("sensor.garden_frames_per_second").entity_category == "diagnostic"
+    assert entity_registry.async_get("sensor.facetrack_garden_frames_per_second").entity_category == "diagnostic"
 
 
 async def test_unload_and_reload(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
@@ -68,13 +68,13 @@ async def test_unload_and_reload(hass: HomeAssistant, init_integration: MockConf
     assert await hass.config_entries.async_unload(init_integration.entry_id)
     await hass.async_block_till_done()
     assert init_integration.state is ConfigEntryState.NOT_LOADED
-    assert hass.states.get("binary_sensor.anna_presence").state == STATE_UNAVAILABLE
+    assert hass.states.get("binary_sensor.facetrack_anna_presence").state == STATE_UNAVAILABLE
 
     assert await hass.config_entries.async_setup(init_integration.entry_id)
     await hass.async_block_till_done()
     assert init_integration.state is ConfigEntryState.LOADED
     # Nothing retained was replayed by the mock broker: unavailable until the engine's status.
-    assert hass.states.get("binary_sensor.anna_presence").state == STATE_UNAVAILABLE
+    assert hass.states.get("binary_sensor.facetrack_anna_presence").state == STATE_UNAVAILABLE
 
 
 async def test_setup_without_mqtt_retries(hass: HomeAssistant, config_entry: MockConfigEntry) -> None:

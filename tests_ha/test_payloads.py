@@ -398,7 +398,7 @@ async def test_newer_engine_payloads_are_accepted(hass: HomeAssistant, init_inte
     payload = _with_extra(validate("alert", alert("front_door", "known_face", "Anna", ANNA_ID)))
     async_fire_mqtt_message(hass, f"{PREFIX}/front_door/alert", json.dumps(payload), qos=1)
     await hass.async_block_till_done()
-    event = hass.states.get("event.front_door_face")
+    event = hass.states.get("event.facetrack_front_door_face")
     assert event.attributes["event_type"] == "known_face"
     assert {key: event.attributes[key] for key in ("person", "person_id", "track_id", "alert_id")} == {
         "person": "Anna",
@@ -418,7 +418,7 @@ async def test_wrongly_typed_payloads_are_ignored(
     async_fire_mqtt_message(hass, f"{PREFIX}/front_door/alert", json.dumps(bad), qos=1)
     async_fire_mqtt_message(hass, f"{PREFIX}/front_door/state", json.dumps(state("front_door", faces="many")))
     await hass.async_block_till_done()
-    assert hass.states.get("event.front_door_face").state == STATE_UNKNOWN
-    assert hass.states.get("sensor.front_door_faces_in_view").state == "1"
+    assert hass.states.get("event.facetrack_front_door_face").state == STATE_UNKNOWN
+    assert hass.states.get("sensor.facetrack_front_door_faces_in_view").state == "1"
     assert f"Ignoring an invalid alert on {PREFIX}/front_door/alert" in caplog.text
     assert f"Ignoring an invalid camera state on {PREFIX}/front_door/state" in caplog.text

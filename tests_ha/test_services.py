@@ -82,8 +82,8 @@ async def test_enroll_from_camera(hass: HomeAssistant, init_integration: MockCon
         "custom_components.facetrack.services.async_get_image",
         return_value=Image(content_type="image/jpeg", content=JPEG),
     ) as get_image:
-        response = await _call(hass, "enroll", {"name": "Anna", "camera_entity_id": "camera.front_door"})
-    get_image.assert_called_once_with(hass, "camera.front_door")
+        response = await _call(hass, "enroll", {"name": "Anna", "camera_entity_id": "camera.facetrack_front_door"})
+    get_image.assert_called_once_with(hass, "camera.facetrack_front_door")
     assert response["embeddings"] == 1
     assert base64.b64decode(engine.commands[-1][1]["image_base64"]) == JPEG
 
@@ -91,7 +91,7 @@ async def test_enroll_from_camera(hass: HomeAssistant, init_integration: MockCon
         patch("custom_components.facetrack.services.async_get_image", side_effect=HomeAssistantError("boom")),
         pytest.raises(HomeAssistantError) as err,
     ):
-        await _call(hass, "enroll", {"name": "Anna", "camera_entity_id": "camera.front_door"})
+        await _call(hass, "enroll", {"name": "Anna", "camera_entity_id": "camera.facetrack_front_door"})
     assert err.value.translation_key == "snapshot_failed"
 
 
@@ -349,4 +349,6 @@ async def test_enroll_from_url_errors(
 async def test_enroll_sources_are_exclusive(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
     """Only one photo source per call."""
     with pytest.raises(vol.Invalid):
-        await _call(hass, "enroll", {"name": "Anna", "image_url": URL, "camera_entity_id": "camera.front_door"})
+        await _call(
+            hass, "enroll", {"name": "Anna", "image_url": URL, "camera_entity_id": "camera.facetrack_front_door"}
+        )

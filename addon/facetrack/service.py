@@ -33,6 +33,7 @@ from facetrack.comms.payloads import (
     PersonsPayload,
     SeenPayload,
     clip_payload,
+    disabled_state_payload,
     info_payload,
     library_payload,
     persons_payload,
@@ -304,6 +305,7 @@ class FaceTrackService:
             model_id=self.library.model_id,
             topic_prefix=self.config.mqtt.topic_prefix,
             cameras=[c.name for c in self.cameras],
+            disabled_cameras=[c.name for c in self.config.cameras if not c.enabled],
             started_at=self._started,
             features=["inbox"] if self.inbox is not None else [],
             mqtt_outbox=self.mqtt.outbox_stats(),  # republished on reconnection: what an outage cost
@@ -327,6 +329,9 @@ class FaceTrackService:
     def _publish_camera_states(self) -> None:
         for c in self.cameras:
             c.reporter.publish_state()
+        for cam in self.config.cameras:
+            if not cam.enabled:  # listed in info, never opened: its state says why
+                self.publisher.state(cam.name, disabled_state_payload(cam.name))
 
     def _on_connected(self) -> None:
         self.publisher.republish()

@@ -18,6 +18,7 @@ from .const import (
     DOMAIN,
 )
 from .hub import FaceTrackConfigEntry, FaceTrackData, FaceTrackHub
+from .migration import async_migrate_entry
 from .services import async_setup_services
 
 PLATFORMS = [
@@ -29,6 +30,8 @@ PLATFORMS = [
 ]
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+__all__ = ["async_migrate_entry"]  # Home Assistant calls it for entries of an older version
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:

@@ -43,6 +43,7 @@ from .const import (
     MAX_PRESENCE_TIMEOUT,
     MIN_PRESENCE_TIMEOUT,
 )
+from .migration import ENTRY_MINOR_VERSION, ENTRY_VERSION
 from .payloads import Info, PayloadError, loads
 
 # A topic prefix: MQTT topic levels without wildcards, no leading/trailing slash.
@@ -64,7 +65,8 @@ def _parse_info(payload: str | bytes | bytearray) -> Info | None:
 class FaceTrackConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up a FaceTrack engine instance (one entry per topic prefix)."""
 
-    VERSION = 1
+    VERSION = ENTRY_VERSION
+    MINOR_VERSION = ENTRY_MINOR_VERSION  # 1.2: entity ids under the engine's name (migration.py)
 
     def __init__(self) -> None:
         """Initialise."""

@@ -29,6 +29,9 @@ COMMAND_TIMEOUT: Final = 30.0
 DOWNLOAD_TIMEOUT: Final = 10.0
 
 STATUS_ONLINE: Final = "online"
+# Camera states (`<prefix>/<camera>/state`) in which its entities are unavailable.
+CAMERA_OFFLINE: Final = "offline"
+CAMERA_DISABLED: Final = "disabled"
 EVENT_KNOWN_FACE: Final = "known_face"
 EVENT_UNKNOWN_FACE: Final = "unknown_face"
 EVENT_NEW_GROUP: Final = "new_group"

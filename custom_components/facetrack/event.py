@@ -53,8 +53,8 @@ class FaceTrackFaceEvent(FaceTrackCameraEntity, EventEntity):
 
     @property
     def available(self) -> bool:
-        """Alerts only need the engine online."""
-        return self.hub.online
+        """Alerts only need the engine online (and the camera not disabled)."""
+        return self.hub.camera_alerts_available(self.camera)
 
     @callback
     def _handle_alert(self, alert: Alert) -> None:

@@ -25,8 +25,11 @@ from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.util import slugify
 
 from .const import (
+    CAMERA_DISABLED,
+    CAMERA_OFFLINE,
     CONF_EXCLUDED_CAMERAS,
     CONF_EXCLUDED_PERSONS,
     CONF_PRESENCE_TIMEOUT,
@@ -92,6 +95,14 @@ def engine_identifier(prefix: str) -> tuple[str, str]:
     return (DOMAIN, prefix)
 
 
+def object_id_prefix(prefix: str) -> str:
+    """The head of the entity ids of an engine's cameras and persons: the topic prefix slugified, under
+    the integration's name (`facetrack` -> `facetrack`, `facetrack/yard` -> `facetrack_yard`,
+    `home/faces` -> `facetrack_home_faces`)."""
+    slug = slugify(prefix)
+    return slug if slug.startswith(DOMAIN) else f"{DOMAIN}_{slug}"
+
+
 def parse_identifier(prefix: str, identifier: tuple[str, str]) -> tuple[DeviceKind, str] | None:
     """The kind and key (camera name, person id; "" for the engine) of a device identifier of `prefix`.
 
@@ -132,7 +143,10 @@ class FaceTrackHub:
         self.info: Info | None = None
         self.persons: dict[str, Person] = {}
         self.camera_states: dict[str, CameraState] = {}
+        # Every camera of the engine's configuration (those running, then the disabled ones: they keep
+        # their device and entities, unavailable).
         self.cameras: list[str] = []
+        self.disabled_cameras: frozenset[str] = frozenset()
         # The unknown-face inbox (`<prefix>/inbox`, contract 1.1): groups by id, in the engine's order,
         # and the engine's counts ("pending", "ignored": those it sent).
         self.inbox: dict[str, InboxGroup] = {}
@@ -156,9 +170,18 @@ class FaceTrackHub:
         return self.status == STATUS_ONLINE
 
     def camera_available(self, camera: str) -> bool:
-        """Whether the engine is online and the camera's last state is not offline."""
+        """Whether the engine is online, the camera enabled and its last state neither offline nor disabled."""
         state = self.camera_states.get(camera)
-        return self.online and state is not None and state.state != "offline"
+        return (
+            self.camera_alerts_available(camera)
+            and state is not None
+            and state.state not in (CAMERA_OFFLINE, CAMERA_DISABLED)
+        )
+
+    def camera_alerts_available(self, camera: str) -> bool:
+        """Whether the camera's alerts can come: the engine online and the camera not disabled in its
+        configuration (the face event and the last-alert image)."""
+        return self.online and camera not in self.disabled_cameras
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -236,17 +259,24 @@ class FaceTrackHub:
         if (info := _parse(Info.from_json, msg, "info payload")) is None:
             return
         self.info = info
-        cameras = list(info.cameras)
+        disabled = frozenset(info.disabled_cameras) - set(info.cameras)
+        cameras = list(dict.fromkeys((*info.cameras, *info.disabled_cameras)))
         self.async_update_engine_device()
         new = [c for c in cameras if c not in self.cameras and c not in self.excluded_cameras]
         removed = [c for c in self.cameras if c not in cameras]
+        toggled = [c for c in cameras if c in self.cameras and (c in disabled) != (c in self.disabled_cameras)]
+        for camera in sorted(disabled - self.disabled_cameras):
+            LOGGER.info("Camera %s of FaceTrack engine %s is disabled in its configuration", camera, self.prefix)
         self.cameras = cameras
+        self.disabled_cameras = disabled
         for camera in removed:
             self.camera_states.pop(camera, None)
             self._remove_device(camera_identifier(self.prefix, camera))
         if new:
             for add in self._listeners.cameras:
                 add(new)
+        for camera in toggled:  # enabled or disabled again: its entities' availability changes
+            async_dispatcher_send(self.hass, self.signal("camera", camera))
 
     @callback
     def _on_persons(self, msg: ReceiveMessage) -> None:

@@ -138,6 +138,7 @@ class Info:
     cameras: tuple[str, ...]  # engine camera names, in the engine's order
     version: str | None = None  # the engine's version
     backend: str | None = None  # inference backend ("opencv", ...)
+    disabled_cameras: tuple[str, ...] = ()  # cameras with `enabled: false` (absent: none, or an older engine)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -151,6 +152,7 @@ class Info:
             cameras=_items(_required_list(info, "cameras"), _string),
             version=_str(info, "version"),
             backend=_str(info, "backend"),
+            disabled_cameras=_items(_list(info, "disabled_cameras") or [], _string),
             raw=info,
         )
 
@@ -163,7 +165,7 @@ class CameraState:
     """
 
     camera: str | None = None
-    state: str | None = None  # "starting", "online" or "offline"
+    state: str | None = None  # "starting", "online", "offline" or "disabled"
     fps: float | None = None  # frames per second processed
     faces: int | None = None  # faces in view
     stream_url: str | None = None  # RTSP or MJPEG URL (may carry credentials)

@@ -6,8 +6,8 @@ the :class:`~facetrack.track.FaceTracker` on each frame and hands what happened 
 :class:`FrameSink` objects attached to it (the event log, the annotated writer, the MQTT publisher,
 the alert handler, the clip recorder, the inbox, the live-stream hub). It owns the error paths: a
 frame that fails is logged and skipped, never the end of a camera; an unavailable inference
-backend ends the pass; :meth:`CameraRunner.run_forever` reopens a failed or ended source with
-exponential backoff until ``stop`` is set.
+backend ends the pass; :meth:`CameraRunner.run_forever` reopens a failed or dropped source with
+exponential backoff, and replays a file that ended at once, until ``stop`` is set.
 
 Per processed frame the sinks are called in their order of attachment, in this order: ``frame``,
 ``event`` for each event of the frame, ``tracks_ended``, then ``frame_done``.
@@ -37,6 +37,8 @@ _LOG = logging.getLogger(__name__)
 RECENT_TRACKS = 32
 #: Frames over which the processing rate (:attr:`CameraStatus.fps`) is measured.
 FPS_WINDOW = 50
+#: Shortest pass over a replayed file, seconds: a shorter file waits before it replays.
+MIN_REPLAY_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,10 +318,11 @@ class CameraRunner:
     # ---- a camera, for good ---------------------------------------------------------------------
 
     def run_forever(self) -> None:
-        """Run the camera until ``stop`` is set: a source that cannot be opened, drops or ends (a
-        file replays) is reported ``offline`` and reopened after 1, 2, 4, ... s (capped); an
-        unavailable backend is retried at the cap. Then the sinks are closed and the camera
-        reported ``offline``. Never raises."""
+        """Run the camera until ``stop`` is set: a source that cannot be opened, drops or fails is
+        reported ``offline`` and reopened after 1, 2, 4, ... s (capped); an unavailable backend is
+        retried at the cap. A file that played to its end replays at once and stays ``online``
+        (a pass takes at least :data:`MIN_REPLAY_SECONDS`). Then the sinks are closed and the
+        camera reported ``offline``. Never raises."""
         self._serving = True
         delay = 1.0
         while not self.stop.is_set():
@@ -335,8 +338,12 @@ class CameraRunner:
                 delay = min(delay * 2, self.reconnect_max)
                 continue
             delay = 1.0
+            started = time.monotonic()
+            replay = False
             try:
-                self.run_source(video)
+                summary = self.run_source(video)
+                # A file played to its end, not a live source that dropped nor a file that failed.
+                replay = not video.live and video.error is None and summary.frames > 0
             except InferenceUnavailableError as err:  # no device/runtime/model: say so, retry slowly
                 _LOG.error("camera %s: inference unavailable: %s", self.name, err)
                 self._set_state("offline", str(err))
@@ -346,8 +353,11 @@ class CameraRunner:
                 self._set_state("offline", f"{type(err).__name__}: {err}")
             finally:
                 video.close()
-            if not self.stop.is_set():
-                # The stream dropped or the file ended: report it and retry.
+            if replay:
+                # Still online: no flapping at each replay (a one-frame file still replays slowly).
+                self.stop.wait(max(0.0, MIN_REPLAY_SECONDS - (time.monotonic() - started)))
+            elif not self.stop.is_set():
+                # The stream dropped or the file failed: report it and retry.
                 self._set_state("offline", self.status.error or video.error or "source ended")
                 self.stop.wait(delay)
         self._close_sinks()  # e.g. finish the clips in progress: complete files, never corrupt ones

@@ -72,7 +72,8 @@ class SeenPayload(TypedDict):
 
 
 class StatePayload(TypedDict):
-    """``state.json``: ``state`` is ``starting``, ``online`` or ``offline``; ``fps`` frames/s."""
+    """``state.json``: ``state`` is ``starting``, ``online``, ``offline`` or ``disabled`` (a camera
+    with ``enabled: false``); ``fps`` frames/s."""
 
     camera: str
     state: str
@@ -173,6 +174,7 @@ class InfoPayload(TypedDict):
     model_id: str
     topic_prefix: str
     cameras: list[str]
+    disabled_cameras: NotRequired[list[str]]
     started_at: str
     features: NotRequired[list[str]]
     mqtt_outbox: NotRequired[dict[str, int]]
@@ -290,7 +292,8 @@ def state_payload(
     mjpeg_url: str | None = None,
     now: float | None = None,
 ) -> StatePayload:
-    """``<prefix>/<camera>/state`` (retained): ``state`` is ``starting``, ``online`` or ``offline``."""
+    """``<prefix>/<camera>/state`` (retained): ``state`` is ``starting``, ``online`` or ``offline``
+    (see :func:`disabled_state_payload` for a disabled camera)."""
     t = time.time() if now is None else now
     return {
         "camera": camera,
@@ -303,6 +306,16 @@ def state_payload(
         "snapshot_url": snapshot_url,
         "time": iso(t),
     }
+
+
+#: The ``error`` of a disabled camera's state: why it is not running.
+CAMERA_DISABLED = "disabled in the configuration"
+
+
+def disabled_state_payload(camera: str, now: float | None = None) -> StatePayload:
+    """``<prefix>/<camera>/state`` (retained) of a camera with ``enabled: false``: state ``disabled``,
+    error :data:`CAMERA_DISABLED`, nothing in view, no URLs."""
+    return state_payload(camera, "disabled", 0.0, 0, CAMERA_DISABLED, now=now)
 
 
 def clip_payload(clip: "StoredClip", urls: dict[str, str | None]) -> ClipPayload:
@@ -408,12 +421,14 @@ def info_payload(
     started_at: float,
     features: Sequence[str] = (),
     mqtt_outbox: Mapping[str, int] | None = None,
+    disabled_cameras: Sequence[str] = (),
 ) -> InfoPayload:
     """``<prefix>/info`` (retained): what this engine is.
 
     ``contract_version`` is ``comms.mqtt.CONTRACT_VERSION``, ``version`` the engine's, ``started_at``
-    epoch seconds; ``features`` (e.g. ``["inbox"]``) is left out when empty, ``mqtt_outbox`` (the
-    outbox counters, ``MqttClient.outbox_stats()``) when None.
+    epoch seconds; ``cameras`` those running, ``disabled_cameras`` those configured with
+    ``enabled: false`` (left out when empty); ``features`` (e.g. ``["inbox"]``) is left out when
+    empty, ``mqtt_outbox`` (the outbox counters, ``MqttClient.outbox_stats()``) when None.
     """
     out: InfoPayload = {
         "contract_version": contract_version,
@@ -424,6 +439,8 @@ def info_payload(
         "cameras": list(cameras),
         "started_at": iso(started_at),
     }
+    if disabled_cameras:
+        out["disabled_cameras"] = list(disabled_cameras)
     if features:
         out["features"] = list(features)
     if mqtt_outbox is not None:
