@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import urllib.error
@@ -24,6 +25,7 @@ from facetrack.camera.runner import ProcessedFrame
 from facetrack.comms.payloads import AlertPayload
 from facetrack.config.service import AlertConfig, AlertMode, parse_service_config
 from facetrack.events import TrackEvent
+from facetrack.record import clips as clips_mod
 from facetrack.record.clips import ClipRecorder, RecorderSink, StoredClip
 from facetrack.record.snapshots import AlertSnapshots
 from facetrack.record.storage import StorageConfig, create_storage
@@ -246,8 +248,6 @@ def test_alert_snapshots_are_kept_as_long_as_their_urls(tmp_path: Path) -> None:
     assert store.get("../x") is None and store.get("f" * 32) is None
     now = time.time()
     old = tmp_path / "s" / f"{ids[0]}.jpg"
-    import os
-
     os.utime(old, (now - 200, now - 200))
     for i, aid in enumerate(ids[1:], 1):  # oldest first
         os.utime(tmp_path / "s" / f"{aid}.jpg", (now - 10 + i, now - 10 + i))
@@ -268,10 +268,11 @@ class FakeClock:
 
 @pytest.mark.parametrize(("arrival_fps", "rate", "frames", "pre"), [(24.0, 25.0, 250, 50), (5.0, 5.0, 50, 10)])
 def test_seconds_become_frames_at_the_processing_rate(
-    tmp_path: Path, arrival_fps: float, rate: float, frames: int, pre: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arrival_fps: float, rate: float, frames: int, pre: int
 ) -> None:
     """A camera that keeps up (24 of 25 frames/s) records at the source's rate; one that processes
     5 frames/s records 10 s as 50 frames at 5 frames/s (stored 8 s after the alert, not 40)."""
+    monkeypatch.setattr(clips_mod, "MAX_QUEUED_FRAMES", 1000)  # frames come faster than real time here
     storage = create_storage(StorageConfig(path=str(tmp_path / "clips")))
     clock = FakeClock()
     done: list[StoredClip] = []

@@ -171,13 +171,14 @@ async def test_last_alert_image_fetch_failures(
 ) -> None:
     """Errors, non-images and alerts without a snapshot change nothing; then a good one shows."""
     entity_id = _entity(hass)
-    for n, mock in enumerate(({"status": 500}, {"exc": aiohttp.ClientError()}, {"content": b"<html>"}), 1):
+    failures = ({"status": 500}, {"exc": aiohttp.ClientError()}, {"content": b"<html>"}, {"exc": ValueError("bug")})
+    for n, mock in enumerate(failures, 1):
         payload = _alert(n)
         aioclient_mock.get(payload["snapshot_url"], **mock)
         fire(hass, f"{PREFIX}/front_door/alert", payload, "alert", qos=1)
         await hass.async_block_till_done()
         assert hass.states.get(entity_id).state == STATE_UNKNOWN  # nothing was ever shown
-    no_snapshot = _alert(4, snapshot_url=None)
+    no_snapshot = _alert(5, snapshot_url=None)
     fire(hass, f"{PREFIX}/front_door/alert", no_snapshot, "alert", qos=1)
     async_fire_mqtt_message(hass, f"{PREFIX}/front_door/alert", json.dumps({"kind": "unknown_face"}))
     await hass.async_block_till_done()

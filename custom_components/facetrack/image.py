@@ -109,7 +109,11 @@ class FaceTrackAlertImage(FaceTrackCameraEntity, ImageEntity):
 
     async def _async_show(self, request: int, alert: Alert, url: str) -> None:
         """Fetch an alert's snapshot and show it, unless that failed or a later alert's shows."""
-        image = await _async_fetch_image(self.hass, url, f"the snapshot of alert {alert.alert_id}")
+        try:
+            image = await _async_fetch_image(self.hass, url, f"the snapshot of alert {alert.alert_id}")
+        except Exception as err:  # a task of its own: whatever failed, the previous image stays
+            LOGGER.warning("Cannot fetch the snapshot of alert %s: %s", alert.alert_id, err)
+            return
         if image is None or request < self._shown:
             return
         self._shown = request
