@@ -270,8 +270,8 @@ class FakeClock:
 def test_seconds_become_frames_at_the_processing_rate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arrival_fps: float, rate: float, frames: int, pre: int
 ) -> None:
-    """A camera that keeps up (24 of 25 frames/s) records at the source's rate; one that processes
-    5 frames/s records 10 s as 50 frames at 5 frames/s (stored 8 s after the alert, not 40)."""
+    """A live camera that keeps up (24 of 25 frames/s) records at the source's rate; one that
+    processes 5 frames/s (its reader drops the rest) records 10 s as 50 frames at 5 frames/s."""
     monkeypatch.setattr(clips_mod, "MAX_QUEUED_FRAMES", 1000)  # frames come faster than real time here
     storage = create_storage(StorageConfig(path=str(tmp_path / "clips")))
     clock = FakeClock()
@@ -282,17 +282,39 @@ def test_seconds_become_frames_at_the_processing_rate(
     alert_at = 60
     for i in range(alert_at + 1):
         clock.now = i / arrival_fps
-        rec.add_frame(i, i / 25, small, [], 25.0)
+        rec.add_frame(i, i / arrival_fps, small, [], 25.0)
     assert rec.rate() == pytest.approx(rate)
     assert rec.clip_frames() == (frames, pre)
     cid = rec.start_clip("20261122T081503Z_0123abcd")
     assert rec.offset_seconds(cid) == pytest.approx((pre - 1) / rate, abs=1e-3)
     for i in range(alert_at + 1, alert_at + frames):
         clock.now = i / arrival_fps
-        rec.add_frame(i, i / 25, small, [], 25.0)
+        rec.add_frame(i, i / arrival_fps, small, [], 25.0)
     rec.close()
     (clip,) = done
     assert clip.frames == frames and clip.duration_seconds == pytest.approx(10.0)
+
+
+def test_a_clip_ends_on_time_when_the_camera_falls_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 25 frames/s file processed at 5 frames/s: the clip (25 frames/s, as the file) ends 8 s +
+    MAX_LATE_S after its alert on the clock, not after 200 more frames (40 s)."""
+    monkeypatch.setattr(clips_mod, "MAX_QUEUED_FRAMES", 1000)
+    storage = create_storage(StorageConfig(path=str(tmp_path / "clips")))
+    clock = FakeClock()
+    done: list[StoredClip] = []
+    rec = ClipRecorder("door", storage, 10.0, 2.0, on_stored=done.append, spool_dir=tmp_path / "spool", clock=clock)
+    small = np.zeros((48, 64, 3), np.uint8)
+    for i in range(400):
+        clock.now = i / 5
+        rec.add_frame(i, i / 25, small, [], 25.0)
+        if i == 60:
+            assert rec.rate() == 25.0
+            rec.start_clip("20261122T081503Z_0123abcd")
+        if i == 60 + 45:
+            assert done or rec._active == []  # ended at 8 + 1 s on the clock: 45 frames later
+    rec.close()
+    (clip,) = done
+    assert clip.frames == 50 + 45 and clip.duration_seconds == pytest.approx(95 / 25)
 
 
 def test_source_reopened_measures_afresh(tmp_path: Path) -> None:

@@ -436,8 +436,9 @@ def test_alert_clip_snapshot_and_live_stream_over_http(
         alert = sub.wait_for("door/alert", timeout=60)[0].payload
         assert alert["clip_url"] and alert["snapshot_url"]
         clip = sub.wait_for("door/clip", lambda m: m.payload["alert_id"] == alert["alert_id"], timeout=60)[0].payload
-        # 2 s at the camera's processing rate (the file's 25 frames/s while the machine keeps up).
-        assert abs(clip["duration_s"] - 2.0) < 0.1
+        # 2 s at the file's 25 frames/s; shorter if the machine cannot keep up with the file: the
+        # clip then ends 1.6 s (+ 1 s) after its alert on the clock.
+        assert 0.4 <= clip["duration_s"] <= 2.01
         frames = clip["frames"]
         code, original, _ = _get(alert["clip_url"])
         assert code == 200
@@ -448,7 +449,7 @@ def test_alert_clip_snapshot_and_live_stream_over_http(
         for name in ("original.mp4", "annotated.mp4"):
             probe = _ffprobe(tmp_path / name)
             assert probe["codec"] == "h264" and probe["frames"] == frames and probe["width"] == 1280, probe
-            assert abs(float(probe["duration"]) - 2.0) < 0.1, probe  # type: ignore[arg-type]
+            assert abs(float(probe["duration"]) - clip["duration_s"]) < 0.1, probe  # type: ignore[arg-type]
         code, ann, _ = _get(clip["urls"]["annotations"])
         meta = json.loads(ann)
         assert code == 200 and len(meta["frames"]) == frames and meta["alerts"][0]["alert_id"] == alert["alert_id"]

@@ -137,8 +137,9 @@ def _engine_config(tmp_path: Path, port: int, clip: Path, db: Path) -> Path:
         "http": {"host": "127.0.0.1", "port": _free_port()},
         "alerts": {"alert_mode": "ON_ALL", "alert_once": True, "cooldown_seconds": 60},
         # Long enough for the clip's three alerts (0.2 s to about 4.5 s into it) to join one clip
-        # however slowly the machine processes it; stored 18 s after its first alert.
-        "clips": {"duration_seconds": 20, "pre_roll_seconds": 2, "storage": {"path": str(tmp_path / "clips")}},
+        # however slowly the machine processes it (an alert joins a clip that still has half of
+        # its 38 s post-roll ahead); stored about 40 s after its first alert.
+        "clips": {"duration_seconds": 40, "pre_roll_seconds": 2, "storage": {"path": str(tmp_path / "clips")}},
     }
     path = tmp_path / "facetrack.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -267,7 +268,7 @@ async def test_real_engine_turns_presence_on(
                 return response.status, await response.read()
 
         # The first alert's own snapshot shows on the last-alert image at once: long before its
-        # clip is stored (18 s after the alert).
+        # clip is stored (about 40 s after the alert).
         await _wait_for(hass, "the first alert", lambda: bool(alerts), engine_log)
         first = alerts[0]
         image_id = ent_reg.async_get_entity_id("image", DOMAIN, f"{PREFIX}_door_last_alert")

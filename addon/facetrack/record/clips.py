@@ -5,10 +5,12 @@ On an alert the camera's last ``pre_roll_seconds`` and the next frames up to ``d
 in all become one clip: the original video (H.264 MP4), the annotated video, the per-frame
 annotations (JSON) and the face snapshot of the clip's first alert (JPEG; every alert's own
 snapshot is kept apart, see :mod:`facetrack.record.snapshots`). Seconds become frames at the
-camera's processing rate (:meth:`ClipRecorder.rate`): the source's frame rate while the camera
-keeps up with it, else the rate measured over the last frames, so a clip ends about
-``duration_seconds - pre_roll_seconds`` after its alert however slow the camera is, and plays in
-real time.
+camera's processing rate (:meth:`ClipRecorder.rate`: frames per second of the source's time, the
+source's frame rate while the camera processes all of it), which is also the clip's frame rate, so
+it plays at the speed of what it shows. A clip also ends once ``duration_seconds -
+pre_roll_seconds`` (plus :data:`MAX_LATE_S`) have passed on the clock since its alert, however
+slowly the camera processes (a file it cannot keep up with), so it is stored a few seconds after
+that.
 
 The camera loop only hands over references to frames it has already decoded (no copy, no
 encode). Each clip has its own encoder thread that draws and encodes frames as they arrive, so
@@ -71,8 +73,11 @@ MAX_ACTIVE_CLIPS = 2
 RATE_WINDOW = 50
 #: The measured rate counts once this many frames were processed since the source opened.
 MIN_RATE_FRAMES = 5
-#: The camera keeps up with its source when it processes at least this share of the source's rate.
+#: A measured rate this close to the source's (as a share of it) is the source's.
 KEEP_UP = 0.9
+#: Seconds a clip may record past its post-roll's time on the clock when the camera processes
+#: fewer frames than its rate promised (a slow machine), before it ends anyway.
+MAX_LATE_S = 1.0
 #: The lowest processing rate a clip is recorded at, frames/s.
 MIN_RATE = 0.1
 #: Prefix of a clip's folder in the spool.
@@ -204,6 +209,7 @@ class _Clip:
     snapshot: bool = False
     dropped: int = 0
     queued: int = 0  # frames handed to the encoder: the clip's video frames, in order
+    deadline: float = float("inf")  # on the recorder's clock: the clip ends then at the latest
     thread: threading.Thread | None = None
 
 
@@ -218,7 +224,7 @@ class ClipRecorder:
         on_stored: called (encoder thread) with each :class:`StoredClip`.
         spool_dir: folder of the clips being recorded (the engine's state directory, never /tmp:
             :func:`recover_clips` must find them after a restart); created if missing.
-        clock: monotonic seconds, to measure the processing rate (a test's own clock).
+        clock: monotonic seconds, for the clips' deadlines (a test's own clock).
     """
 
     def __init__(
@@ -241,7 +247,7 @@ class ClipRecorder:
         self.spool_dir = Path(spool_dir)
         self._source_fps = 25.0  # the source's frame rate after the fps cap (frames/s)
         self._ring: deque[_Frame] = deque(maxlen=self._ring_size())
-        self._times: deque[float] = deque(maxlen=RATE_WINDOW)  # monotonic times of the last frames
+        self._times: deque[float] = deque(maxlen=RATE_WINDOW)  # source times of the last frames (s)
         self._active: list[_Clip] = []
         self._encoders: list[threading.Thread] = []  # also those of ended clips still storing
         self._lock = threading.Lock()
@@ -266,9 +272,10 @@ class ClipRecorder:
             self._ring = deque(self._ring, maxlen=self._ring_size())
 
     def rate(self) -> float:
-        """The camera's processing rate, frames/s: the source's rate while the camera keeps up with
-        it (processes at least :data:`KEEP_UP` of it, measured over the last :data:`RATE_WINDOW`
-        frames), else the measured rate (at least :data:`MIN_RATE`)."""
+        """The camera's processing rate, frames per second of the source's time, measured over
+        the last :data:`RATE_WINDOW` frames: a live camera's frames/s (its reader drops what the
+        camera cannot process), the file's frame rate (or the fps cap). Within :data:`KEEP_UP` of
+        the source's rate it is the source's; at least :data:`MIN_RATE`."""
         times = self._times
         if len(times) < MIN_RATE_FRAMES or times[-1] <= times[0]:
             return self._source_fps
@@ -289,14 +296,17 @@ class ClipRecorder:
         :meth:`start_clip` for that frame's alerts, so the alert's own frame is the last pre-roll
         frame."""
         item = _Frame(index, ts, frame, list(faces))
-        self._times.append(self.clock())
+        if self._times and ts < self._times[-1]:
+            self._times.clear()  # the source started again
+        self._times.append(ts)
         self._set_source_fps(fps)
         if self.pre_roll_seconds > 0:
             self._ring.append(item)
+        now = self.clock()
         for clip in list(self._active):
             self._feed(clip, item)
             clip.remaining -= 1
-            if clip.remaining <= 0:
+            if clip.remaining <= 0 or now >= clip.deadline:
                 self._end(clip)
 
     def start_clip(self, clip_id: str) -> str:
@@ -307,8 +317,10 @@ class ClipRecorder:
         cannot be created, the clip is marked lost (its URLs answer 410) and nothing is recorded."""
         fps = self.rate()
         total, pre = self.clip_frames(fps)
+        now, post_s = self.clock(), self.duration_seconds - self.pre_roll_seconds
         for active in reversed(self._active):
-            if active.remaining >= (total - pre) // 2 or len(self._active) >= MAX_ACTIVE_CLIPS:
+            covers = active.remaining >= (total - pre) // 2 and active.deadline - now >= post_s / 2
+            if covers or len(self._active) >= MAX_ACTIVE_CLIPS:
                 return active.clip_id
         journal = {"storage": self.storage.identity, "fps": round(fps, 3), "created": time.time()}
         try:
@@ -319,7 +331,7 @@ class ClipRecorder:
             _mark_lost(self.storage, self.camera, clip_id, dict.fromkeys(CLIP_FILES, LOST_NOT_STARTED))
             return clip_id
         frames = list(self._ring)[-pre:] if pre else []
-        clip = _Clip(clip_id, total - len(frames), fps, spool)
+        clip = _Clip(clip_id, total - len(frames), fps, spool, deadline=now + post_s + MAX_LATE_S)
         clip.thread = threading.Thread(target=self._encode, args=(clip,), name=f"clip-{clip_id}", daemon=True)
         clip.thread.start()
         self._encoders = [t for t in self._encoders if t.is_alive()] + [clip.thread]
