@@ -5,9 +5,9 @@ The real ``facetrack serve`` on the demo clip (720p, 25 fps, real-time pacing; `
 them, to load the machine with the engine's own work), every face alerting (ON_ALL, cooldown 0:
 each replay alerts again), a real Mosquitto on loopback. For every alert: the time from the alert
 to the ``clip`` message of the clip that holds it (its own, or the one it joined: the clip id in
-its ``clip_url``), and how long after the clip's end that was (the delay minus the clip's time
-still to record after the alert: ``duration_s - clip_offset_seconds``), i.e. the encoding and
-storing. ``--stress N`` runs ``stress-ng --cpu N`` beside it (if installed).
+its ``clip_url``), and for the alerts that started their clip, how long after their post-roll
+(8 s with the defaults) that was: the clip's last frames, encoding and storing. ``--stress N``
+runs ``stress-ng --cpu N`` beside it (if installed).
 
 Usage: .venv/bin/python benchmarks/bench_clip_delay.py [--seconds 90] [--cameras 1] [--stress 0]
        [--json OUT]
@@ -30,6 +30,8 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The default clip (10 s) minus its default pre-roll (2 s).
+POST_ROLL_S = 8.0
 sys.path.insert(0, str(ROOT / "demo"))
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -126,14 +128,15 @@ def main() -> int:
             continue
         delay = stored.at - m.at
         delays.append(delay)
-        after_end.append(delay - (stored.payload["duration_s"] - (a["clip_offset_seconds"] or 0.0)))
+        if stored.payload["alert_id"] == a["alert_id"]:
+            after_end.append(delay - POST_ROLL_S)
     fps = [m.payload["fps"] for m in sub.find("", lambda m: m.topic.endswith("/state")) if m.payload["fps"]]
     results.update(
         alerts=len(delays) + missing,
         alerts_without_stored_clip=missing,
         clips=len(clips),
         alert_to_clip_stored_s=_summary(delays),
-        stored_after_clip_end_s=_summary(after_end),
+        stored_after_post_roll_s=_summary(after_end),
         clip_duration_s=_summary([m.payload["duration_s"] for m in clips.values()]),
         clip_frames=_summary([float(m.payload["frames"]) for m in clips.values()]),
         processing_fps=_summary(fps),

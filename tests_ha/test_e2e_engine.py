@@ -368,22 +368,25 @@ async def test_real_engine_turns_presence_on(
         await _wait_for(
             hass, "the first alert's clip", lambda: any(c["alert_id"] == first["alert_id"] for c in clips), engine_log
         )
-        joined = alerts[:3]
-        assert sorted(a["person"] or "" for a in joined) == ["", "John_Salley", "John_Savage"], alerts
+        first_pass = alerts[:3]
+        assert sorted(a["person"] or "" for a in first_pass) == ["", "John_Salley", "John_Savage"], alerts
         clip_path = first["clip_url"].split("?")[0]
-        assert all(a["clip_url"].split("?")[0] == clip_path for a in joined), [a["clip_url"] for a in joined]
+        # All three on a machine that keeps up; at least two however slow it is (a clip ends on
+        # the clock, and an alert joins it only while half of its post-roll is ahead).
+        joined = [a for a in first_pass if a["clip_url"].split("?")[0] == clip_path]
+        assert len(joined) >= 2, [a["clip_url"] for a in first_pass]
         offsets = [a["clip_offset_seconds"] for a in joined]
         assert offsets == sorted(offsets) and offsets[0] < offsets[-1]
-        assert all(a["clip_url"].endswith(f"#t={a['clip_offset_seconds']:g}") for a in joined)
-        assert len({a["snapshot_url"] for a in joined}) == len(joined)
+        assert all(a["clip_url"].endswith(f"#t={a['clip_offset_seconds']:g}") for a in first_pass)
+        assert len({a["snapshot_url"] for a in first_pass}) == len(first_pass)
         paths = []
-        for n, alert in enumerate(joined):
+        for n, alert in enumerate(first_pass):
             status, jpeg = await download(alert["snapshot_url"])
             assert status == 200 and jpeg[:2] == b"\xff\xd8"
             paths.append(tmp_path / f"alert-{n}.jpg")
             paths[-1].write_bytes(jpeg)
         similarities = await hass.async_add_executor_job(_similarities, paths)
-        for alert, sims in zip(joined, similarities, strict=True):
+        for alert, sims in zip(first_pass, similarities, strict=True):
             expected = alert["person"] or UNENROLLED
             assert sims is not None, f"no face in the snapshot of {expected}'s alert"
             best = max(sims, key=lambda name: sims[name])
