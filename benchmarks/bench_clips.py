@@ -53,7 +53,8 @@ def run_once(frames: int, clip_frames: int, write_ms: float, size: tuple[int, in
                 kept.update(frames=c.frames, dropped=c.dropped_frames)
                 done.set()
 
-            rec = ClipRecorder("door", storage, clip_frames, 5, on_stored=stored, spool_dir=f"{tmp}/spool")
+            # Frames handed over at 25 frames/s: seconds = frames / 25.
+            rec = ClipRecorder("door", storage, clip_frames / 25, 5 / 25, on_stored=stored, spool_dir=f"{tmp}/spool")
             w, h = size
             pictures = [np.full((h, w, 3), i % 255, np.uint8) for i in range(8)]
             rec.add_frame(0, 0.0, pictures[0], [], 25.0)

@@ -52,7 +52,7 @@ from facetrack.record.storage import StorageConfig, create_storage
 root, pre_roll, frames, clip_id = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 storage = create_storage(StorageConfig(**json.loads(sys.argv[5])))
 alert_id, snapshot = sys.argv[6], bytes.fromhex(sys.argv[7])
-rec = ClipRecorder("door", storage, clip_duration=10_000, pre_roll=pre_roll, spool_dir=root / "spool")
+rec = ClipRecorder("door", storage, duration_seconds=400, pre_roll_seconds=pre_roll / 25, spool_dir=root / "spool")
 
 def frame(i):
     f = np.zeros((240, 320, 3), np.uint8)
@@ -166,7 +166,7 @@ def test_clip_killed_before_any_frame_answers_410_over_http(tmp_path: Path) -> N
 def test_clip_that_cannot_start_is_marked_lost(tmp_path: Path) -> None:
     storage = create_storage(StorageConfig(path=str(tmp_path / "clips")))
     (tmp_path / "spool").write_text("not a folder")  # the state folder is unusable
-    rec = ClipRecorder("door", storage, clip_duration=20, pre_roll=2, spool_dir=tmp_path / "spool")
+    rec = ClipRecorder("door", storage, duration_seconds=0.8, pre_roll_seconds=0.08, spool_dir=tmp_path / "spool")
     for i in range(5):
         rec.add_frame(i, i / 25, frame(i), [], 25.0)
     assert rec.start_clip(CLIP_ID) == CLIP_ID  # the camera loop goes on
@@ -183,7 +183,7 @@ def test_clip_that_cannot_start_is_marked_lost(tmp_path: Path) -> None:
 def test_live_and_foreign_spool_folders_are_left_alone(tmp_path: Path) -> None:
     storage = create_storage(StorageConfig(path=str(tmp_path / "clips")))
     other = create_storage(StorageConfig(path=str(tmp_path / "other")))
-    rec = ClipRecorder("door", storage, clip_duration=100, pre_roll=2, spool_dir=tmp_path / "spool")
+    rec = ClipRecorder("door", storage, duration_seconds=4.0, pre_roll_seconds=0.08, spool_dir=tmp_path / "spool")
     for i in range(3):
         rec.add_frame(i, i / 25, frame(i), [], 25.0)
     rec.start_clip(CLIP_ID)
@@ -207,7 +207,7 @@ def test_s3_upload_is_journalled_and_retried(tmp_path: Path) -> None:
     storage = create_storage(cfg)
     assert isinstance(storage, S3ClipStorage)
     stored: list[StoredClip] = []
-    rec = ClipRecorder("door", storage, clip_duration=12, pre_roll=2, on_stored=stored.append,
+    rec = ClipRecorder("door", storage, duration_seconds=0.48, pre_roll_seconds=0.08, on_stored=stored.append,
                        spool_dir=tmp_path / "spool")  # fmt: skip
     for i in range(20):
         rec.add_frame(i, i / 25, frame(i), [], 25.0)

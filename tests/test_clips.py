@@ -42,7 +42,8 @@ def recorder(tmp_path: Path):
         done.append(c)
         event.set()
 
-    rec = ClipRecorder("door", storage, clip_duration=20, pre_roll=5, on_stored=stored, spool_dir=tmp_path / "spool")
+    # 0.8 s and 0.2 s at 25 frames/s: 20 frames, 5 of them before the alert.
+    rec = ClipRecorder("door", storage, 0.8, 0.2, on_stored=stored, spool_dir=tmp_path / "spool")
     yield rec, storage, done, event
     rec.close()
 
@@ -75,9 +76,7 @@ def test_slow_encoder_never_blocks_the_camera_loop(tmp_path: Path, monkeypatch: 
     (How long the hand-over takes is a figure: benchmarks/bench_clips.py.)"""
     storage = create_storage(StorageConfig(path=str(tmp_path / "clips")))
     done = threading.Event()
-    rec = ClipRecorder(
-        "door", storage, clip_duration=150, pre_roll=5, on_stored=lambda c: done.set(), spool_dir=tmp_path / "spool"
-    )
+    rec = ClipRecorder("door", storage, 6.0, 0.2, on_stored=lambda c: done.set(), spool_dir=tmp_path / "spool")
     original = clips_mod.VideoWriter.write
     blocked, release = threading.Event(), threading.Event()
 
@@ -117,7 +116,7 @@ def test_slow_encoder_never_blocks_the_camera_loop(tmp_path: Path, monkeypatch: 
 
 def test_close_finishes_the_clip_in_progress(tmp_path: Path) -> None:
     storage = create_storage(StorageConfig(path=str(tmp_path / "clips")))
-    rec = ClipRecorder("door", storage, clip_duration=500, pre_roll=5, spool_dir=tmp_path / "spool")
+    rec = ClipRecorder("door", storage, duration_seconds=20.0, pre_roll_seconds=0.2, spool_dir=tmp_path / "spool")
     for i in range(30):
         rec.add_frame(i, i / 25, frame(i), [], 25.0)
         if i == 10:

@@ -72,7 +72,7 @@ class Engine:
             "alerts": {"alert_mode": "ON_ALL", "alert_once": True, "cooldown_seconds": 60},
             "cameras": [{"name": "door", "source": str(source)}],
             "http": {"host": "127.0.0.1", "port": free_port()},
-            "clips": {"clip_duration": 50, "pre_roll": 10, "storage": {"path": str(tmp / "clips")}},
+            "clips": {"duration_seconds": 2, "pre_roll_seconds": 0.4, "storage": {"path": str(tmp / "clips")}},
         }
         cfg.update(extra)
         self.config = tmp / "facetrack.yaml"
@@ -437,7 +437,10 @@ def test_alert_clip_snapshot_and_live_stream_over_http(
         alert = sub.wait_for("door/alert", timeout=60)[0].payload
         assert alert["clip_url"] and alert["snapshot_url"]
         clip = sub.wait_for("door/clip", lambda m: m.payload["alert_id"] == alert["alert_id"], timeout=60)[0].payload
-        assert clip["frames"] == 50 and abs(clip["duration_s"] - 2.0) < 0.01
+        # 2 s at the file's 25 frames/s; shorter if the machine cannot keep up with the file: the
+        # clip then ends 1.6 s (+ 1 s) after its alert on the clock.
+        assert 0.4 <= clip["duration_s"] <= 2.01
+        frames = clip["frames"]
         code, original, _ = _get(alert["clip_url"])
         assert code == 200
         (tmp_path / "original.mp4").write_bytes(original)
@@ -446,11 +449,11 @@ def test_alert_clip_snapshot_and_live_stream_over_http(
         (tmp_path / "annotated.mp4").write_bytes(annotated)
         for name in ("original.mp4", "annotated.mp4"):
             probe = _ffprobe(tmp_path / name)
-            assert probe["codec"] == "h264" and probe["frames"] == 50 and probe["width"] == 1280, probe
-            assert abs(float(probe["duration"]) - 2.0) < 0.1, probe  # type: ignore[arg-type]
+            assert probe["codec"] == "h264" and probe["frames"] == frames and probe["width"] == 1280, probe
+            assert abs(float(probe["duration"]) - clip["duration_s"]) < 0.1, probe  # type: ignore[arg-type]
         code, ann, _ = _get(clip["urls"]["annotations"])
         meta = json.loads(ann)
-        assert code == 200 and len(meta["frames"]) == 50 and meta["alerts"][0]["alert_id"] == alert["alert_id"]
+        assert code == 200 and len(meta["frames"]) == frames and meta["alerts"][0]["alert_id"] == alert["alert_id"]
         # The alert's own frame is the last pre-roll frame, and its face is annotated there.
         assert any(f["faces"] and f["faces"][0]["track_id"] == alert["track_id"] for f in meta["frames"][:10])
         code, snap, _ = _get(alert["snapshot_url"])

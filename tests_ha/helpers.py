@@ -119,8 +119,9 @@ def alert(camera: str, kind: str, name: str | None = None, person_id: str | None
         "person_id": person_id,
         "similarity": 0.71 if name else 0.2,
         "bbox": [412.0, 180.5, 530.2, 322.9],
-        "snapshot_url": f"http://engine.local:8099/clips/{camera}/c1/snapshot.jpg?exp=1&sig=x",
-        "clip_url": f"http://engine.local:8099/clips/{camera}/c1/original.mp4?exp=1&sig=x",
+        "snapshot_url": f"http://engine.local:8099/alerts/{ALERT_ID}/snapshot.jpg?exp=1&sig=x",
+        "clip_url": f"http://engine.local:8099/clips/{camera}/c1/original.mp4?exp=1&sig=x#t=1.96",
+        "clip_offset_seconds": 1.96,
         "time": TIME,
         "ts": TS,
     }

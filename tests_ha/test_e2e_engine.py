@@ -1,11 +1,14 @@
 """End to end: the real engine, a real Mosquitto and Home Assistant's real MQTT client.
 
-The engine (`facetrack serve`, its own venv /work/main/.venv) plays the composed demo clip with
-John_Salley and John_Savage enrolled, and publishes through a Mosquitto on a free loopback port.
-Home Assistant's MQTT integration connects to that broker (no `mqtt_mock`), the FaceTrack
-integration follows the engine: John_Salley's presence turns on; the clip's stranger lands in the
-unknown-face inbox and the `inbox_name` action enrols them; after SIGTERM the engine's `offline`
-status makes the entities unavailable.
+The engine (`facetrack serve` from this checkout's `addon/`, in the engine venv `.venv`) plays the
+composed demo clip with John_Salley and John_Savage enrolled, alerting on every face, and
+publishes through a Mosquitto on a free loopback port. Home Assistant's MQTT integration connects
+to that broker (no `mqtt_mock`), the FaceTrack integration follows the engine: the three alerts of
+the clip (John_Salley, John_Savage, the stranger John_Simm) join one clip, each with its own face
+as snapshot (its face embedding is compared with the three people's photos'), and the last-alert
+image shows the first alert's snapshot before the clip is stored; John_Salley's presence turns on;
+the stranger lands in the unknown-face inbox and the `inbox_name` action enrols them; after SIGTERM
+the engine's `offline` status makes the entities unavailable.
 
 pytest-socket: the harness allows connections to 127.0.0.1 only (socket_allow_hosts) but blocks
 creating sockets at all; the `socket_enabled` fixture lifts the latter and keeps the former.
@@ -14,13 +17,14 @@ creating sockets at all; the `socket_enabled` fixture lifts the latter and keeps
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import pytest
@@ -29,15 +33,20 @@ from custom_components.facetrack.const import CONF_TOPIC_PREFIX, DOMAIN
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_PORT, STATE_ON, STATE_UNAVAILABLE
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_PYTHON = ROOT / ".venv" / "bin" / "python"
+#: The engine runs this checkout's code (the venv may point at another one).
+ENGINE_ENV = {**os.environ, "PYTHONPATH": str(ROOT / "addon"), "PYTHONUNBUFFERED": "1"}
 PERSON = "John_Salley"
 ENROLLED = ("John_Salley", "John_Savage")
+UNENROLLED = "John_Simm"  # the clip's stranger
 STRANGER = "Visitor"
 PREFIX = "facetrack"
 DEADLINE = 300.0  # per wait: generous for a loaded CI box (the engine starts and plays a clip)
@@ -75,14 +84,14 @@ def engine_assets(tmp_path: Path) -> tuple[Path, Path]:
     db = tmp_path / "faces.lance"
     subprocess.run(
         [str(ENGINE_PYTHON), str(ROOT / "demo" / "compose.py"), str(clip)],
-        cwd=ROOT, check=True, capture_output=True, timeout=120,
+        cwd=ROOT, check=True, capture_output=True, timeout=120, env=ENGINE_ENV,
     )  # fmt: skip
     for person in ENROLLED:
         photos = sorted((ROOT / "demo" / "faces" / person).glob("*.jpg"))[:3]
         subprocess.run(
             [str(ENGINE_PYTHON), "-m", "facetrack", "enroll", "--db", str(db), "--name", person,
              *map(str, photos)],
-            cwd=ROOT, check=True, capture_output=True, timeout=120,
+            cwd=ROOT, check=True, capture_output=True, timeout=120, env=ENGINE_ENV,
         )  # fmt: skip
     return clip, db
 
@@ -127,7 +136,11 @@ def _engine_config(tmp_path: Path, port: int, clip: Path, db: Path) -> Path:
         # `attic` is disabled: never opened, its device and entities stay, unavailable.
         "cameras": [{"name": "door", "source": str(clip)}, {"name": "attic", "source": str(clip), "enabled": False}],
         "http": {"host": "127.0.0.1", "port": _free_port()},
-        "clips": {"storage": {"path": str(tmp_path / "clips")}},
+        "alerts": {"alert_mode": "ON_ALL", "alert_once": True, "cooldown_seconds": 60},
+        # Long enough for the clip's three alerts (0.2 s to about 4.5 s into it) to join one clip
+        # however slowly the machine processes it (an alert joins a clip that still has half of
+        # its 38 s post-roll ahead); stored about 40 s after its first alert.
+        "clips": {"duration_seconds": 40, "pre_roll_seconds": 2, "storage": {"path": str(tmp_path / "clips")}},
     }
     path = tmp_path / "facetrack.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -146,12 +159,60 @@ async def _wait_for(hass: HomeAssistant, what: str, check, log: Path) -> None:
         await asyncio.sleep(0.2)
 
 
+# Run in the engine venv: the face nearest the centre of each snapshot (where the engine drew the
+# alert's box) against the mean face of each demo person's photos (cosine similarity, OpenCV SFace).
+_EMBED = """
+import json, sys
+from pathlib import Path
+import cv2, numpy as np
+from facetrack.inference.factory import create_backend
+
+faces, snapshots = Path(sys.argv[1]), sys.argv[2:]
+backend = create_backend("opencv")
+
+def central_face(img):
+    dets = backend.detect(img)
+    if not dets:
+        return None
+    h, w = img.shape[:2]
+    det = min(dets, key=lambda d: ((d.box[0] + d.box[2]) / 2 - w / 2) ** 2 + ((d.box[1] + d.box[3]) / 2 - h / 2) ** 2)
+    return backend.embed(img, [det])[0]
+
+people = {}
+for folder in sorted(p for p in faces.iterdir() if p.is_dir()):
+    vecs = []
+    for photo in sorted(folder.glob("*.jpg")):
+        canvas = np.full((480, 480, 3), 128, np.uint8)  # a chip fills its photo: give it a frame
+        canvas[145:335, 145:335] = cv2.resize(cv2.imread(str(photo)), (190, 190))
+        if (v := central_face(canvas)) is not None:
+            vecs.append(v)
+    mean = np.mean(vecs, axis=0)
+    people[folder.name] = mean / np.linalg.norm(mean)
+out = []
+for path in snapshots:
+    v = central_face(cv2.imread(path))
+    out.append(None if v is None else {name: float(v @ m) for name, m in people.items()})
+print(json.dumps(out))
+"""
+
+
+def _similarities(snapshots: list[Path]) -> list[dict[str, float] | None]:
+    """Per snapshot, its face's cosine similarity to each demo person (engine venv, OpenCV SFace)."""
+    done = subprocess.run(
+        [str(ENGINE_PYTHON), "-c", _EMBED, str(ROOT / "demo" / "faces"), *map(str, snapshots)],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=120, env=ENGINE_ENV,
+    )  # fmt: skip
+    result: list[dict[str, float] | None] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 async def test_real_engine_turns_presence_on(
     hass: HomeAssistant,
     mock_hass_config: None,
     broker: int,
     engine_assets: tuple[Path, Path],
     tmp_path: Path,
+    hass_client: ClientSessionGenerator,
 ) -> None:
     """Engine -> Mosquitto -> HA's MQTT client -> FaceTrack entities, and back to unavailable."""
     clip, db = engine_assets
@@ -179,14 +240,54 @@ async def test_real_engine_turns_presence_on(
         await hass.async_block_till_done()
         assert entry.state is ConfigEntryState.LOADED
 
+        # What the engine publishes, as it arrives: alerts and stored clips.
+        alerts: list[dict] = []
+        clips: list[dict] = []
+
+        def _recorder(into: list[dict]) -> Callable[[mqtt.ReceiveMessage], None]:
+            @callback
+            def record(msg: mqtt.ReceiveMessage) -> None:
+                into.append(json.loads(msg.payload))
+
+            return record
+
+        for topic, into in ((f"{PREFIX}/door/alert", alerts), (f"{PREFIX}/door/clip", clips)):
+            entry.async_on_unload(await mqtt.async_subscribe(hass, topic, _recorder(into), qos=1))
+
         with engine_log.open("ab") as out:
             proc = subprocess.Popen(
                 [str(ENGINE_PYTHON), "-m", "facetrack", "-v", "serve", "--config", str(config)],
-                cwd=ROOT, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                cwd=ROOT, stdout=out, stderr=out, env=ENGINE_ENV,
             )  # fmt: skip
 
         dev_reg = dr.async_get(hass)
         ent_reg = er.async_get(hass)
+        session = async_get_clientsession(hass)
+
+        async def download(url: str) -> tuple[int, bytes]:
+            async with session.get(url) as response:
+                return response.status, await response.read()
+
+        # The first alert's own snapshot shows on the last-alert image at once: long before its
+        # clip is stored (about 40 s after the alert).
+        await _wait_for(hass, "the first alert", lambda: bool(alerts), engine_log)
+        first = alerts[0]
+        image_id = ent_reg.async_get_entity_id("image", DOMAIN, f"{PREFIX}_door_last_alert")
+        assert image_id is not None
+
+        def image_shows(alert_ids: set[str]) -> bool:
+            state = hass.states.get(image_id)
+            return state is not None and state.attributes.get("alert_id") in alert_ids
+
+        await _wait_for(hass, "the last-alert image", lambda: image_shows({a["alert_id"] for a in alerts}), engine_log)
+        client = await hass_client()
+        response = await client.get(f"/api/image_proxy/{image_id}")
+        shown = await response.read()
+        assert response.status == 200 and response.content_type == "image/jpeg"
+        shown_id = hass.states.get(image_id).attributes["alert_id"]
+        shown_alert = next(a for a in alerts if a["alert_id"] == shown_id)
+        assert (200, shown) == await download(shown_alert["snapshot_url"])
+        assert not any(c["alert_id"] == first["alert_id"] for c in clips), "the clip was stored already"
 
         def person_entity(domain: str) -> str | None:
             device = next(
@@ -281,6 +382,36 @@ async def test_real_engine_turns_presence_on(
 
         await _wait_for(hass, f"{STRANGER}'s device and the group's image gone", stranger_enrolled, engine_log)
         assert ent_reg.async_get(image_id) is None
+
+        # The three alerts of the clip's first pass joined the first one's clip; each has its own
+        # snapshot, the face of its own track: the face in it is nearest to that person's photos.
+        await _wait_for(
+            hass, "the first alert's clip", lambda: any(c["alert_id"] == first["alert_id"] for c in clips), engine_log
+        )
+        first_pass = alerts[:3]
+        assert sorted(a["person"] or "" for a in first_pass) == ["", "John_Salley", "John_Savage"], alerts
+        clip_path = first["clip_url"].split("?")[0]
+        # All three on a machine that keeps up; at least two however slow it is (a clip ends on
+        # the clock, and an alert joins it only while half of its post-roll is ahead).
+        joined = [a for a in first_pass if a["clip_url"].split("?")[0] == clip_path]
+        assert len(joined) >= 2, [a["clip_url"] for a in first_pass]
+        offsets = [a["clip_offset_seconds"] for a in joined]
+        assert offsets == sorted(offsets) and offsets[0] < offsets[-1]
+        assert all(a["clip_url"].endswith(f"#t={a['clip_offset_seconds']:g}") for a in first_pass)
+        assert len({a["snapshot_url"] for a in first_pass}) == len(first_pass)
+        paths = []
+        for n, alert in enumerate(first_pass):
+            status, jpeg = await download(alert["snapshot_url"])
+            assert status == 200 and jpeg[:2] == b"\xff\xd8"
+            paths.append(tmp_path / f"alert-{n}.jpg")
+            paths[-1].write_bytes(jpeg)
+        similarities = await hass.async_add_executor_job(_similarities, paths)
+        for alert, sims in zip(first_pass, similarities, strict=True):
+            expected = alert["person"] or UNENROLLED
+            assert sims is not None, f"no face in the snapshot of {expected}'s alert"
+            best = max(sims, key=lambda name: sims[name])
+            others = max(v for name, v in sims.items() if name != expected)
+            assert best == expected and sims[expected] > others + 0.1, (expected, sims)
 
         # Clean shutdown: the engine publishes `offline` (retained) before it disconnects.
         proc.send_signal(signal.SIGTERM)

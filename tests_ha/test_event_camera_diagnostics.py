@@ -32,8 +32,9 @@ async def test_alerts_fire_events(hass: HomeAssistant, init_integration: MockCon
     assert event.attributes["event_type"] == "known_face"
     assert event.attributes["person"] == "Anna"
     assert event.attributes["similarity"] == 0.71
-    assert event.attributes["snapshot_url"].startswith("http://engine.local:8099/clips/front_door/")
-    assert event.attributes["clip_url"].endswith("original.mp4?exp=1&sig=x")
+    assert event.attributes["snapshot_url"].startswith("http://engine.local:8099/alerts/")
+    assert event.attributes["clip_url"].endswith("original.mp4?exp=1&sig=x#t=1.96")
+    assert event.attributes["clip_offset_seconds"] == 1.96
     assert hass.states.get("event.facetrack_garden_face").state == STATE_UNKNOWN
 
     fire(hass, f"{PREFIX}/garden/alert", alert("garden", "unknown_face"), "alert", qos=1)

@@ -184,8 +184,9 @@ def test_alert() -> None:
         person="Anna",
         person_id=ANNA_ID,
         similarity=0.71,
-        snapshot_url="http://engine.local:8099/clips/front_door/c1/snapshot.jpg?exp=1&sig=x",
-        clip_url="http://engine.local:8099/clips/front_door/c1/original.mp4?exp=1&sig=x",
+        snapshot_url=f"http://engine.local:8099/alerts/{ALERT_ID}/snapshot.jpg?exp=1&sig=x",
+        clip_url="http://engine.local:8099/clips/front_door/c1/original.mp4?exp=1&sig=x#t=1.96",
+        clip_offset_seconds=1.96,
         time=TIME,
     )
     unknown = Alert.from_json(validate("alert", alert("garden", "unknown_face")))

@@ -2,10 +2,12 @@
 :class:`~facetrack.camera.runner.CameraRunner`.
 
 :class:`~facetrack.alerts.AlertPolicy` decides (mode, alert once, cooldown); this sink skips the
-unknown faces the user chose to ignore (an ignored inbox group: the postman), cuts the face
-snapshot, asks the clip recorder for the clip that will hold the alert (its URLs are known before
-the clip is stored), publishes ``<prefix>/<camera>/alert`` and hands the alert on (the web page's
-history, notifications).
+unknown faces the user chose to ignore (an ignored inbox group: the postman), cuts the alert's own
+face snapshot (its track's box on the alert's frame, drawn, with context) and keeps it
+(:class:`~facetrack.record.snapshots.AlertSnapshots`) before anything names it, asks the clip
+recorder for the clip that will hold the alert (a new one, or one recording that it joins) and
+the alert's time in it, publishes ``<prefix>/<camera>/alert`` and hands the alert on (the web
+page's history, notifications).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import cv2
+
 from facetrack.alerts import Alert, AlertPolicy
 from facetrack.camera.runner import FrameSink, ProcessedFrame
 from facetrack.comms.payloads import AlertPayload, alert_payload
@@ -23,11 +27,16 @@ from facetrack.events import TrackEvent
 from facetrack.images import encode_jpeg
 from facetrack.inference.base import FloatArray, Frame
 from facetrack.record.clips import ClipRecorder
+from facetrack.record.snapshots import AlertSnapshots
 from facetrack.record.storage import clip_key, new_clip_id
 
 _LOG = logging.getLogger(__name__)
 #: Context around the face in an alert's snapshot, as a fraction of the face box on each side.
 SNAPSHOT_MARGIN = 0.6
+#: Colour (BGR) of the face box drawn on a snapshot: known faces green, unknown red (as the
+#: annotated video).
+BOX_KNOWN = (60, 200, 60)
+BOX_UNKNOWN = (50, 50, 230)
 
 
 class AlertTopic(Protocol):
@@ -48,6 +57,10 @@ class AlertSink(FrameSink):
         clip_url: storage key -> URL of a stored clip file (``None``: clips are off).
         ignored: a track's mean embedding ``(D,) float32`` -> the ignored inbox group it matches,
             or ``None`` (``None``: no inbox).
+        snapshots: where each alert's snapshot is kept (``None``: not kept).
+        snapshot_url: alert id -> the signed URL of its kept snapshot, or ``None`` when not served
+            (``None``: the HTTP server is off; an alert that starts a clip then names the clip's
+            snapshot, its own face, and one that joins a clip names none).
     """
 
     def __init__(
@@ -59,6 +72,9 @@ class AlertSink(FrameSink):
         recorder: ClipRecorder | None = None,
         clip_url: Callable[[str], str | None] | None = None,
         ignored: Callable[[FloatArray], str | None] | None = None,
+        *,
+        snapshots: AlertSnapshots | None = None,
+        snapshot_url: Callable[[str], str | None] | None = None,
     ) -> None:
         self.camera = camera
         self.policy = AlertPolicy(camera, config)
@@ -67,6 +83,8 @@ class AlertSink(FrameSink):
         self.recorder = recorder
         self.clip_url = clip_url
         self.ignored = ignored
+        self.snapshots = snapshots
+        self.snapshot_url = snapshot_url
 
     def event(self, event: TrackEvent, f: ProcessedFrame | None) -> None:
         if f is not None and self._ignored(event, f):
@@ -75,17 +93,27 @@ class AlertSink(FrameSink):
         if alert is None:
             return
         captured = f.captured if f is not None else time.time()
-        snapshot = snapshot_jpeg(f.frame, event.bbox) if f is not None else None
-        urls: dict[str, str | None] = {"snapshot_url": None, "clip_url": None}
+        snapshot = None
+        if f is not None:
+            snapshot = snapshot_jpeg(f.frame, event.bbox, box=BOX_KNOWN if event.person_id else BOX_UNKNOWN)
+        snapshot_url = None
+        kept, url_of = self.snapshots, self.snapshot_url
+        # Kept before the alert goes out: its URL answers as soon as anyone reads it.
+        if snapshot is not None and kept is not None and url_of is not None and kept.put(alert.alert_id, snapshot):
+            snapshot_url = url_of(alert.alert_id)
+        clip_url = offset = None
         clip_id = None
         if self.recorder is not None and f is not None and self.clip_url is not None:
             # The clip is complete a few seconds from now; its URLs are known already.
-            clip_id = self.recorder.start_clip(new_clip_id(captured, alert.alert_id))
-            urls = {
-                "snapshot_url": self.clip_url(clip_key(self.camera, clip_id, "snapshot")),
-                "clip_url": self.clip_url(clip_key(self.camera, clip_id, "original")),
-            }
-        payload = alert_payload(alert, captured, **urls)
+            new_id = new_clip_id(captured, alert.alert_id)
+            clip_id = self.recorder.start_clip(new_id)
+            offset = self.recorder.offset_seconds(clip_id)
+            clip_url = with_offset(self.clip_url(clip_key(self.camera, clip_id, "original")), offset)
+            if snapshot_url is None and clip_id == new_id and snapshot is not None:
+                # Not served by the engine (no HTTP server: S3 clips): the clip's snapshot is this
+                # alert's own face only in the clip it starts.
+                snapshot_url = self.clip_url(clip_key(self.camera, clip_id, "snapshot"))
+        payload = alert_payload(alert, captured, snapshot_url, clip_url, offset)
         self.topics.alert(self.camera, payload)
         if clip_id is not None and self.recorder is not None:
             self.recorder.note_alert(clip_id, payload, snapshot)
@@ -103,17 +131,38 @@ class AlertSink(FrameSink):
         return group is not None
 
 
-def snapshot_jpeg(frame: Frame, bbox: list[float], margin: float = SNAPSHOT_MARGIN) -> bytes | None:
+def snapshot_jpeg(
+    frame: Frame,
+    bbox: list[float],
+    margin: float = SNAPSHOT_MARGIN,
+    box: tuple[int, int, int] | None = None,
+) -> bytes | None:
     """JPEG of the face in ``bbox`` (``[x1, y1, x2, y2]`` pixels) with ``margin`` x its size of
-    context on each side, cut from ``frame`` (``(H, W, 3) uint8`` BGR); ``None`` if the box lies
-    outside the frame or encoding fails."""
+    context on each side, cut from ``frame`` (``(H, W, 3) uint8`` BGR, left as it is), with the
+    face's box drawn in colour ``box`` (BGR; ``None``: no box); ``None`` if the box lies outside
+    the frame or encoding fails."""
     h, w = frame.shape[:2]
     x1, y1, x2, y2 = bbox
     mx, my = (x2 - x1) * margin, (y2 - y1) * margin
-    crop = frame[max(0, int(y1 - my)) : min(h, int(y2 + my)), max(0, int(x1 - mx)) : min(w, int(x2 + mx))]
+    left, top = max(0, int(x1 - mx)), max(0, int(y1 - my))
+    crop = frame[top : min(h, int(y2 + my)), left : min(w, int(x2 + mx))]
     if crop.size == 0:
         return None
+    if box is not None:
+        crop = crop.copy()
+        thick = max(1, round(max(crop.shape[:2]) / 160))
+        corner1 = (round(x1) - left, round(y1) - top)
+        corner2 = (round(x2) - left, round(y2) - top)
+        cv2.rectangle(crop, corner1, corner2, box, thick)
     try:
         return encode_jpeg(crop)
     except ValueError:
         return None
+
+
+def with_offset(url: str | None, offset: float | None) -> str | None:
+    """``url`` with the Media Fragments time ``#t=<offset>`` (seconds) appended (players start
+    there); ``url`` as it is without an offset."""
+    if url is None or offset is None:
+        return url
+    return f"{url}#t={offset:g}"

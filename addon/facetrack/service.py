@@ -51,6 +51,7 @@ from facetrack.library import FaceLibrary
 from facetrack.library.sync import LibraryWatcher
 from facetrack.recognizer import FaceRecognizer
 from facetrack.record.clips import ClipRecorder, RecorderSink, StoredClip, cleanup_legacy_temp, recover_clips
+from facetrack.record.snapshots import AlertSnapshots
 from facetrack.record.storage import ClipStorage, create_storage
 from facetrack.track.face_tracker import BestCrop
 from facetrack.web.api import AlertHistory, ClipLinks, WebUi
@@ -148,7 +149,11 @@ class FaceTrackService:
         self.sightings: dict[str, PersonSighting] = {}
         self._persons_dirty = threading.Event()
         local_clips = config.clips.enabled and config.clips.storage.kind == "local"
-        self.alert_history = AlertHistory(local_clips)  # recent alerts for the web page
+        #: Each alert's own face snapshot, served at a signed URL as long as that URL is valid.
+        self.alert_snapshots = AlertSnapshots(
+            inbox_path(config).parent / "alert-snapshots", config.clips.storage.url_expiry_seconds
+        )
+        self.alert_history = AlertHistory(local_clips, snapshots=self.alert_snapshots)  # recent alerts
         if config.inbox.enabled:
             self.inbox = UnknownInbox(config.inbox, self.library, inbox_path(config))
             self.inbox_feature = InboxFeature(
@@ -212,6 +217,7 @@ class FaceTrackService:
         return WebServer(
             h.host, h.port, self.hub, signer, clip_root, h.base_url, stream_token=token,
             ingress_port=h.ingress_port, ingress_host=h.ingress_host, limits=limits, ui=ui, routes=routes,
+            alert_snapshot=self.alert_history.snapshot,
         )  # fmt: skip
 
     def _make_recorder(self, camera: str) -> ClipRecorder | None:
@@ -219,7 +225,12 @@ class FaceTrackService:
             return None
         c = self.config.clips
         return ClipRecorder(
-            camera, self.storage, c.clip_duration, c.pre_roll, on_stored=self._on_clip_stored, spool_dir=self.clip_spool
+            camera,
+            self.storage,
+            c.duration_seconds,
+            c.pre_roll_seconds,
+            on_stored=self._on_clip_stored,
+            spool_dir=self.clip_spool,
         )
 
     def _make_camera(self, cam: CameraConfig) -> Camera:
@@ -239,7 +250,10 @@ class FaceTrackService:
         runner.sinks.append(reporter)
         clip_url = self._clip_url if self.storage is not None else None
         ignored = self.inbox.ignored_group if self.inbox is not None else None
-        alerts = AlertSink(cam.name, cam.alerts, self.publisher, self._on_alert, recorder, clip_url, ignored)
+        alerts = AlertSink(
+            cam.name, cam.alerts, self.publisher, self._on_alert, recorder, clip_url, ignored,
+            snapshots=self.alert_snapshots, snapshot_url=self._alert_snapshot_url if self.web is not None else None,
+        )  # fmt: skip
         runner.sinks.append(alerts)
         if self.inbox_feature is not None:
             runner.sinks.append(InboxSink(self.inbox_feature, cam.name, runner.backend.detect))
@@ -268,6 +282,12 @@ class FaceTrackService:
     def _clip_url(self, key: str) -> str | None:
         assert self.storage is not None
         return self.storage.url(key)
+
+    def _alert_snapshot_url(self, alert_id: str) -> str | None:
+        """The signed URL of an alert's snapshot while the HTTP server runs (as long-lived as clip URLs)."""
+        if self.web is None or not self.web.running:
+            return None
+        return self.web.sign_alert_snapshot_url(alert_id, self.config.clips.storage.url_expiry_seconds)
 
     def camera_urls(self, camera: str) -> dict[str, str | None]:
         """Snapshot, MJPEG and stream (RTSP if configured) URLs of a camera for its state."""

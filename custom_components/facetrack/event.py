@@ -69,6 +69,7 @@ class FaceTrackFaceEvent(FaceTrackCameraEntity, EventEntity):
                 "track_id": alert.track_id,
                 "snapshot_url": alert.snapshot_url,
                 "clip_url": alert.clip_url,
+                "clip_offset_seconds": alert.clip_offset_seconds,
                 "alert_id": alert.alert_id,
             },
         )

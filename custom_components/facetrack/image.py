@@ -1,9 +1,12 @@
 """Images: the face snapshot of each camera's last alert, and the best crop of each unknown person
 waiting in the inbox.
 
-The alert's `snapshot_url` is signed and the file exists only once the alert's clip is stored, a few
-seconds after the alert: until then (HTTP 404, or any other failure) the previous snapshot is kept,
-and the image is fetched again when `<prefix>/<camera>/clip` announces the stored clip.
+An alert's `snapshot_url` (signed) is its own face, which the engine serves from the moment it
+publishes the alert: the image fetches it when the alert arrives and then shows it, with the
+alert's time and attributes. If the fetch fails (the engine unreachable, an error, not an image)
+the previous image stays as it was, never a broken one. Older engines store the snapshot with the
+alert's clip, a few seconds later: the latest alert not shown yet is fetched again when
+`<prefix>/<camera>/clip` announces its clip.
 
 An inbox group's image (`crop_url`, signed, valid 24 h, republished at least every 12 h) lives as
 long as the group is pending: naming, merging away, discarding or ignoring it (or the engine
@@ -74,17 +77,19 @@ async def async_setup_entry(
 
 
 class FaceTrackAlertImage(FaceTrackCameraEntity, ImageEntity):
-    """The face snapshot of the camera's last alert; its time is the alert's."""
+    """The face snapshot of the camera's last alert whose snapshot could be fetched; its time is
+    that alert's."""
 
-    _attr_image_url: str | None = None
     _attr_content_type = "image/jpeg"
 
     def __init__(self, hass: HomeAssistant, hub: FaceTrackHub, camera: str) -> None:
         """Initialise (no alert yet: no image)."""
         FaceTrackCameraEntity.__init__(self, hub, camera, LAST_ALERT)
         ImageEntity.__init__(self, hass)
-        self._alert_id: str | None = None
-        self._previous: Image | None = None
+        self._image: Image | None = None
+        self._pending: Alert | None = None  # the latest alert, until its snapshot shows
+        self._requested = 0  # fetches started, in the order of the alerts
+        self._shown = 0  # the fetch whose image shows
         self._attr_extra_state_attributes = {"alert_id": None, "kind": None, "person": None}
 
     async def async_added_to_hass(self) -> None:
@@ -100,42 +105,51 @@ class FaceTrackAlertImage(FaceTrackCameraEntity, ImageEntity):
 
     @callback
     def _handle_alert(self, alert: Alert) -> None:
-        url = alert.snapshot_url
-        if not url:
-            return  # clips disabled: nothing to show
-        if self._cached_image is not None:
-            self._previous = self._cached_image
-        self._cached_image = None
-        self._alert_id = alert.alert_id
-        self._attr_image_url = url
-        self._attr_image_last_updated = parse_time(alert.time) or dt_util.utcnow()
-        self._attr_extra_state_attributes = {
-            "alert_id": self._alert_id,
-            "kind": alert.kind,
-            "person": alert.person,
-        }
-        self.async_write_ha_state()
+        if not alert.snapshot_url:
+            return  # no snapshot (no HTTP server, no clip): the image stays
+        self._pending = alert
+        self._fetch(alert, alert.snapshot_url)
 
     @callback
     def _handle_clip(self, clip: Clip) -> None:
-        """The last alert's clip is stored: its snapshot can be fetched now."""
-        if clip.alert_id != self._alert_id or self._cached_image is not None:
+        """An older engine stored the latest alert's clip: its snapshot can be fetched now."""
+        alert = self._pending
+        if alert is None or clip.alert_id != alert.alert_id:
             return
-        if clip.snapshot_url:
-            self._attr_image_url = clip.snapshot_url
-        # A new access token changes entity_picture: the frontend fetches the image again.
+        url = clip.snapshot_url or alert.snapshot_url
+        if url:
+            self._fetch(alert, url)
+
+    @callback
+    def _fetch(self, alert: Alert, url: str) -> None:
+        self._requested += 1
+        self.hass.async_create_task(
+            self._async_show(self._requested, alert, url), f"facetrack {self.camera} alert snapshot"
+        )
+
+    async def _async_show(self, request: int, alert: Alert, url: str) -> None:
+        """Fetch an alert's snapshot and show it, unless that failed or a later alert's shows."""
+        try:
+            image = await _async_fetch_image(self.hass, url, f"the snapshot of alert {alert.alert_id}")
+        except Exception as err:  # a task of its own: whatever failed, the previous image stays
+            LOGGER.warning("Cannot fetch the snapshot of alert %s: %s", alert.alert_id, err)
+            return
+        if image is None or request < self._shown:
+            return
+        self._shown = request
+        if self._pending is alert:
+            self._pending = None
+        self._image = image
+        self._attr_content_type = image.content_type
+        self._attr_image_last_updated = parse_time(alert.time) or dt_util.utcnow()
+        self._attr_extra_state_attributes = {"alert_id": alert.alert_id, "kind": alert.kind, "person": alert.person}
+        # A new access token changes entity_picture: every view fetches the new image.
         self.async_update_token()
         self.async_write_ha_state()
 
     async def async_image(self) -> bytes | None:
-        """The last alert's snapshot, else (not stored yet, expired) the previous one."""
-        if self._cached_image is None and self._attr_image_url:
-            image = await _async_fetch_image(self.hass, self._attr_image_url, f"the snapshot of alert {self._alert_id}")
-            if image is not None:
-                self._cached_image = image
-                self._attr_content_type = image.content_type
-        image = self._cached_image or self._previous
-        return image.content if image is not None else None
+        """The snapshot shown (fetched when its alert came)."""
+        return self._image.content if self._image is not None else None
 
 
 class FaceTrackUnknownGroupImage(FaceTrackEngineEntity, ImageEntity):

@@ -312,8 +312,9 @@ class Alert:
     person: str | None = None  # the person's name, None for an unknown face
     person_id: str | None = None
     similarity: float | None = None
-    snapshot_url: str | None = None  # signed; the file exists once the clip is stored
-    clip_url: str | None = None
+    snapshot_url: str | None = None  # signed; the alert's own face (older engines: once the clip is stored)
+    clip_url: str | None = None  # ends in `#t=<clip_offset_seconds>`
+    clip_offset_seconds: float | None = None  # the alert's time in the clip, s (newer engines)
     time: str | None = None  # ISO 8601
 
     @classmethod
@@ -329,6 +330,7 @@ class Alert:
             similarity=_number(alert, "similarity"),
             snapshot_url=_str(alert, "snapshot_url"),
             clip_url=_str(alert, "clip_url"),
+            clip_offset_seconds=_number(alert, "clip_offset_seconds"),
             time=_str(alert, "time"),
         )
 

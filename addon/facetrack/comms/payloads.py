@@ -42,7 +42,9 @@ class TrackPayload(TypedDict):
 
 
 class AlertPayload(TypedDict):
-    """``alert.json``: ``alert_mode`` is the mode that matched (``ON_UNKNOWNS``, ``ON_KNOWNS``, ``ON_ALL``)."""
+    """``alert.json``: ``alert_mode`` is the mode that matched (``ON_UNKNOWNS``, ``ON_KNOWNS``, ``ON_ALL``);
+    ``snapshot_url`` is the alert's own face; ``clip_offset_seconds`` the alert's time in the clip
+    ``clip_url`` names (which ends in ``#t=<it>``)."""
 
     alert_id: str
     camera: str
@@ -55,6 +57,7 @@ class AlertPayload(TypedDict):
     bbox: list[float]
     snapshot_url: str | None
     clip_url: str | None
+    clip_offset_seconds: float | None
     time: str
     ts: float
 
@@ -245,9 +248,14 @@ def track_payload(camera: str, event: "TrackEvent", epoch: float) -> TrackPayloa
 
 
 def alert_payload(
-    alert: "Alert", epoch: float, snapshot_url: str | None = None, clip_url: str | None = None
+    alert: "Alert",
+    epoch: float,
+    snapshot_url: str | None = None,
+    clip_url: str | None = None,
+    clip_offset_seconds: float | None = None,
 ) -> AlertPayload:
-    """``<prefix>/<camera>/alert``: ``epoch`` is the capture time of the deciding frame (s)."""
+    """``<prefix>/<camera>/alert``: ``epoch`` is the capture time of the deciding frame (s);
+    ``clip_offset_seconds``: that frame's time in the clip (s from its start)."""
     e = alert.event
     return {
         "alert_id": alert.alert_id,
@@ -261,6 +269,7 @@ def alert_payload(
         "bbox": [round(float(v), 1) for v in e.bbox],
         "snapshot_url": snapshot_url,
         "clip_url": clip_url,
+        "clip_offset_seconds": None if clip_offset_seconds is None else round(float(clip_offset_seconds), 3),
         "time": iso(epoch),
         "ts": round(epoch, 3),
     }

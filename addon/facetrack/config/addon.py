@@ -68,7 +68,8 @@ APP_OPTIONS: Mapping[str, str | None] = {
     "notification_message": "notifications.message",
     "http_base_url": "http.base_url",
     "rtsp_base_url": "rtsp.base_url",
-    "clip_duration": "clips.clip_duration",
+    "clip_duration_seconds": "clips.duration_seconds",
+    "clip_pre_roll_seconds": "clips.pre_roll_seconds",
     "clip_max_age_days": "clips.storage.max_age_days",
     "clip_max_total_mb": "clips.storage.max_total_mb",
     "topic_prefix": "mqtt.topic_prefix",
@@ -251,8 +252,9 @@ def options_to_service_config(
     if options.get("clip_max_total_mb") is not None:
         storage["max_total_mb"] = options["clip_max_total_mb"]
     raw["clips"] = {"storage": storage}
-    if options.get("clip_duration") is not None:
-        raw["clips"]["clip_duration"] = options["clip_duration"]
+    for option, key in (("clip_duration_seconds", "duration_seconds"), ("clip_pre_roll_seconds", "pre_roll_seconds")):
+        if options.get(option) is not None:
+            raw["clips"][key] = options[option]
     if options.get("rtsp_base_url"):
         raw["rtsp"] = {"base_url": str(options["rtsp_base_url"]).rstrip("/")}
     return raw

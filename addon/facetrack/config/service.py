@@ -8,6 +8,8 @@ The file holds the :class:`~facetrack.config.schema.FaceTrackerConfig` keys at t
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -23,6 +25,8 @@ from facetrack.config.schema import CONFIG_SCHEMA, FaceTrackerConfig, parse_conf
 from facetrack.config.storage import STORAGE_SCHEMA, StorageConfig
 from facetrack.errors import ConfigError
 from facetrack.objectstore import is_uri
+
+_LOG = logging.getLogger(__name__)
 
 __all__ = [
     "CAMERA_OVERRIDES",
@@ -189,13 +193,28 @@ class HTTPConfig:
     max_connections: int | None = None
 
 
+#: The frame rate the deprecated frame counts ``clips.clip_duration`` / ``clips.pre_roll`` are
+#: converted to seconds with (their old defaults, 100 and 25 frames, meant 4 s and 1 s at it).
+LEGACY_CLIP_FPS = 25.0
+#: Longest clip and pre-roll, seconds.
+MAX_CLIP_SECONDS = 300.0
+MAX_PRE_ROLL_SECONDS = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class ClipsConfig:
-    """Alert clips (DeGirum ``clip_duration``, in frames) and where they are stored."""
+    """Alert clips and where they are stored.
+
+    Attributes:
+        duration_seconds: seconds per clip, pre-roll included (1-300); the recorder turns it into
+            frames with the camera's processing rate.
+        pre_roll_seconds: seconds before the alert (0-30; at most ``duration_seconds`` minus one
+            frame), held in memory as decoded frames.
+    """
 
     enabled: bool = True
-    clip_duration: int = 100
-    pre_roll: int = 25
+    duration_seconds: float = 10.0
+    pre_roll_seconds: float = 2.0
     storage: StorageConfig = field(default_factory=StorageConfig)
 
 
@@ -358,6 +377,11 @@ SERVICE_SCHEMA = vol.Schema(
         vol.Optional("clips"): vol.Schema(
             {
                 vol.Optional("enabled"): bool,
+                vol.Optional("duration_seconds"): vol.All(vol.Coerce(float), vol.Range(min=1.0, max=MAX_CLIP_SECONDS)),
+                vol.Optional("pre_roll_seconds"): vol.All(
+                    vol.Coerce(float), vol.Range(min=0.0, max=MAX_PRE_ROLL_SECONDS)
+                ),
+                # Deprecated: frame counts (converted at LEGACY_CLIP_FPS, with a warning).
                 vol.Optional("clip_duration"): vol.All(vol.Coerce(int), vol.Range(min=2, max=3000)),
                 vol.Optional("pre_roll"): vol.All(vol.Coerce(int), vol.Range(min=0, max=750)),
                 vol.Optional("storage"): STORAGE_SCHEMA,
@@ -429,7 +453,7 @@ def parse_service_config(raw: Any) -> ServiceConfig:
     if is_uri(defaults_db_path(data)) and not http.secret_file:
         http = replace(http, secret_file=str(local_state_dir(defaults_db_path(data)) / "url_secret"))
     storage = StorageConfig(**storage_raw)  # ConfigError names the bad key
-    clips = ClipsConfig(**clips_raw, storage=storage)
+    clips = ClipsConfig(**_clip_seconds(clips_raw), storage=storage)
     rtsp = RTSPConfig(**data.pop("rtsp", {}))
     inbox = InboxConfig(**data.pop("inbox", {}))
     defaults = parse_config(data)
@@ -486,6 +510,30 @@ def parse_service_config(raw: Any) -> ServiceConfig:
         library_refresh_seconds=refresh,
         inbox=inbox,
     )
+
+
+def _clip_seconds(raw: dict[str, Any]) -> dict[str, Any]:
+    """``clips`` without the deprecated frame counts: ``clip_duration`` / ``pre_roll`` become
+    ``duration_seconds`` / ``pre_roll_seconds`` at :data:`LEGACY_CLIP_FPS` (a warning says so); a
+    seconds key given too wins."""
+    out = dict(raw)
+    for old, new, low, high in (
+        ("clip_duration", "duration_seconds", 1.0, MAX_CLIP_SECONDS),
+        ("pre_roll", "pre_roll_seconds", 0.0, MAX_PRE_ROLL_SECONDS),
+    ):
+        if old not in out:
+            continue
+        frames = out.pop(old)
+        if new in out:
+            _LOG.warning("clips.%s (frames) is deprecated and ignored: clips.%s is set", old, new)
+            continue
+        seconds = min(high, max(low, math.floor(frames / LEGACY_CLIP_FPS * 100 + 0.5) / 100))
+        out[new] = seconds
+        _LOG.warning(
+            "clips.%s (frames) is deprecated: use clips.%s; %d frames taken as %g s (at %g frames/s)",
+            old, new, frames, seconds, LEGACY_CLIP_FPS,
+        )  # fmt: skip
+    return out
 
 
 def _library_settings(data: dict[str, Any]) -> tuple[LibraryStorageConfig, float]:

@@ -1,17 +1,26 @@
 """Alert clips: a per-camera ring buffer with pre-roll, recorded around an alert and encoded off
 the camera loop as the frames arrive, through an on-disk spool that survives a killed engine.
 
-On an alert the camera's last ``pre_roll`` frames and the next frames up to ``clip_duration``
-frames in all (DeGirum's ``clip_duration``, in frames) become one clip: the original video
-(H.264 MP4), the annotated video, the per-frame annotations (JSON) and the face snapshot (JPEG).
+On an alert the camera's last ``pre_roll_seconds`` and the next frames up to ``duration_seconds``
+in all become one clip: the original video (H.264 MP4), the annotated video, the per-frame
+annotations (JSON) and the face snapshot of the clip's first alert (JPEG; every alert's own
+snapshot is kept apart, see :mod:`facetrack.record.snapshots`). Seconds become frames at the
+camera's processing rate (:meth:`ClipRecorder.rate`: frames per second of the source's time, the
+source's frame rate while the camera processes all of it), which is also the clip's frame rate, so
+it plays at the speed of what it shows. A clip also ends once ``duration_seconds -
+pre_roll_seconds`` (plus :data:`MAX_LATE_S`) have passed on the clock since its alert, however
+slowly the camera processes (a file it cannot keep up with), so it is stored a few seconds after
+that.
 
 The camera loop only hands over references to frames it has already decoded (no copy, no
 encode). Each clip has its own encoder thread that draws and encodes frames as they arrive, so
-memory stays bounded: the pre-roll ring (``pre_roll`` frames; 25 frames of 720p are about 70 MB,
-of 1080p about 155 MB) plus at most :data:`MAX_QUEUED_FRAMES` frames waiting per clip. If an
-encoder falls behind (a slow disk), frames are dropped from that clip (counted) rather than stall
-tracking. An alert while a clip is recording that will still cover at least half of the post-roll
-joins that clip (at most :data:`MAX_ACTIVE_CLIPS` clips record at once).
+memory stays bounded: the pre-roll ring (``pre_roll_seconds`` of frames at the source's rate; 1 s
+of 720p at 25 frames/s is about 70 MB, of 1080p about 155 MB) plus at most
+:data:`MAX_QUEUED_FRAMES` frames waiting per clip. If an encoder falls behind (a slow disk),
+frames are dropped from that clip (counted) rather than stall tracking. An alert while a clip is
+recording that will still cover at least half of the post-roll joins that clip (at most
+:data:`MAX_ACTIVE_CLIPS` clips record at once); :meth:`ClipRecorder.offset_seconds` gives the
+alert's time in it.
 
 The spool. The alert's URLs go out before its clip exists, so each clip is recorded in its own
 folder ``<spool_dir>/facetrack-clip-<camera>-<clip_id>-<random>/``, created (with a journal
@@ -49,6 +58,7 @@ from typing import IO, Any
 
 from facetrack.annotate import draw_faces
 from facetrack.camera.runner import FrameSink, ProcessedFrame
+from facetrack.camera.source import FrameSource
 from facetrack.inference.base import Frame
 from facetrack.record.storage import CLIP_FILES, ClipStorage, StorageError, clip_key, clip_time
 from facetrack.record.video import VideoWriter, salvage_mp4
@@ -59,6 +69,17 @@ _LOG = logging.getLogger(__name__)
 MAX_QUEUED_FRAMES = 50
 #: Clips recording at the same time per camera; further alerts join the newest clip.
 MAX_ACTIVE_CLIPS = 2
+#: Frames over which the processing rate is measured.
+RATE_WINDOW = 50
+#: The measured rate counts once this many frames were processed since the source opened.
+MIN_RATE_FRAMES = 5
+#: A measured rate this close to the source's (as a share of it) is the source's.
+KEEP_UP = 0.9
+#: Seconds a clip may record past its post-roll's time on the clock when the camera processes
+#: fewer frames than its rate promised (a slow machine), before it ends anyway.
+MAX_LATE_S = 1.0
+#: The lowest processing rate a clip is recorded at, frames/s.
+MIN_RATE = 0.1
 #: Prefix of a clip's folder in the spool.
 SPOOL_PREFIX = "facetrack-clip-"
 #: Reasons given (HTTP 410 body) for the files of a clip that could not be kept.
@@ -187,6 +208,8 @@ class _Clip:
     frames: queue.Queue[_Frame | None] = field(default_factory=lambda: queue.Queue(MAX_QUEUED_FRAMES + 1))
     snapshot: bool = False
     dropped: int = 0
+    queued: int = 0  # frames handed to the encoder: the clip's video frames, in order
+    deadline: float = float("inf")  # on the recorder's clock: the clip ends then at the latest
     thread: threading.Thread | None = None
 
 
@@ -196,51 +219,94 @@ class ClipRecorder:
     Args:
         camera: camera name (first segment of the storage keys).
         storage: where finished clips go.
-        clip_duration: frames per clip, pre-roll included.
-        pre_roll: frames before the alert (at most ``clip_duration - 1``).
+        duration_seconds: seconds per clip, pre-roll included (at least 2 frames).
+        pre_roll_seconds: seconds before the alert (at most the duration minus one frame).
         on_stored: called (encoder thread) with each :class:`StoredClip`.
         spool_dir: folder of the clips being recorded (the engine's state directory, never /tmp:
             :func:`recover_clips` must find them after a restart); created if missing.
+        clock: monotonic seconds, for the clips' deadlines (a test's own clock).
     """
 
     def __init__(
         self,
         camera: str,
         storage: ClipStorage,
-        clip_duration: int = 100,
-        pre_roll: int = 25,
+        duration_seconds: float = 10.0,
+        pre_roll_seconds: float = 2.0,
         on_stored: Callable[[StoredClip], None] | None = None,
         *,
         spool_dir: str | Path,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.camera = camera
         self.storage = storage
-        self.clip_duration = max(2, clip_duration)
-        self.pre_roll = min(max(0, pre_roll), self.clip_duration - 1)
+        self.clock = clock
+        self.duration_seconds = max(0.0, float(duration_seconds))
+        self.pre_roll_seconds = min(max(0.0, float(pre_roll_seconds)), self.duration_seconds)
         self.on_stored = on_stored
         self.spool_dir = Path(spool_dir)
-        self._ring: deque[_Frame] = deque(maxlen=max(1, self.pre_roll))
+        self._source_fps = 25.0  # the source's frame rate after the fps cap (frames/s)
+        self._ring: deque[_Frame] = deque(maxlen=self._ring_size())
+        self._times: deque[float] = deque(maxlen=RATE_WINDOW)  # source times of the last frames (s)
         self._active: list[_Clip] = []
         self._encoders: list[threading.Thread] = []  # also those of ended clips still storing
         self._lock = threading.Lock()
-        self._fps = 25.0  # the camera's processing rate (frames/s): the clip's frame rate
         self.stored = 0
         self.failed = 0
+
+    # ---- the processing rate ---------------------------------------------------------------------
+
+    def _ring_size(self) -> int:
+        """Pre-roll frames kept: the pre-roll at the source's rate (the highest rate a clip gets)."""
+        return max(1, round(self.pre_roll_seconds * self._source_fps))
+
+    def source_opened(self, fps: float) -> None:
+        """The camera (re)opened its source, processed at ``fps`` frames/s at most: the rate is
+        measured afresh (the time the source was away is no frame)."""
+        self._times.clear()
+        self._set_source_fps(fps)
+
+    def _set_source_fps(self, fps: float) -> None:
+        if fps > 0 and fps != self._source_fps:
+            self._source_fps = fps
+            self._ring = deque(self._ring, maxlen=self._ring_size())
+
+    def rate(self) -> float:
+        """The camera's processing rate, frames per second of the source's time, measured over
+        the last :data:`RATE_WINDOW` frames: a live camera's frames/s (its reader drops what the
+        camera cannot process), the file's frame rate (or the fps cap). Within :data:`KEEP_UP` of
+        the source's rate it is the source's; at least :data:`MIN_RATE`."""
+        times = self._times
+        if len(times) < MIN_RATE_FRAMES or times[-1] <= times[0]:
+            return self._source_fps
+        measured = (len(times) - 1) / (times[-1] - times[0])
+        return self._source_fps if measured >= KEEP_UP * self._source_fps else max(MIN_RATE, measured)
+
+    def clip_frames(self, rate: float | None = None) -> tuple[int, int]:
+        """``(frames per clip, pre-roll frames)`` at ``rate`` frames/s (default :meth:`rate`)."""
+        r = self.rate() if rate is None else rate
+        total = max(2, round(self.duration_seconds * r))
+        return total, min(round(self.pre_roll_seconds * r), total - 1)
 
     # ---- camera loop side (cheap) ----------------------------------------------------------------
 
     def add_frame(self, index: int, ts: float, frame: Frame, faces: list[TrackedFace], fps: float) -> None:
         """Hand a processed frame over (a reference): to the pre-roll ring and to every clip
-        recording. Call it before :meth:`start_clip` for that frame's alerts, so the alert's own
-        frame is the last pre-roll frame."""
+        recording. ``fps``: the source's frame rate after the fps cap. Call it before
+        :meth:`start_clip` for that frame's alerts, so the alert's own frame is the last pre-roll
+        frame."""
         item = _Frame(index, ts, frame, list(faces))
-        self._fps = fps
-        if self.pre_roll:
+        if self._times and ts < self._times[-1]:
+            self._times.clear()  # the source started again
+        self._times.append(ts)
+        self._set_source_fps(fps)
+        if self.pre_roll_seconds > 0:
             self._ring.append(item)
+        now = self.clock()
         for clip in list(self._active):
             self._feed(clip, item)
             clip.remaining -= 1
-            if clip.remaining <= 0:
+            if clip.remaining <= 0 or now >= clip.deadline:
                 self._end(clip)
 
     def start_clip(self, clip_id: str) -> str:
@@ -249,11 +315,13 @@ class ClipRecorder:
         arrive). Returns its id (``clip_id`` if new). A new clip's spool folder and journal exist
         when this returns (a small write), so the clip survives a crash from then on; if they
         cannot be created, the clip is marked lost (its URLs answer 410) and nothing is recorded."""
-        post = self.clip_duration - self.pre_roll
+        fps = self.rate()
+        total, pre = self.clip_frames(fps)
+        now, post_s = self.clock(), self.duration_seconds - self.pre_roll_seconds
         for active in reversed(self._active):
-            if active.remaining >= post // 2 or len(self._active) >= MAX_ACTIVE_CLIPS:
+            covers = active.remaining >= (total - pre) // 2 and active.deadline - now >= post_s / 2
+            if covers or len(self._active) >= MAX_ACTIVE_CLIPS:
                 return active.clip_id
-        fps = self._fps if self._fps > 0 else 25.0
         journal = {"storage": self.storage.identity, "fps": round(fps, 3), "created": time.time()}
         try:
             spool = _Spool.create(self.spool_dir, self.camera, clip_id, journal)
@@ -262,8 +330,8 @@ class ClipRecorder:
             _LOG.error("camera %s: clip %s cannot be recorded: %s", self.camera, clip_id, exc)
             _mark_lost(self.storage, self.camera, clip_id, dict.fromkeys(CLIP_FILES, LOST_NOT_STARTED))
             return clip_id
-        frames = list(self._ring)
-        clip = _Clip(clip_id, self.clip_duration - len(frames), fps, spool)
+        frames = list(self._ring)[-pre:] if pre else []
+        clip = _Clip(clip_id, total - len(frames), fps, spool, deadline=now + post_s + MAX_LATE_S)
         clip.thread = threading.Thread(target=self._encode, args=(clip,), name=f"clip-{clip_id}", daemon=True)
         clip.thread.start()
         self._encoders = [t for t in self._encoders if t.is_alive()] + [clip.thread]
@@ -271,6 +339,14 @@ class ClipRecorder:
         for item in frames:
             self._feed(clip, item)
         return clip_id
+
+    def offset_seconds(self, clip_id: str) -> float | None:
+        """Seconds from the start of recording clip ``clip_id`` to its latest frame (the frame of
+        an alert raised now: its place in the clip's video), or None if the clip is not recording."""
+        clip = next((c for c in self._active if c.clip_id == clip_id), None)
+        if clip is None:
+            return None
+        return round(max(0, clip.queued - 1) / clip.fps, 3)
 
     def note_alert(self, clip_id: str, alert: Mapping[str, Any], snapshot: bytes | None) -> None:
         """Record an alert's payload (and, for the clip's first alert, its face snapshot) in the
@@ -289,6 +365,7 @@ class ClipRecorder:
     def _feed(self, clip: _Clip, item: _Frame) -> None:
         if clip.frames.qsize() < MAX_QUEUED_FRAMES:
             clip.frames.put_nowait(item)
+            clip.queued += 1
         else:
             clip.dropped += 1
             if clip.dropped == 1:
@@ -604,6 +681,9 @@ class RecorderSink(FrameSink):
 
     def __init__(self, recorder: ClipRecorder) -> None:
         self.recorder = recorder
+
+    def opened(self, source: FrameSource, rate: float) -> None:
+        self.recorder.source_opened(rate)
 
     def frame(self, f: ProcessedFrame) -> None:
         self.recorder.add_frame(f.index, f.ts, f.frame, f.result.faces, f.rate)

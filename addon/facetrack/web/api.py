@@ -63,6 +63,7 @@ from facetrack.images import release_memory
 from facetrack.inbox.web import InboxPage
 from facetrack.library import FaceLibrary
 from facetrack.library.names import MAX_NAME_LENGTH, MAX_RAW_LENGTH, InvalidNameError, clean_name
+from facetrack.record.snapshots import AlertSnapshots
 from facetrack.verbs import CommandError
 from facetrack.web.common import CLIP_KEY_RE, TRUSTED, Handler, Middleware
 from facetrack.web.replies import error_reply, hex_id, jpeg_reply, json_body, json_reply
@@ -111,13 +112,17 @@ class RecentAlert:
 
 
 class AlertHistory:
-    """The last :data:`ALERT_HISTORY` alerts, for the page (thread-safe; newest last)."""
+    """The last :data:`ALERT_HISTORY` alerts, for the page and the alerts' snapshot URLs
+    (thread-safe; newest last)."""
 
-    def __init__(self, local_clips: bool, maxlen: int = ALERT_HISTORY) -> None:
-        """``local_clips``: clips are in the folder this server serves (their keys are kept)."""
+    def __init__(self, local_clips: bool, maxlen: int = ALERT_HISTORY, snapshots: AlertSnapshots | None = None) -> None:
+        """``local_clips``: clips are in the folder this server serves (their keys are kept).
+        ``snapshots``: where the snapshots of older alerts (and those from before a restart) are
+        read from."""
         self._alerts: deque[RecentAlert] = deque(maxlen=maxlen)
         self._lock = threading.Lock()
         self._local = local_clips
+        self._snapshots = snapshots
 
     def add(self, payload: Mapping[str, Any], snapshot: bytes | None) -> None:
         """Keep an alert (its ``alert`` payload, ``docs/schemas/alert.json``) and its snapshot."""
@@ -139,6 +144,14 @@ class AlertHistory:
         """The kept alert with ``alert_id``, or None."""
         with self._lock:
             return next((a for a in self._alerts if a.payload.get("alert_id") == alert_id), None)
+
+    def snapshot(self, alert_id: str) -> bytes | None:
+        """The face snapshot (JPEG) of alert ``alert_id``: from memory for the recent alerts, else
+        from the snapshot files; None if neither has it."""
+        alert = self.get(alert_id)
+        if alert is not None and alert.snapshot is not None:
+            return alert.snapshot
+        return self._snapshots.get(alert_id) if self._snapshots is not None else None
 
 
 class CameraView(Protocol):

@@ -7,6 +7,8 @@ aiohttp runs its own event loop in a background thread (the engine is threaded),
 - ``GET /api/cameras/{camera}/stream.mjpeg[?fps=N]``: ``multipart/x-mixed-replace`` MJPEG.
 - ``GET /clips/<camera>/<clip id>/<file>?exp=&sig=``: a clip file, only with a valid signature;
   ``410 Gone`` with ``{"error": "clip_lost", "message": ...}`` for a file marked lost.
+- ``GET /alerts/<alert id>/snapshot.jpg?exp=&sig=``: an alert's own face snapshot, only with a
+  valid signature (403), from the moment the alert is published (404 once it is no longer kept).
 - ``GET /healthz``: ``ok``.
 - The face library page and its JSON API (:mod:`facetrack.web.api`), when given as ``ui``, and
   the routes of the features given as ``routes`` (the inbox's signed crops, :mod:`facetrack.inbox.web`).
@@ -30,13 +32,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from facetrack.logutil import RateLimitFilter, rate_limit_loggers
+from facetrack.record.snapshots import valid_alert_id
 from facetrack.record.storage import lost_reason
 from facetrack.web.common import CLIP_KEY_RE, TRUSTED, Handler, Middleware
 from facetrack.web.frames import EncodedFrame, FrameHub
@@ -124,6 +127,7 @@ class WebServer:
         limits: HttpLimits | None = None,
         ui: MountedUi | None = None,
         routes: Sequence[Routes] = (),
+        alert_snapshot: Callable[[str], bytes | None] | None = None,
     ) -> None:
         """Configure; nothing is bound before :meth:`start`.
 
@@ -137,7 +141,8 @@ class WebServer:
         serves only with a ``ui`` (the UI decides which peers it accepts).
         ``limits``: timeouts and the connection limit of each listener (:mod:`facetrack.web.limits`).
         ``ui``: the face library page and API, with its access rules. ``routes``: more routes
-        (the inbox's signed crops), on every listener.
+        (the inbox's signed crops), on every listener. ``alert_snapshot``: alert id -> its
+        snapshot JPEG, or None (None: no alert snapshots served).
         """
         if stream_token is not None and not stream_token:
             raise ValueError("stream_token must be non-empty (or None)")
@@ -168,6 +173,7 @@ class WebServer:
         #: The face library page and API (:class:`facetrack.web.api.WebUi`), or None.
         self.ui = ui
         self.routes = tuple(routes)
+        self.alert_snapshot = alert_snapshot
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -237,6 +243,7 @@ class WebServer:
         app.router.add_get("/api/cameras/{camera}/snapshot.jpg", self._snapshot)
         app.router.add_get("/api/cameras/{camera}/stream.mjpeg", self._stream, allow_head=False)
         app.router.add_get("/clips/{key:.+}", self._clip)
+        app.router.add_get("/alerts/{alert_id:[0-9a-f]{32}}/snapshot.jpg", self._alert_snapshot)
         for routes in self.routes:
             routes.add_routes(app)
         if self.ui is not None:
@@ -350,6 +357,15 @@ class WebServer:
         path = f"/clips/{key}"
         return f"{self.origin}{path}?{self.signer.sign(path, int(time.time()) + int(expires_in))}"
 
+    def sign_alert_snapshot_url(self, alert_id: str, expires_in: int) -> str:
+        """Absolute URL of the snapshot of alert ``alert_id`` (32 hex digits), valid ``expires_in`` s."""
+        if not valid_alert_id(alert_id):
+            raise ValueError("invalid alert id")
+        if expires_in <= 0:
+            raise ValueError("expires_in must be positive")
+        path = f"/alerts/{alert_id}/snapshot.jpg"
+        return f"{self.origin}{path}?{self.signer.sign(path, int(time.time()) + int(expires_in))}"
+
     # -- handlers ---------------------------------------------------------------------------
 
     async def _healthz(self, request: web.Request) -> web.Response:
@@ -437,6 +453,21 @@ class WebServer:
             except ConnectionResetError:
                 pass  # the viewer went away
         return response
+
+    async def _alert_snapshot(self, request: web.Request) -> web.Response:
+        if not self.signer.verify(request.path, request.query.get("exp"), request.query.get("sig")):
+            raise web.HTTPForbidden()
+        jpeg = None
+        if self.alert_snapshot is not None:
+            loop = asyncio.get_running_loop()  # may read a file: off the event loop
+            jpeg = await loop.run_in_executor(self._encoder, self.alert_snapshot, request.match_info["alert_id"])
+        if jpeg is None:
+            raise web.HTTPNotFound()
+        return web.Response(
+            body=jpeg,
+            content_type="image/jpeg",
+            headers={"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"},
+        )
 
     async def _clip(self, request: web.Request) -> web.StreamResponse:
         key = request.match_info["key"]
