@@ -20,7 +20,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Generator
@@ -42,6 +41,7 @@ from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClien
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator, WebSocketGenerator
 from yarl import URL
 
+from .engine_helpers import free_port, log_tail, mosquitto, mosquitto_path
 from .helpers import PREFIX, fire, state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,52 +147,15 @@ async def test_stream_follows_the_state(hass: HomeAssistant, init_integration: M
 # ---- end to end: engine -> MQTT -> entity's stream_source <- H.264 published over RTSP -----------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-
-def _mosquitto() -> str | None:
-    return next((c for c in (shutil.which("mosquitto"), "/usr/sbin/mosquitto") if c and Path(c).exists()), None)
-
-
 @pytest.fixture
 def broker(socket_enabled: None, tmp_path: Path) -> Generator[int]:
     """Mosquitto on a free 127.0.0.1 port; yields the port."""
     if not ENGINE_PYTHON.exists():
         pytest.skip(f"engine venv missing ({ENGINE_PYTHON})")
-    if _mosquitto() is None or not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
+    if mosquitto_path() is None or not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
         pytest.skip("mosquitto, ffmpeg or ffprobe is not installed")
-    port = _free_port()
-    conf = tmp_path / "mosquitto.conf"
-    user = "user root\n" if os.geteuid() == 0 else ""  # as root it would drop to a user without access
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{user}")
-    log = tmp_path / "mosquitto.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen([str(_mosquitto()), "-c", str(conf)], stdout=out, stderr=out)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"mosquitto did not start:\n{_tail(log)}") from None
-                time.sleep(0.05)
+    with mosquitto(tmp_path) as port:
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _on_demand_command(config: Path, rtsp_port: int, path: str) -> list[str]:
@@ -213,7 +176,7 @@ async def _until(what: str, check: Callable[[], bool], hass: HomeAssistant, log:
         if check():
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; engine log:\n{_tail(log)}")
+            raise AssertionError(f"timed out waiting for {what}; engine log:\n{log_tail(log)}")
         await asyncio.sleep(0.2)
 
 
@@ -228,7 +191,7 @@ async def test_stream_source_is_rtsp_and_carries_h264(
          "-t", "20", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip)],
         check=True, timeout=120,
     )  # fmt: skip
-    rtsp_port = _free_port()
+    rtsp_port = free_port()
     config = tmp_path / "facetrack.yaml"
     config.write_text(
         yaml.safe_dump({
@@ -237,7 +200,7 @@ async def test_stream_source_is_rtsp_and_carries_h264(
             "reconnect_max_seconds": 2,
             "mqtt": {"host": "127.0.0.1", "port": broker, "client_id": f"facetrack-rtsp-{broker}"},
             "cameras": [{"name": "door", "source": str(clip)}],
-            "http": {"host": "127.0.0.1", "port": _free_port()},
+            "http": {"host": "127.0.0.1", "port": free_port()},
             "clips": {"storage": {"path": str(tmp_path / "clips")}},
             "rtsp": {"base_url": f"rtsp://127.0.0.1:{rtsp_port}"},  # the app's RTSP server
         })
@@ -303,17 +266,17 @@ async def test_stream_source_is_rtsp_and_carries_h264(
         deadline = time.monotonic() + DEADLINE
         while probe.poll() is None:
             if publisher is None or publisher.poll() is not None:
-                assert time.monotonic() < deadline, f"ffprobe read nothing: {_tail(probe_err)}"
+                assert time.monotonic() < deadline, f"ffprobe read nothing: {log_tail(probe_err)}"
                 publisher = subprocess.Popen(command, env=env, cwd=tmp_path)
             await asyncio.sleep(0.5)
-        assert probe.returncode == 0, _tail(probe_err)
+        assert probe.returncode == 0, log_tail(probe_err)
         (stream,) = json.loads(probe_out.read_text())["streams"]
         assert stream["codec_name"] == "h264", stream
         assert (stream["width"], stream["height"]) == (640, 360), stream
         assert int(stream["nb_read_frames"]) >= 1, stream  # decoded pictures, not only the SDP
 
         engine.send_signal(signal.SIGTERM)
-        assert await hass.async_add_executor_job(engine.wait, 30) == 0, _tail(engine_log)
+        assert await hass.async_add_executor_job(engine.wait, 30) == 0, log_tail(engine_log)
     finally:
         for proc in (publisher, probe, engine):
             if proc is not None and proc.poll() is None:

@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Generator
@@ -40,6 +38,8 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
+from .engine_helpers import free_port, log_tail, mosquitto, mosquitto_path
+
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_PYTHON = ROOT / ".venv" / "bin" / "python"
 #: The engine runs this checkout's code (the venv may point at another one).
@@ -54,31 +54,12 @@ DEADLINE = 300.0  # per wait: generous for a loaded CI box (the engine starts an
 pytestmark = pytest.mark.timeout(900)
 
 
-def _mosquitto() -> str | None:
-    for cand in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
-        if cand and Path(cand).exists():
-            return cand
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _log_tail(path: Path, lines: int = 40) -> str:
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
 @pytest.fixture
 def engine_assets(tmp_path: Path) -> tuple[Path, Path]:
     """The composed demo clip and a face library with the two enrolled people (engine venv)."""
     if not ENGINE_PYTHON.exists():
         pytest.skip(f"engine venv missing ({ENGINE_PYTHON})")
-    if _mosquitto() is None:
+    if mosquitto_path() is None:
         pytest.skip("mosquitto is not installed")
     clip = tmp_path / "demo.mp4"
     db = tmp_path / "faces.lance"
@@ -99,32 +80,8 @@ def engine_assets(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.fixture
 def broker(socket_enabled: None, engine_assets: tuple[Path, Path], tmp_path: Path) -> Generator[int]:
     """Mosquitto on a free 127.0.0.1 port (as tests/mqtt_helpers.Broker); yields the port."""
-    port = _free_port()
-    conf = tmp_path / "mosquitto.conf"
-    # As root, mosquitto drops to user "mosquitto", who cannot read pytest's private tmp dirs.
-    user = "user root\n" if os.geteuid() == 0 else ""
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{user}")
-    log = tmp_path / "mosquitto.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen([str(_mosquitto()), "-c", str(conf)], stdout=out, stderr=out)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"mosquitto did not start:\n{_log_tail(log)}") from None
-                time.sleep(0.05)
+    with mosquitto(tmp_path) as port:
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _engine_config(tmp_path: Path, port: int, clip: Path, db: Path) -> Path:
@@ -135,7 +92,7 @@ def _engine_config(tmp_path: Path, port: int, clip: Path, db: Path) -> Path:
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": f"facetrack-ha-e2e-{port}"},
         # `attic` is disabled: never opened, its device and entities stay, unavailable.
         "cameras": [{"name": "door", "source": str(clip)}, {"name": "attic", "source": str(clip), "enabled": False}],
-        "http": {"host": "127.0.0.1", "port": _free_port()},
+        "http": {"host": "127.0.0.1", "port": free_port()},
         "alerts": {"alert_mode": "ON_ALL", "alert_once": True, "cooldown_seconds": 60},
         # Long enough for the clip's three alerts (0.2 s to about 4.5 s into it) to join one clip
         # however slowly the machine processes it (an alert joins a clip that still has half of
@@ -155,7 +112,7 @@ async def _wait_for(hass: HomeAssistant, what: str, check, log: Path) -> None:
         if check():
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; engine log:\n{_log_tail(log)}")
+            raise AssertionError(f"timed out waiting for {what}; engine log:\n{log_tail(log)}")
         await asyncio.sleep(0.2)
 
 
@@ -416,7 +373,7 @@ async def test_real_engine_turns_presence_on(
         # Clean shutdown: the engine publishes `offline` (retained) before it disconnects.
         proc.send_signal(signal.SIGTERM)
         code = await hass.async_add_executor_job(proc.wait, 30)
-        assert code == 0, _log_tail(engine_log)
+        assert code == 0, log_tail(engine_log)
 
         watched = (presence_id, last_seen_id, faces_id)
         await _wait_for(
