@@ -27,8 +27,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 #: The default clip (10 s) minus its default pre-roll (2 s).
 POST_ROLL_S = 8.0
@@ -58,6 +56,7 @@ def main() -> int:
 
     import compose
 
+    from bench_service import start_engine, stop
     from facetrack.config import parse_config
     from facetrack.inference import create_backend
     from facetrack.library import FaceLibrary
@@ -81,21 +80,10 @@ def main() -> int:
             stress = subprocess.Popen(
                 ["stress-ng", "--cpu", str(args.stress), "--timeout", f"{int(args.seconds) + 60}s"]
             )
-    cfg = {
-        "db_path": str(db),
-        "mqtt": {"host": "127.0.0.1", "port": broker.port, "client_id": f"bench-{broker.port}"},
-        "alerts": {"alert_mode": "ON_ALL", "alert_once": True, "cooldown_seconds": 0},
-        "cameras": [{"name": f"cam{i}", "source": str(clip)} for i in range(args.cameras)],
-        "http": {"host": "127.0.0.1", "port": 0},
-        "clips": {"storage": {"path": str(work / "clips")}},  # the defaults: 10 s, 2 s pre-roll
-    }
-    (work / "facetrack.yaml").write_text(yaml.safe_dump(cfg))
     results: dict[str, Any] = {"cameras": args.cameras, "stress_cpu": args.stress if stress else 0}
     sub = Subscriber(broker.port).start()
-    log = (work / "engine.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "facetrack", "serve", "--config", str(work / "facetrack.yaml")], stdout=log, stderr=log
-    )
+    # The clip defaults: 10 s, 2 s pre-roll.
+    proc = start_engine(work, broker.port, db, [{"name": f"cam{i}", "source": str(clip)} for i in range(args.cameras)])
     loads = []
     try:
         t0 = time.time()
@@ -107,11 +95,7 @@ def main() -> int:
         while time.time() < last_alert + 40 and proc.poll() is None:
             time.sleep(1)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         if stress is not None:
             stress.terminate()
             stress.wait(10)
