@@ -176,15 +176,7 @@ class FaceTrackUnknownGroupImage(FaceTrackEngineEntity, ImageEntity):
             self._cached_image = None
         self._attr_image_last_updated = parse_time(group.last_seen) or dt_util.utcnow()
         # The group's fields (the crop URL is the image itself).
-        self._attr_extra_state_attributes = {
-            "group_id": group.group_id,
-            "count": group.count,
-            "tracks": group.tracks,
-            "cameras": list(group.cameras),
-            "first_seen": group.first_seen,
-            "last_seen": group.last_seen,
-            "nearest_person": group.nearest_person,
-        }
+        self._attr_extra_state_attributes = group.attributes()
 
     async def async_added_to_hass(self) -> None:
         """Follow the inbox."""

@@ -263,6 +263,18 @@ class InboxGroup:
             raw=group,
         )
 
+    def attributes(self) -> dict[str, Any]:
+        """The group's summary as entity attributes (not the signed, expiring crop URL)."""
+        return {
+            "group_id": self.group_id,
+            "count": self.count,
+            "tracks": self.tracks,
+            "cameras": list(self.cameras),
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "nearest_person": self.nearest_person,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Inbox:

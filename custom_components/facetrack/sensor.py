@@ -124,16 +124,7 @@ class FaceTrackUnknownFaces(FaceTrackEngineEntity, SensorEntity):
         return {
             "ignored": self.hub.inbox_counts.get("ignored"),
             "groups": [
-                {
-                    "group_id": group.group_id,
-                    "status": group.status,
-                    "count": group.count,
-                    "tracks": group.tracks,
-                    "cameras": list(group.cameras),
-                    "first_seen": group.first_seen,
-                    "last_seen": group.last_seen,
-                    "nearest_person": group.nearest_person,
-                }
+                {"group_id": group.group_id, "status": group.status, **group.attributes()}
                 for group in self.hub.inbox.values()
             ],
         }
