@@ -36,6 +36,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
 from facetrack.errors import ImageReadError
@@ -296,3 +297,37 @@ def encode_jpeg(img: Frame, quality: int = 90) -> bytes:
     if not ok:
         raise ValueError("JPEG encoding failed")
     return bytes(buf)
+
+
+#: Margin around a face box kept as context (fraction of the box side, each way) and the longest
+#: side of the kept context, pixels: enough for a second descriptor's own alignment (dlib's
+#: 150x150 chip with its 25 % padding) without holding the frame.
+CONTEXT_MARGIN = 0.5
+CONTEXT_MAX_SIDE = 256
+
+
+def face_context(frame: Frame, box: npt.ArrayLike) -> tuple[Frame, npt.NDArray[np.float32]]:
+    """The face at ``box`` with context around it, as a small independent image.
+
+    Args:
+        frame: ``(H, W, 3) uint8`` BGR.
+        box: ``(4,)`` ``x1, y1, x2, y2`` in frame pixels.
+
+    Returns:
+        ``(crop, box_in_crop)``: a copy ``(h, w, 3) uint8`` of the box enlarged by
+        :data:`CONTEXT_MARGIN` (clipped to the frame), downscaled so its longer side is at most
+        :data:`CONTEXT_MAX_SIDE`, and the face box ``(4,) float32`` in the crop's pixels.
+    """
+    x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
+    h, w = frame.shape[:2]
+    mx, my = CONTEXT_MARGIN * (x2 - x1), CONTEXT_MARGIN * (y2 - y1)
+    cx1, cy1 = max(0, int(x1 - mx)), max(0, int(y1 - my))
+    cx2, cy2 = min(w, int(np.ceil(x2 + mx))), min(h, int(np.ceil(y2 + my)))
+    crop = frame[cy1:cy2, cx1:cx2]
+    scale = min(1.0, CONTEXT_MAX_SIDE / max(1, crop.shape[0], crop.shape[1]))
+    if scale < 1.0:
+        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+    else:
+        crop = crop.copy()
+    inner = np.array([(x1 - cx1) * scale, (y1 - cy1) * scale, (x2 - cx1) * scale, (y2 - cy1) * scale], dtype=np.float32)
+    return crop, inner

@@ -61,12 +61,26 @@ AREA_JUMP_RATIO = 1.4
 
 @dataclass(order=True, slots=True)
 class BestCrop:
-    """A face crop of a track, ranked by :attr:`FaceQuality.rank`."""
+    """A face crop of a track, ranked by :attr:`FaceQuality.rank`.
+
+    Attributes:
+        rank: :attr:`FaceQuality.rank` (higher is better).
+        frame: frame index of the crop.
+        crop: ``(112, 112, 3) uint8`` aligned BGR crop (the embedder's input).
+        embedding: ``(D,) float32``, L2-normalised.
+        yaw: yaw ratio of the face (:func:`facetrack.quality.landmark_geometry`; 0 frontal).
+        context: the face with context (:func:`facetrack.images.face_context`), ``(h, w, 3)
+            uint8`` BGR, for a second descriptor's own alignment; ``None`` when not kept.
+        context_box: ``(4,) float32`` face box in ``context``'s pixels.
+    """
 
     rank: float
     frame: int = field(compare=False)
     crop: Frame = field(compare=False, repr=False)
     embedding: FloatArray = field(compare=False, repr=False)
+    yaw: float = field(default=0.0, compare=False)
+    context: Frame | None = field(default=None, compare=False, repr=False)
+    context_box: FloatArray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)
