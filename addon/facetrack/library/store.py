@@ -75,6 +75,8 @@ class Person:
         metadata: free JSON-serialisable attributes given at enrolment.
         embedding_count: number of embeddings enrolled.
         created_at: epoch seconds of the first enrolment.
+        poses: embeddings per head-pose bin (:data:`facetrack.pose.POSE_BINS` keys, plus
+            ``"unknown"`` for embeddings enrolled before poses were recorded).
     """
 
     person_id: str
@@ -82,6 +84,7 @@ class Person:
     metadata: dict[str, Any]
     embedding_count: int
     created_at: float
+    poses: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-friendly dict."""

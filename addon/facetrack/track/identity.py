@@ -42,6 +42,9 @@ class IdentityVoter:
     state: IdentityState = IdentityState.PENDING
     person_id: str | None = None
     name: str | None = None
+    #: True once the track's evidence disagreed with itself: a vote for another person or for
+    #: nobody while named, or a change of decision. Such a track never enriches the gallery.
+    ambiguous: bool = False
 
     def __post_init__(self) -> None:
         self.votes = deque(maxlen=self.config.window)
