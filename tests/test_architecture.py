@@ -22,8 +22,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "addon" / "facetrack"
 #: (The names are module-name prefixes, the longest match wins; the service, the CLI and the entry
 #: point are the top.)
 LAYERS: list[tuple[str, ...]] = [
-    ("facetrack.errors", "facetrack.config", "facetrack.objectstore", "facetrack.logutil", "facetrack.web.signing"),
+    ("facetrack.errors", "facetrack.config", "facetrack.objectstore", "facetrack.logutil", "facetrack.web.signing",
+     "facetrack.pose"),
     ("facetrack.inference", "facetrack.events", "facetrack.quality", "facetrack.images", "facetrack.library",
+     "facetrack.matching",
      "facetrack.cluster", "facetrack.alerts"),
     ("facetrack.track", "facetrack.annotate", "facetrack.recognizer", "facetrack.inbox.store"),
     ("facetrack.camera.source", "facetrack.camera.stream", "facetrack.camera.runner"),

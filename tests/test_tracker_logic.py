@@ -260,3 +260,137 @@ def test_occlusion_swap_splits_and_the_old_face_gets_its_track_back(tmp_path: Pa
     assert len(started) == 2
     ends = {e.track_id: e.reason for e in events if e.type == "track_ended"}
     assert ends == {1: "end_of_stream", 2: "end_of_stream"}
+
+
+# ---- issue 15: turned faces, the second opinion, demotion only on strong evidence -----------
+
+
+def at_similarity(base: np.ndarray, sim: float, seed: int) -> np.ndarray:
+    """The face of one pose of a person: cosine ``sim`` from ``base``; frames of that pose are
+    :func:`pose_frame` copies of it, nearly identical to each other as real frames are."""
+    other = np.random.default_rng(1000 + int(sim * 100)).standard_normal(D).astype(np.float32)
+    other -= (other @ base) * base
+    centre = unit(sim * base + np.sqrt(1 - sim**2) * unit(other))
+    jitter = np.random.default_rng(seed).standard_normal(D).astype(np.float32)
+    jitter -= (jitter @ base) * base  # keep the similarity to ``base`` where it was asked
+    return unit(centre + 0.01 * jitter)
+
+
+def turned(x: float, y: float, yaw: float, s: float = 100.0) -> Detection:
+    """A face whose nose sits ``yaw`` eye-distances off the eye midpoint (0.4 s eye distance)."""
+    f = face(x, y, s)
+    lm = f.landmarks.copy()
+    lm[2, 0] += yaw * 0.4 * s
+    return Detection(f.box, f.score, lm)
+
+
+@dataclass
+class FakeOpinion:
+    """A second opinion with scripted distances per person id; records its calls."""
+
+    distance_by_person: dict[str, float]
+    calls: list[str] = field(default_factory=list)
+
+    def distance(self, image_bgr: Frame, box: FloatArray, person_id: str) -> float | None:
+        self.calls.append(person_id)
+        return self.distance_by_person.get(person_id)
+
+
+def _run_with_opinion(
+    lib: FaceLibrary, dets: dict[int, list[Detection]], embs: dict[int, list[np.ndarray]], opinion: FakeOpinion | None
+) -> tuple[ScriptedBackend, FaceTracker, list[TrackEvent]]:
+    cfg = parse_config({"credence_count": 2})
+    be = ScriptedBackend(dets=dets, embs=embs)
+    tracker = FaceTracker(be, lib, cfg, fps=25.0)
+    tracker.second_opinion = opinion  # type: ignore[assignment]
+    events: list[TrackEvent] = []
+    for i in range(max(dets) + 1):
+        be.frame = i
+        events += tracker.process(BLANK, i, i / 25.0).events
+    events += tracker.finish()
+    return be, tracker, events
+
+
+def test_a_turned_face_is_named_when_the_second_opinion_confirms(lib: FaceLibrary) -> None:
+    anna = lib.person("Anna")
+    assert anna is not None
+    n = 30
+    dets = {i: [turned(100, 100, 0.4)] for i in range(n)}
+    embs = {i: [at_similarity(ANNA, 0.40, i)] for i in range(n)}  # grey zone, below 0.52
+    opinion = FakeOpinion({anna.person_id: 0.45})
+    be, _, events = _run_with_opinion(lib, dets, embs, opinion)
+    ident = [e for e in events if e.type == "identity"]
+    assert [e.person for e in ident] == ["Anna"]
+    # Two confirmations settle Anna for this track: no further 150 ms calls.
+    assert opinion.calls == [anna.person_id, anna.person_id]
+
+
+def test_a_turned_face_without_confirmation_never_names_nor_decides_unknown(lib: FaceLibrary) -> None:
+    anna = lib.person("Anna")
+    assert anna is not None
+    n = 60
+    dets = {i: [turned(100, 100, 0.4)] for i in range(n)}
+    embs = {i: [at_similarity(ANNA, 0.40, i)] for i in range(n)}
+    opinion = FakeOpinion({anna.person_id: 0.70})  # refuses
+    be, tracker, events = _run_with_opinion(lib, dets, embs, opinion)
+    assert [e for e in events if e.type == "identity"] == []  # no name, and no "unknown" either
+    assert len(opinion.calls) == 2  # two consistent refusals settle it: no more 150 ms calls
+    # The unnamed track keeps being looked at: never more than 4 frames between embeddings.
+    gaps = np.diff(be.embedded_frames)
+    assert len(be.embedded_frames) >= 14 and gaps.max() <= 4
+
+
+def test_a_frontal_look_alike_refused_by_the_second_opinion_is_a_stranger(lib: FaceLibrary) -> None:
+    anna = lib.person("Anna")
+    assert anna is not None
+    n = 12
+    dets = {i: [face(100, 100)] for i in range(n)}
+    embs = {i: [at_similarity(ANNA, 0.48, i)] for i in range(n)}  # the look-alike's 0.487
+    _, _, events = _run_with_opinion(lib, dets, embs, FakeOpinion({anna.person_id: 0.63}))
+    assert [e.person for e in events if e.type == "identity"] == [None]
+    # Without a second opinion the same match is simply below the threshold: unknown too.
+    _, _, events = _run_with_opinion(lib, dets, embs, None)
+    assert [e.person for e in events if e.type == "identity"] == [None]
+
+
+def test_a_named_track_is_not_demoted_by_small_or_turned_faces(lib: FaceLibrary) -> None:
+    n = 80
+    dets: dict[int, list[Detection]] = {}
+    embs: dict[int, list[np.ndarray]] = {}
+    for i in range(n):
+        if i < 10:
+            dets[i], embs[i] = [face(100, 100)], [near(ANNA, 0.02)]
+        elif i < 45:  # walking away: shrinking to small (40 px) frontal faces, matching nobody well
+            size = max(40.0, 100.0 - 20.0 * (i - 10))  # 80, 60, then 40 px
+            dets[i], embs[i] = [face(150 - size / 2, 150 - size / 2, s=size)], [at_similarity(ANNA, 0.30, i)]
+        else:  # turning away: profile faces matching nobody well
+            dets[i], embs[i] = [turned(130, 130, 0.5, s=40)], [at_similarity(ANNA, 0.30, i)]
+    _, tracker, events = _run_with_opinion(lib, dets, embs, None)
+    assert [e.person for e in events if e.type == "identity"] == ["Anna"]
+    assert [e.type for e in events].count("track_started") == 1  # the same track all along
+
+
+def test_a_named_track_is_demoted_by_several_clear_frontal_strangers(lib: FaceLibrary) -> None:
+    n = 80
+    dets = {i: [face(100, 100)] for i in range(n)}
+    embs = {i: [near(ANNA, 0.02)] if i < 10 else [at_similarity(ANNA, 0.30, i)] for i in range(n)}
+    _, tracker, events = _run_with_opinion(lib, dets, embs, None)
+    assert [e.person for e in events if e.type == "identity"] == ["Anna", None]
+    assert [e.type for e in events].count("track_started") == 1
+
+
+def test_best_crops_keep_every_pose_the_track_showed(lib: FaceLibrary) -> None:
+    n = 40
+    dets = {i: [face(100, 100)] if i < 20 else [turned(100, 100, 0.45)] for i in range(n)}
+    embs = {i: [near(ANNA, 0.02)] for i in range(n)}
+    cfg = parse_config({"credence_count": 2, "reid_expiration_frames": 2})
+    be = ScriptedBackend(dets=dets, embs=embs)
+    tracker = FaceTracker(be, lib, cfg, fps=25.0)
+    for i in range(n):
+        be.frame = i
+        tracker.process(BLANK, i, i / 25.0)
+    (track,) = tracker.tracks.values()
+    yaws = sorted(round(c.yaw, 2) for c in track.best)
+    assert yaws[0] == 0.0 and yaws[-1] == 0.45  # frontal ones and the profile ones
+    assert all(c.context is not None and c.context_box is not None for c in track.best)
+    assert len(track.best) <= 2 * 3  # BEST_CROPS per pose bin

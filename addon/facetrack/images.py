@@ -323,11 +323,9 @@ def face_context(frame: Frame, box: npt.ArrayLike) -> tuple[Frame, npt.NDArray[n
     mx, my = CONTEXT_MARGIN * (x2 - x1), CONTEXT_MARGIN * (y2 - y1)
     cx1, cy1 = max(0, int(x1 - mx)), max(0, int(y1 - my))
     cx2, cy2 = min(w, int(np.ceil(x2 + mx))), min(h, int(np.ceil(y2 + my)))
-    crop = frame[cy1:cy2, cx1:cx2]
-    scale = min(1.0, CONTEXT_MAX_SIDE / max(1, crop.shape[0], crop.shape[1]))
-    if scale < 1.0:
-        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))), interpolation=cv2.INTER_AREA)
-    else:
-        crop = crop.copy()
+    region = frame[cy1:cy2, cx1:cx2]
+    scale = min(1.0, CONTEXT_MAX_SIDE / max(1, region.shape[0], region.shape[1]))
+    size = (max(1, round(region.shape[1] * scale)), max(1, round(region.shape[0] * scale)))
+    crop: Frame = np.asarray(cv2.resize(region, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else region.copy(), dtype=np.uint8)
     inner = np.array([(x1 - cx1) * scale, (y1 - cy1) * scale, (x2 - cx1) * scale, (y2 - cy1) * scale], dtype=np.float32)
     return crop, inner

@@ -32,7 +32,10 @@ class FaceFilters:
         min_score: detector confidence.
         min_sharpness: variance of the Laplacian of the 112x112 aligned grey crop.
         max_yaw: |nose offset from the eye midpoint along the eye axis| / inter-eye distance
-            (0 frontal, about 0.5 in full profile).
+            (0 frontal, about 0.2 at 20-25 degrees, 0.35-0.5 towards profile). Faces up to it are
+            embedded; whether a turned face's match counts is decided by
+            :mod:`facetrack.matching` (grey zone, second opinion). Beyond about 0.75 YuNet's
+            landmarks of the hidden eye and mouth corner are guesses and alignment fails.
         pitch_range: (min, max) of distance(eye line, nose) / distance(eye line, mouth centre);
             about 0.55 for a frontal face, lower looking up, higher looking down.
         landmark_sanity: reject detections whose landmarks are geometrically impossible
@@ -42,8 +45,8 @@ class FaceFilters:
     min_face_size: float = 32.0
     min_score: float = 0.6
     min_sharpness: float = 12.0
-    max_yaw: float = 0.3
-    pitch_range: tuple[float, float] = (0.3, 0.85)
+    max_yaw: float = 0.75
+    pitch_range: tuple[float, float] = (0.25, 0.95)
     landmark_sanity: bool = True
 
 
@@ -109,6 +112,9 @@ class FaceTrackerConfig:
     face_filters: FaceFilters = field(default_factory=FaceFilters)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
+    #: Ask dlib's ResNet descriptor about grey-zone matches (:mod:`facetrack.matching`); off, a
+    #: match below ``cosine_similarity_threshold`` never names anyone.
+    second_opinion: bool = True
     #: The ``degirum`` backend's options (:class:`facetrack.inference.degirum.DeGirumOptions` keys).
     degirum: dict[str, Any] = field(default_factory=dict)
 
@@ -210,6 +216,7 @@ CONFIG_SCHEMA = vol.Schema(
         vol.Optional("face_filters"): FACE_FILTERS_SCHEMA,
         vol.Optional("tracker"): TRACKER_SCHEMA,
         vol.Optional("identity"): IDENTITY_SCHEMA,
+        vol.Optional("second_opinion"): bool,
         vol.Optional("degirum"): DEGIRUM_SCHEMA,
     }
 )

@@ -60,7 +60,7 @@ class DlibResNet:
 
     def _load(self) -> None:
         try:
-            import dlib  # noqa: PLC0415 - heavy and optional: loaded on the first grey-zone match
+            import dlib  # heavy and optional: loaded on the first grey-zone match
         except ImportError as err:
             raise InferenceUnavailableError("the second-opinion model needs dlib: pip install dlib-bin") from err
         paths = [_model_path(_SHAPE), _model_path(_RESNET)]
@@ -90,7 +90,7 @@ class DlibResNet:
             rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
             out = np.empty((arr.shape[0], DIM), dtype=np.float32)
             for i, (x1, y1, x2, y2) in enumerate(arr):
-                rect = self._dlib.rectangle(int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2)))
+                rect = self._dlib.rectangle(round(x1), round(y1), round(x2), round(y2))
                 shape = self._shape(rgb, rect)
                 out[i] = np.asarray(self._net.compute_face_descriptor(rgb, shape), dtype=np.float32)
         return out
@@ -100,4 +100,5 @@ def distances(probe: FloatArray, gallery: FloatArray) -> FloatArray:
     """Euclidean distances ``(M,) float32`` from one ``(128,)`` descriptor to ``(M, 128)`` ones."""
     if gallery.shape[0] == 0:
         return np.zeros(0, dtype=np.float32)
-    return np.linalg.norm(gallery - probe[None, :], axis=1).astype(np.float32)
+    out: FloatArray = np.linalg.norm(gallery - probe[None, :], axis=1).astype(np.float32)
+    return out

@@ -27,7 +27,6 @@ On top of it this module adds what face recognition needs:
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 from collections import deque
@@ -39,15 +38,30 @@ from trackers import ByteTrackTracker
 
 from facetrack.config import FaceTrackerConfig
 from facetrack.events import TrackEvent
+from facetrack.images import face_context
 from facetrack.inference.base import Detection, FloatArray, Frame, InferenceBackend, check_frame
 from facetrack.library import FaceLibrary, Match
+from facetrack.matching import Evidence, FacePose, classify, confirm_distance, lowest_floor
+from facetrack.pose import pose_bin
 from facetrack.quality import FaceQuality, assess
 from facetrack.track.identity import IdentityState, IdentityVoter, Vote
 from facetrack.track.scene import SceneCutDetector
+from facetrack.track.second_opinion import SecondOpinion
 
 _LOG = logging.getLogger(__name__)
-#: Best face crops kept per track (for enrolment from a track and snapshots).
+#: Best face crops kept per track and head-pose bin (for enrolment from a track, the inbox and
+#: snapshots): a track that turned its head keeps its three-quarter and profile views too.
 BEST_CROPS = 3
+#: While a track has no identity, it is re-identified at least every this many frames: a face
+#: that is turned or small now may turn to the camera a moment later (the backoff must not let
+#: the track end unnamed).
+PENDING_MAX_INTERVAL = 4
+#: Second-opinion calls (about 150 ms each) a track may make; two consistent answers about a
+#: person settle that person for the track's later grey-zone matches.
+MAX_SECOND_OPINIONS = 4
+SETTLED_OPINIONS = 2
+#: A turned face splits a track only this much further below ``appearance_split_threshold``.
+TURNED_SPLIT_ALLOWANCE = 0.15
 #: Two tracked faces overlapping at least this much (IoU) are re-identified at once.
 OVERLAP_IOU = 0.3
 #: A track re-associated after more missed frames than this is re-identified at once (short
@@ -101,7 +115,9 @@ class Track:
     best: list[BestCrop] = field(default_factory=list)
     last_quality: FaceQuality | None = None
     reacquired_from: int | None = None
-    suspect: tuple[_Probe, Match] | None = None  # an odd embedding awaiting confirmation
+    suspect: tuple[_Probe, Vote | None] | None = None  # an odd embedding awaiting confirmation
+    #: Second-opinion answers by person id: True confirmed, False refused.
+    opinions: dict[str, list[bool]] = field(default_factory=dict)
 
     @property
     def mean_embedding(self) -> FloatArray | None:
@@ -183,6 +199,7 @@ class FaceTracker:
         self.ended: dict[int, Track] = {}
         self._bytetrack = self._new_bytetrack()
         self._check_filters = replace(config.face_filters, min_score=0.0)
+        self.second_opinion: SecondOpinion | None = SecondOpinion(library) if config.second_opinion else None
         self.total_embeddings = 0
         self.total_tracks = 0
 
@@ -426,14 +443,55 @@ class FaceTracker:
         if not usable:
             return
         matches = self.library.match(
-            np.stack([p.embedding for _, p in usable if p.embedding is not None]),
-            self.config.cosine_similarity_threshold,
+            np.stack([p.embedding for _, p in usable if p.embedding is not None]), lowest_floor()
         )
         for (track, p), m in zip(usable, matches, strict=True):
-            self._consistent_vote(track, p, m, frame_index, ts, events)
+            vote = self._evidence(frame, track, p, m)
+            self._consistent_vote(frame, track, p, vote, frame_index, ts, events)
+
+    def _evidence(self, frame: Frame, track: Track, p: _Probe, m: Match) -> Vote | None:
+        """The vote of one match (:mod:`facetrack.matching`); ``None`` is no evidence either way."""
+        q = p.quality
+        pose = FacePose(q.yaw, q.pitch, q.size)
+        evidence = classify(m.similarity, pose, self.config.cosine_similarity_threshold)
+        if evidence is Evidence.GREY and m.person_id is not None:
+            evidence = Evidence.PERSON if self._confirmed(frame, track, m.person_id, pose) else Evidence.NONE
+            if evidence is Evidence.NONE and pose.frontal:
+                evidence = Evidence.NOBODY  # a frontal face the second opinion refuses is a stranger
+        if evidence is Evidence.PERSON:
+            return Vote(m.person_id, m.name, m.similarity)
+        if evidence is Evidence.NOBODY:
+            return Vote(None, None, m.similarity)
+        return None
+
+    def _confirmed(self, frame: Frame, track: Track, person_id: str, pose: FacePose) -> bool:
+        """Whether the second opinion confirms ``person_id`` for the track's current face.
+
+        Two consistent answers about a person settle it for the rest of the track; a track asks at
+        most :data:`MAX_SECOND_OPINIONS` times (each costs about 150 ms of CPU).
+        """
+        answers = track.opinions.setdefault(person_id, [])
+        if len(answers) >= SETTLED_OPINIONS and len(set(answers)) == 1:
+            return answers[0]
+        if self.second_opinion is None or sum(len(a) for a in track.opinions.values()) >= MAX_SECOND_OPINIONS:
+            return False
+        dist = self.second_opinion.distance(frame, track.detection.box, person_id)
+        if dist is None:
+            return False
+        ok = dist <= confirm_distance(pose)
+        answers.append(ok)
+        _LOG.debug("track %d: second opinion on %s: distance %.3f -> %s", track.track_id, person_id, dist, ok)
+        return ok
 
     def _consistent_vote(
-        self, track: Track, p: _Probe, m: Match, frame_index: int, ts: float, events: list[TrackEvent]
+        self,
+        frame: Frame,
+        track: Track,
+        p: _Probe,
+        vote: Vote | None,
+        frame_index: int,
+        ts: float,
+        events: list[TrackEvent],
     ) -> None:
         """Vote ``p`` into ``track`` unless the face is not the track's (an occlusion swap).
 
@@ -446,15 +504,20 @@ class FaceTracker:
         assert p.embedding is not None
         mean = track.mean_embedding
         sim = float(mean @ p.embedding) if mean is not None else 1.0
-        if sim >= self.config.tracker.appearance_split_threshold:
+        split_below = self.config.tracker.appearance_split_threshold
+        if not FacePose(p.quality.yaw, p.quality.pitch, p.quality.size).frontal:
+            # A head turning away lowers the similarity to the track's (mostly frontal) mean by
+            # itself; only a much lower one says another face took the box.
+            split_below -= TURNED_SPLIT_ALLOWANCE
+        if sim >= split_below:
             track.suspect = None
             if p.quality.usable:
-                self._vote(track, p, m, frame_index, ts, events)
+                self._vote(frame, track, p, vote, frame_index, ts, events)
             return
         _LOG.debug("track %d frame %d: face differs from the track (cos %.3f)", track.track_id, frame_index, sim)
         if track.suspect is None:
             if p.quality.usable:
-                track.suspect = (p, m)
+                track.suspect = (p, vote)
                 track.interval, track.next_embed_frame = 1, frame_index + 1
             return
         suspect, track.suspect = track.suspect, None
@@ -462,28 +525,44 @@ class FaceTracker:
         for b in bt_ids:
             del self._map[b]
         new = self._start(bt_ids[0], track.detection, frame_index, ts, events)
-        self._vote(new, *suspect, frame_index, ts, events)
+        self._vote(frame, new, *suspect, frame_index, ts, events)
         if p.quality.usable:
-            self._vote(new, p, m, frame_index, ts, events)
+            self._vote(frame, new, p, vote, frame_index, ts, events)
 
-    def _vote(self, track: Track, p: _Probe, m: Match, frame_index: int, ts: float, events: list[TrackEvent]) -> None:
-        """Add one usable embedding to a track: mean, best crops, identity vote, backoff."""
+    def _vote(
+        self,
+        frame: Frame,
+        track: Track,
+        p: _Probe,
+        vote: Vote | None,
+        frame_index: int,
+        ts: float,
+        events: list[TrackEvent],
+    ) -> None:
+        """Add one usable embedding to a track: mean, best crops, identity vote, backoff.
+
+        ``vote`` ``None`` (a turned or small face that matched nobody well enough) is no evidence:
+        the face still joins the track's mean embedding and best crops, but not the vote.
+        """
         emb = p.embedding
         assert emb is not None
         track.embeddings += 1
         track.embedding_sum = emb.copy() if track.embedding_sum is None else track.embedding_sum + emb
-        self._keep_best(track, BestCrop(p.quality.rank, frame_index, p.crop, emb))
-        vote = Vote(m.person_id, m.name, m.similarity)
+        self._keep_best(track, BestCrop(p.quality.rank, frame_index, p.crop, emb, p.quality.yaw), frame)
         voter = track.voter
         reacquired = voter.state is IdentityState.PENDING and not voter.votes and self._from_recent(track, emb)
-        agrees = reacquired or voter.agrees(vote)
-        if voter.add(vote) or reacquired:
+        agrees = reacquired or (vote is not None and voter.agrees(vote))
+        if (vote is not None and voter.add(vote)) or reacquired:
             events.append(self._event("identity", track, frame_index, ts, "recent_gallery" if reacquired else "vote"))
-        # Backoff: embed again after 1, 2, 4, ... frames (capped); a disagreeing embedding starts over.
-        if track.embeddings == 1 or not agrees:
+        # Backoff: embed again after 1, 2, 4, ... frames (capped); a disagreeing embedding starts
+        # over; a face that gave no evidence doubles the wait too, but an unnamed track keeps
+        # being looked at (PENDING_MAX_INTERVAL).
+        if track.embeddings == 1 or (vote is not None and not agrees):
             track.interval = 1
         else:
             track.interval = min(track.interval * 2, self.config.reid_expiration_frames)
+        if voter.state is IdentityState.PENDING:
+            track.interval = min(track.interval, PENDING_MAX_INTERVAL)
         track.next_embed_frame = frame_index + track.interval
 
     def _embed_crops(self, crops: list[Frame], frame: Frame, dets: list[Detection]) -> FloatArray:
@@ -512,11 +591,17 @@ class FaceTracker:
         return True
 
     @staticmethod
-    def _keep_best(track: Track, crop: BestCrop) -> None:
-        if len(track.best) < BEST_CROPS:
-            heapq.heappush(track.best, crop)
-        elif crop.rank > track.best[0].rank:
-            heapq.heapreplace(track.best, crop)
+    def _keep_best(track: Track, crop: BestCrop, frame: Frame) -> None:
+        """Keep ``crop`` if it is among the :data:`BEST_CROPS` best of its pose bin."""
+        same = [c for c in track.best if pose_bin(c.yaw) == pose_bin(crop.yaw)]
+        if len(same) >= BEST_CROPS:
+            worst = min(same)
+            if crop.rank <= worst.rank:
+                return
+            track.best = [c for c in track.best if c is not worst]
+        # The context is cut only for kept crops (a few per track), for the second descriptor.
+        crop.context, crop.context_box = face_context(frame, track.detection.box)
+        track.best.append(crop)
 
     def _end(self, tid: int, reason: str) -> TrackEvent:
         track = self._tracks.pop(tid)

@@ -4,6 +4,11 @@ One bad frame (motion blur, a half-turned head) can produce an embedding whose n
 person is wrong; deciding on the last frame would then rename the person. A vote over the last
 ``window`` usable matches, with a minimum number of votes and a strict majority, makes a rename
 need several consistent frames, and a track stays unknown rather than take a doubtful name.
+
+Which matches vote at all is decided by :mod:`facetrack.matching`: a vote for "nobody" comes only
+from a frontal face of fair size, so a named track is demoted to unknown only by several such
+faces (``unknown_votes`` of them, and twice as many as the votes left for its name), never by
+turned, small or blurred ones.
 """
 
 from __future__ import annotations
@@ -72,10 +77,15 @@ class IdentityVoter:
 
     def add(self, vote: Vote) -> bool:
         """Add a vote; return True when the decision (state or person) changed."""
+        if self.state is IdentityState.KNOWN and vote.person_id != self.person_id:
+            self.ambiguous = True
         self.votes.append(vote)
         before = (self.state, self.person_id)
         self._decide()
-        return (self.state, self.person_id) != before
+        changed = (self.state, self.person_id) != before
+        if changed and before[0] is not IdentityState.PENDING:
+            self.ambiguous = True
+        return changed
 
     def _decide(self) -> None:
         cfg = self.config
