@@ -326,6 +326,7 @@ def face_context(frame: Frame, box: npt.ArrayLike) -> tuple[Frame, npt.NDArray[n
     region = frame[cy1:cy2, cx1:cx2]
     scale = min(1.0, CONTEXT_MAX_SIDE / max(1, region.shape[0], region.shape[1]))
     size = (max(1, round(region.shape[1] * scale)), max(1, round(region.shape[0] * scale)))
-    crop: Frame = np.asarray(cv2.resize(region, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else region.copy(), dtype=np.uint8)
+    small = cv2.resize(region, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else region.copy()
+    crop: Frame = np.asarray(small, dtype=np.uint8)
     inner = np.array([(x1 - cx1) * scale, (y1 - cy1) * scale, (x2 - cx1) * scale, (y2 - cy1) * scale], dtype=np.float32)
     return crop, inner

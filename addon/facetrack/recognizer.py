@@ -23,9 +23,12 @@ import numpy as np
 from facetrack.config import FaceTrackerConfig
 from facetrack.errors import FaceTrackError
 from facetrack.images import encode_jpeg, read_image
-from facetrack.inference.base import Detection, FloatArray, Frame, InferenceBackend
+from facetrack.inference.base import Detection, FloatArray, Frame, InferenceBackend, InferenceUnavailableError
+from facetrack.inference.dlib_resnet import DlibResNet
 from facetrack.library import FaceLibrary, Person
-from facetrack.quality import FaceFilters, assess
+from facetrack.matching import Evidence, FacePose, classify, confirm_distance, lowest_floor
+from facetrack.quality import FaceFilters, assess, landmark_geometry
+from facetrack.track.second_opinion import SecondOpinion
 
 #: Detector score an enrolment face needs: OpenCV's YuNet default (0.9). Posed photos clear it
 #: (every face of shared/data's labels.csv scores >= 0.9), animal faces and patterns do not.
@@ -95,6 +98,8 @@ class FaceRecognizer:
         self.backend = backend
         self.config = config
         self.library = library
+        self._second: SecondOpinion | None = None
+        self._dlib: DlibResNet | None = None
         # Enrolment photos are posed stills: a confident detection, blur and size filters, pose a
         # little looser than for video.
         ff = config.face_filters
@@ -192,29 +197,60 @@ class FaceRecognizer:
         return EnrolmentResult(person.name, person, len(embs), skipped)
 
     def recognize(self, image: Frame) -> list[dict[str, Any]]:
-        """Every face of ``image`` with its nearest person: ``bbox``, ``score``, ``person``, ``similarity``."""
+        """Every face of ``image`` with its nearest person: ``bbox``, ``score``, ``person``, ``similarity``.
+
+        A face is named by the rule the tracker uses for one frame (:mod:`facetrack.matching`):
+        SFace alone at ``cosine_similarity_threshold`` or above; in the grey zone below it, only
+        when the second opinion confirms the person. ``second_opinion`` says what happened there:
+        ``"confirmed"``, ``"refused"``, ``"unavailable"`` or ``None`` (not asked).
+        """
         lib = self._lib()
         dets = self.backend.detect(image)
         if not dets:
             return []
         embs = self.backend.embed(image, dets)
-        matches = lib.match(embs, self.config.cosine_similarity_threshold)
-        return [
-            {
-                "bbox": [round(float(v), 1) for v in d.box],
-                "score": round(d.score, 4),
-                "person": m.name,
-                "similarity": round(m.similarity, 4),
-            }
-            for d, m in zip(dets, matches, strict=True)
-        ]
+        matches = lib.match(embs, lowest_floor())
+        out = []
+        for d, m in zip(dets, matches, strict=True):
+            yaw, pitch, _ = landmark_geometry(d)
+            pose = FacePose(yaw, pitch, d.size)
+            evidence = classify(m.similarity, pose, self.config.cosine_similarity_threshold)
+            opinion: str | None = None
+            person = m.name if evidence is Evidence.PERSON else None
+            if evidence is Evidence.GREY and m.person_id is not None:
+                dist = self._opinion(lib).distance(image, d.box, m.person_id) if self.config.second_opinion else None
+                if dist is None:
+                    opinion = "unavailable"
+                else:
+                    opinion = "confirmed" if dist <= confirm_distance(pose) else "refused"
+                person = m.name if opinion == "confirmed" else None
+            out.append(
+                {
+                    "bbox": [round(float(v), 1) for v in d.box],
+                    "score": round(d.score, 4),
+                    "person": person,
+                    "similarity": round(m.similarity, 4),
+                    "second_opinion": opinion,
+                }
+            )
+        return out
+
+    def _opinion(self, lib: FaceLibrary) -> SecondOpinion:
+        if self._second is None or self._second.library is not lib:
+            self._second = SecondOpinion(lib)
+        return self._second
 
     def verify(self, image1: Frame, image2: Frame) -> dict[str, Any]:
         """1:1 verification on the largest face of each image (among faces scoring >= 0.9, if any).
 
+        Same person at ``cosine_similarity_threshold`` or above; in the grey zone below it
+        (:mod:`facetrack.matching`, the less frontal face's pose), only if dlib's descriptors of
+        the two faces are within the confirm distance (``distance`` is then reported).
+
         Raises:
             FaceTrackError: no face in one of the images.
         """
+        faces: list[Detection] = []
         embs = []
         for i, img in enumerate((image1, image2), start=1):
             dets = self.backend.detect(img)
@@ -223,7 +259,30 @@ class FaceRecognizer:
             # Prefer confident faces: a large low-score false positive must not win "largest".
             confident = [d for d in dets if d.score >= ENROL_MIN_SCORE] or dets
             largest = max(confident, key=lambda d: d.size)
+            faces.append(largest)
             embs.append(self.backend.embed(img, [largest])[0])
         sim = float(embs[0] @ embs[1])
         thr = self.config.cosine_similarity_threshold
-        return {"similarity": round(sim, 4), "same_person": sim >= thr, "threshold": thr}
+        poses = [FacePose(*landmark_geometry(d)[:2], d.size) for d in faces]
+        pose = poses[0] if not poses[0].frontal or poses[1].frontal else poses[1]
+        evidence = classify(sim, pose, thr)
+        same = evidence is Evidence.PERSON
+        out: dict[str, Any] = {"similarity": round(sim, 4), "same_person": same, "threshold": thr}
+        if evidence is Evidence.GREY and self.config.second_opinion:
+            try:
+                model = self._descriptor()
+                a = model.describe(image1, faces[0].box[None, :])[0]
+                b = model.describe(image2, faces[1].box[None, :])[0]
+            except InferenceUnavailableError as err:
+                out["second_opinion"] = f"unavailable: {err}"
+            else:
+                dist = float(np.linalg.norm(a - b))
+                out["distance"] = round(dist, 4)
+                out["same_person"] = dist <= confirm_distance(pose)
+                out["second_opinion"] = "confirmed" if out["same_person"] else "refused"
+        return out
+
+    def _descriptor(self) -> DlibResNet:
+        if self._dlib is None:
+            self._dlib = DlibResNet()
+        return self._dlib
