@@ -27,6 +27,7 @@ from facetrack.config.service import RESERVED_CAMERA_NAMES, AlertMode, MQTTConfi
 from facetrack.events import TrackEvent
 from facetrack.inbox import InboxGroup
 from facetrack.library.store import Person
+from facetrack.pose import POSE_BINS
 from facetrack.record.clips import StoredClip
 from facetrack.record.storage import CLIP_FILES, clip_key, new_clip_id
 from mqtt_helpers import SCHEMAS
@@ -190,7 +191,11 @@ PAYLOADS: dict[str, list[Any]] = {
     ],
     "persons": [
         p.persons_payload(
-            [Person(ANNA, "Anna", {}, 4, NOW - 86400), Person(uuid.uuid4().hex, "John Salley", {"x": 1}, 1, NOW)],
+            [
+                Person(ANNA, "Anna", {}, 4, NOW - 86400, {"frontal": 3, "three_quarter": 1, "profile": 0}),
+                Person(uuid.uuid4().hex, "John Salley", {"x": 1}, 1, NOW, {"unknown": 1}),  # enrolled before poses
+                Person(uuid.uuid4().hex, "Carl", {}, 2, NOW),  # a library that records no poses: all unknown
+            ],
             {ANNA: Sighting(NOW - 5, "front_door")},
             now=NOW,
         ),
@@ -235,10 +240,35 @@ def test_builders_keep_todays_values() -> None:
     persons = PAYLOADS["persons"][0]["persons"]
     assert persons[0] == {
         "person_id": ANNA, "name": "Anna", "embeddings": 4, "last_seen": "2026-11-22T08:14:58.120Z",
-        "last_camera": "front_door",
+        "last_camera": "front_door", "poses": {"frontal": 3, "three_quarter": 1, "profile": 0, "unknown": 0},
+        "missing_poses": ["profile"],
     }  # fmt: skip
     assert (persons[1]["last_seen"], persons[1]["last_camera"]) == (None, None)
+    # No embedding with a known pose: every bin is 0, and which views are missing cannot be told.
+    assert [(q["poses"], q["missing_poses"]) for q in persons[1:]] == [
+        ({"frontal": 0, "three_quarter": 0, "profile": 0, "unknown": 1}, []),
+        ({"frontal": 0, "three_quarter": 0, "profile": 0, "unknown": 2}, []),
+    ]
     assert PAYLOADS["inbox"][0]["pending"] == 1 and PAYLOADS["inbox"][0]["ignored"] == 1
+
+
+@pytest.mark.parametrize(
+    ("poses", "embeddings", "counts", "missing"),
+    [
+        ({"frontal": 2}, 2, (2, 0, 0, 0), ["three_quarter", "profile"]),
+        ({"profile": 1, "three_quarter": 1, "frontal": 1}, 3, (1, 1, 1, 0), []),
+        ({"frontal": 1, "unknown": 3}, 4, (1, 0, 0, 3), ["three_quarter", "profile"]),  # mixed: the known ones tell
+        ({"three_quarter": 1}, 3, (0, 1, 0, 2), ["frontal", "profile"]),  # "unknown" absent: the remainder
+        ({"unknown": 5}, 5, (0, 0, 0, 5), []),  # a library enrolled before poses were recorded
+        ({}, 0, (0, 0, 0, 0), []),
+        ({"frontal": 1, "looking_down": 4}, 1, (1, 0, 0, 0), ["three_quarter", "profile"]),  # other keys: ignored
+    ],
+)
+def test_pose_coverage(poses: dict[str, int], embeddings: int, counts: tuple[int, ...], missing: list[str]) -> None:
+    got, got_missing = p.pose_coverage(poses, embeddings)
+    assert list(got) == [*POSE_BINS, "unknown"]
+    assert tuple(got.values()) == counts
+    assert got_missing == missing
 
 
 @pytest.mark.xfail(strict=True, reason="known mismatch, reported in issue 13: a recovered clip whose annotated video "

@@ -61,14 +61,25 @@ def info(cameras: list[str] | None = None, prefix: str = PREFIX, disabled: list[
     return payload
 
 
-def person(person_id: str, name: str, last_seen: str | None = None) -> dict[str, Any]:
-    """One person of the face library."""
+#: The head-pose coverage of `person`'s two embeddings: both frontal (a photo and a camera snapshot).
+FRONTAL_ONLY: dict[str, Any] = {
+    "poses": {"frontal": 2, "three_quarter": 0, "profile": 0, "unknown": 0},
+    "missing_poses": ["three_quarter", "profile"],
+}
+
+
+def person(
+    person_id: str, name: str, last_seen: str | None = None, coverage: dict[str, Any] | None = FRONTAL_ONLY
+) -> dict[str, Any]:
+    """One person of the face library; `coverage`: its `poses` and `missing_poses` (None: an engine
+    without them, not valid under today's schema)."""
     return {
         "person_id": person_id,
         "name": name,
         "embeddings": 2,
         "last_seen": last_seen,
         "last_camera": "front_door" if last_seen else None,
+        **(coverage or {}),
     }
 
 

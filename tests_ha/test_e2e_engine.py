@@ -246,7 +246,7 @@ async def test_real_engine_turns_presence_on(
         assert (200, shown) == await download(shown_alert["snapshot_url"])
         assert not any(c["alert_id"] == first["alert_id"] for c in clips), "the clip was stored already"
 
-        def person_entity(domain: str) -> str | None:
+        def person_entity(domain: str, key: str) -> str | None:
             device = next(
                 (d for d in dev_reg.devices.get_devices_for_config_entry_id(entry.entry_id)
                  if d.name == PERSON),
@@ -256,30 +256,37 @@ async def test_real_engine_turns_presence_on(
                 return None
             return next(
                 (e.entity_id for e in er.async_entries_for_device(ent_reg, device.id)
-                 if e.domain == domain),
+                 if e.domain == domain and e.unique_id.endswith(f"_{key}")),
                 None,
             )  # fmt: skip
 
         def presence_on() -> bool:
             assert proc is not None
             assert proc.poll() is None, f"engine exited with {proc.returncode}"
-            entity_id = person_entity("binary_sensor")
+            entity_id = person_entity("binary_sensor", "presence")
             state = hass.states.get(entity_id) if entity_id else None
             return state is not None and state.state == STATE_ON
 
         await _wait_for(hass, f"{PERSON}'s presence on", presence_on, engine_log)
 
-        presence_id = person_entity("binary_sensor")
+        presence_id = person_entity("binary_sensor", "presence")
         assert presence_id is not None
         presence = hass.states.get(presence_id)
         assert presence is not None and presence.attributes["camera"] == "door"
 
-        last_seen_id = person_entity("sensor")
+        last_seen_id = person_entity("sensor", "last_seen")
         assert last_seen_id is not None
         last_seen = hass.states.get(last_seen_id)
         assert last_seen is not None and last_seen.attributes["device_class"] == "timestamp"
         assert last_seen.state not in ("unknown", STATE_UNAVAILABLE)
         assert last_seen.attributes["camera"] == "door"
+        # Gallery coverage from the engine's persons payload (the photos' head poses, or unknown for
+        # embeddings without one).
+        coverage_id = person_entity("sensor", "gallery_coverage")
+        coverage = hass.states.get(coverage_id) if coverage_id else None
+        assert coverage is not None and coverage.state != STATE_UNAVAILABLE
+        assert set(coverage.attributes["poses"]) == {"frontal", "three_quarter", "profile", "unknown"}
+        assert sum(coverage.attributes["poses"].values()) >= 1
 
         faces_id = ent_reg.async_get_entity_id("sensor", DOMAIN, f"{PREFIX}_door_faces")
         assert faces_id is not None

@@ -1,15 +1,18 @@
-"""Entity states over time: presence, last seen, camera sensors, availability, dynamic devices."""
+"""Entity states over time: presence, last seen, gallery coverage, camera sensors, availability, dynamic devices."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from custom_components.facetrack.const import DOMAIN
+from custom_components.facetrack.payloads import COVERAGE_STATES
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.translation import async_get_translations
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_fire_mqtt_message,
@@ -58,6 +61,7 @@ async def test_presence_unavailable_only_when_engine_offline(
     for entity_id in (
         "binary_sensor.facetrack_anna_presence",
         "sensor.facetrack_anna_last_seen",
+        "sensor.facetrack_anna_gallery_coverage",
         "sensor.facetrack_front_door_faces_in_view",
         "camera.facetrack_front_door",
         "event.facetrack_front_door_face",
@@ -99,6 +103,53 @@ async def test_last_seen(hass: HomeAssistant, init_integration: MockConfigEntry)
     assert bob.state == "2026-11-22T10:00:00+00:00"
     assert bob.attributes["camera"] == "front_door"
     assert hass.states.get("sensor.facetrack_anna_last_seen").state == "2026-11-22T08:15:03+00:00"
+
+
+async def test_gallery_coverage(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
+    """The coverage sensor names the head poses to add photos of, with the library's counts as attributes;
+    unknown for a library enrolled before poses were recorded and with an engine that does not send them."""
+    anna = hass.states.get("sensor.facetrack_anna_gallery_coverage")
+    assert anna.state == "add_three_quarter_profile"
+    assert anna.attributes["device_class"] == "enum"
+    assert anna.attributes["options"] == list(COVERAGE_STATES)
+    assert anna.attributes["poses"] == {"frontal": 2, "three_quarter": 0, "profile": 0, "unknown": 0}
+    assert anna.attributes["missing_poses"] == ["three_quarter", "profile"]
+
+    complete = {
+        "poses": {"frontal": 2, "three_quarter": 1, "profile": 1, "unknown": 0},
+        "missing_poses": [],
+    }
+    legacy = {"poses": {"frontal": 0, "three_quarter": 0, "profile": 0, "unknown": 2}, "missing_poses": []}
+    fire(
+        hass,
+        f"{PREFIX}/persons",
+        persons(person(ANNA_ID, "Anna", TIME, coverage=complete), person(BOB_ID, "Bob", coverage=legacy)),
+        "persons",
+    )
+    await hass.async_block_till_done()
+    anna = hass.states.get("sensor.facetrack_anna_gallery_coverage")
+    assert (anna.state, anna.attributes["missing_poses"]) == ("complete", [])
+    bob = hass.states.get("sensor.facetrack_bob_gallery_coverage")
+    assert bob.state == STATE_UNKNOWN
+    assert bob.attributes["poses"] == legacy["poses"]
+
+    # An older engine: no `poses` (not valid under today's schema, so not validated).
+    older = persons(person(ANNA_ID, "Anna", TIME, coverage=None), person(BOB_ID, "Bob", coverage=None))
+    async_fire_mqtt_message(hass, f"{PREFIX}/persons", json.dumps(older))
+    await hass.async_block_till_done()
+    anna = hass.states.get("sensor.facetrack_anna_gallery_coverage")
+    assert anna.state == STATE_UNKNOWN
+    assert (anna.attributes["poses"], anna.attributes["missing_poses"]) == (None, [])
+    assert hass.states.get("sensor.facetrack_anna_last_seen").state == "2026-11-22T08:15:03+00:00"
+
+
+async def test_every_coverage_state_is_translated(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
+    """Each state of the coverage sensor has an English text (the hint the frontend shows)."""
+    strings = await async_get_translations(hass, "en", "entity", [DOMAIN])
+    key = f"component.{DOMAIN}.entity.sensor.gallery_coverage.state"
+    texts = {state: strings.get(f"{key}.{state}") for state in COVERAGE_STATES}
+    assert all(texts.values()), texts
+    assert texts["add_profile"] == "Add a profile photo"
 
 
 async def test_camera_sensors_and_availability(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
@@ -161,6 +212,7 @@ async def test_person_enrolled_renamed_and_forgotten(
     await hass.async_block_till_done()
     assert hass.states.get("binary_sensor.facetrack_carl_presence").state == STATE_OFF
     assert hass.states.get("sensor.facetrack_carl_last_seen") is not None
+    assert hass.states.get("sensor.facetrack_carl_gallery_coverage").state == "add_three_quarter_profile"
     anna = device_registry.async_get_device(identifiers={(DOMAIN, f"{PREFIX}:person:{ANNA_ID}")})
     assert anna.name == "Anna K."
 
@@ -168,6 +220,7 @@ async def test_person_enrolled_renamed_and_forgotten(
     await hass.async_block_till_done()
     assert device_registry.async_get_device(identifiers={(DOMAIN, f"{PREFIX}:person:{BOB_ID}")}) is None
     assert entity_registry.async_get("binary_sensor.facetrack_bob_presence") is None
+    assert entity_registry.async_get("sensor.facetrack_bob_gallery_coverage") is None
     assert hass.states.get("binary_sensor.facetrack_bob_presence") is None
     assert hass.states.get("binary_sensor.facetrack_carl_presence").state == STATE_OFF
 

@@ -52,7 +52,9 @@ async def test_setup_creates_devices_and_entities(
         "event.facetrack_new_unknown_person",
         "image.facetrack_front_door_last_alert",
         "image.facetrack_garden_last_alert",
+        "sensor.facetrack_anna_gallery_coverage",
         "sensor.facetrack_anna_last_seen",
+        "sensor.facetrack_bob_gallery_coverage",
         "sensor.facetrack_bob_last_seen",
         "sensor.facetrack_front_door_faces_in_view",
         "sensor.facetrack_front_door_frames_per_second",
@@ -60,7 +62,8 @@ async def test_setup_creates_devices_and_entities(
         "sensor.facetrack_garden_frames_per_second",
         "sensor.facetrack_unknown_persons",
     ]
-    assert entity_registry.async_get("sensor.facetrack_garden_frames_per_second").entity_category == "diagnostic"
+    for entity_id in ("sensor.facetrack_garden_frames_per_second", "sensor.facetrack_anna_gallery_coverage"):
+        assert entity_registry.async_get(entity_id).entity_category == "diagnostic"
 
 
 async def test_unload_and_reload(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:

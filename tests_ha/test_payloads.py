@@ -16,6 +16,7 @@ from custom_components.facetrack.hub import (
     person_identifier,
 )
 from custom_components.facetrack.payloads import (
+    COVERAGE_STATES,
     Alert,
     CameraState,
     Clip,
@@ -136,13 +137,58 @@ def test_persons() -> None:
     """The library's persons in order; a person without a name is shown by id."""
     data = _with_extra(validate("persons", persons(person(ANNA_ID, "Anna", TIME), person(BOB_ID, "Bob"))))
     parsed = Persons.from_json(data)
+    poses = (("frontal", 2), ("three_quarter", 0), ("profile", 0), ("unknown", 0))
+    missing = ("three_quarter", "profile")
     assert parsed.persons == (
-        Person(person_id=ANNA_ID, name="Anna", last_seen=TIME, last_camera="front_door"),
-        Person(person_id=BOB_ID, name="Bob"),
+        Person(ANNA_ID, "Anna", TIME, "front_door", poses, missing),
+        Person(person_id=BOB_ID, name="Bob", poses=poses, missing_poses=missing),
     )
     assert parsed.persons[0].raw is data["persons"][0]
     assert parsed.persons[0].display_name == "Anna"
     assert Person(person_id=BOB_ID).display_name == BOB_ID
+
+
+def test_person_of_an_older_engine() -> None:
+    """An engine before head poses sends neither `poses` nor `missing_poses`: coverage unknown."""
+    parsed = Person.from_json(person(ANNA_ID, "Anna", TIME, coverage=None))
+    assert parsed == Person(ANNA_ID, "Anna", TIME, "front_door")
+    assert (parsed.poses, parsed.missing_poses, parsed.coverage) == (None, (), None)
+
+
+def _coverage(poses: dict[str, int], missing: list[str]) -> dict[str, Any]:
+    return {"poses": {"frontal": 0, "three_quarter": 0, "profile": 0, "unknown": 0, **poses}, "missing_poses": missing}
+
+
+@pytest.mark.parametrize(
+    ("coverage", "expected"),
+    [
+        (_coverage({"frontal": 2}, ["three_quarter", "profile"]), "add_three_quarter_profile"),
+        (_coverage({"frontal": 1, "three_quarter": 1}, ["profile"]), "add_profile"),
+        (_coverage({"profile": 3}, ["frontal", "three_quarter"]), "add_frontal_three_quarter"),
+        (_coverage({"frontal": 1, "three_quarter": 2, "profile": 1, "unknown": 4}, []), "complete"),
+        (_coverage({"frontal": 1, "unknown": 3}, ["three_quarter", "profile"]), "add_three_quarter_profile"),
+        # A library enrolled before poses were recorded: the engine cannot tell what is missing.
+        (_coverage({"unknown": 5}, []), None),
+    ],
+)
+def test_gallery_coverage(coverage: dict[str, Any], expected: str | None) -> None:
+    """The coverage hint names the missing head poses, frontal to profile; every value is a known state."""
+    parsed = Person.from_json(validate("persons", persons(person(ANNA_ID, "Anna", coverage=coverage)))["persons"][0])
+    assert parsed.missing_poses == tuple(coverage["missing_poses"])
+    assert dict(parsed.poses or ()) == coverage["poses"]
+    assert parsed.coverage == expected
+    assert expected is None or expected in COVERAGE_STATES
+
+
+def test_gallery_coverage_of_a_newer_engine() -> None:
+    """A pose bin this version does not know: counted as sent; missing alone, the hint stays generic."""
+    newer = {"frontal": 1, "three_quarter": 1, "profile": 1, "unknown": 0, "looking_down": 0}
+    parsed = Person.from_json({"person_id": ANNA_ID, "poses": newer, "missing_poses": ["looking_down"]})
+    assert dict(parsed.poses or ()) == newer
+    assert parsed.coverage == "incomplete"
+    parsed = Person.from_json({"person_id": ANNA_ID, "poses": newer, "missing_poses": ["looking_down", "profile"]})
+    assert parsed.coverage == "add_profile"
+    assert COVERAGE_STATES[0] == "complete" and len(set(COVERAGE_STATES)) == 9  # complete, 7 combinations, generic
 
 
 def test_inbox() -> None:
@@ -302,6 +348,9 @@ def test_missing_required_field(parse: Any, data: dict[str, Any], message: str) 
         (CameraState.from_json, {"camera": 1}, "camera: expected a string"),
         (Persons.from_json, {"persons": 1}, "persons: expected a list"),
         (Person.from_json, {"person_id": ANNA_ID, "name": 3}, "name: expected a string"),
+        (Person.from_json, {"person_id": ANNA_ID, "poses": [1, 0]}, "poses: expected an object"),
+        (Person.from_json, {"person_id": ANNA_ID, "poses": {"profile": "none"}}, "profile: expected an integer"),
+        (Person.from_json, {"person_id": ANNA_ID, "missing_poses": "profile"}, "missing_poses: expected a list"),
         (Inbox.from_json, {"groups": 3}, "groups: expected a list"),
         (Inbox.from_json, {"groups": [], "pending": "2"}, "pending: expected an integer"),
         (InboxGroup.from_json, {"group_id": GROUP_A, "cameras": "front_door"}, "cameras: expected a list"),

@@ -37,6 +37,10 @@ EVENT_UNKNOWN_FACE: Final = "unknown_face"
 EVENT_NEW_GROUP: Final = "new_group"
 GROUP_PENDING: Final = "pending"
 
+# Head-pose bins of a person's gallery, frontal to profile (the engine's `facetrack.pose.POSE_BINS`; the
+# `poses` / `missing_poses` of `<prefix>/persons`).
+POSE_BINS: Final = ("frontal", "three_quarter", "profile")
+
 ATTR_CAMERA: Final = "camera"
 ATTR_CAMERA_ENTITY_ID: Final = "camera_entity_id"
 ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"

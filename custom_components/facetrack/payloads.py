@@ -18,11 +18,20 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import combinations
 from typing import Any, Self
 
 from homeassistant.util import dt as dt_util
 
-from .const import CONTRACT_VERSION
+from .const import CONTRACT_VERSION, POSE_BINS
+
+# The states of a person's gallery coverage (`Person.coverage`): complete, or which head-pose bins to add
+# photos of (every non-empty combination, frontal to profile), or some this version does not know.
+COVERAGE_STATES: tuple[str, ...] = (
+    "complete",
+    *("add_" + "_".join(bins) for n in range(1, len(POSE_BINS) + 1) for bins in combinations(POSE_BINS, n)),
+    "incomplete",
+)
 
 
 class PayloadError(ValueError):
@@ -190,6 +199,14 @@ class CameraState:
         )
 
 
+def _counts(data: dict[str, Any], key: str) -> tuple[tuple[str, int], ...] | None:
+    """An object of integer counts, as (key, count) pairs in the sent order (a value, hashable as the rest)."""
+    counts = _optional_object(data, key)
+    if counts is None:
+        return None
+    return tuple((name, value) for name in counts if (value := _int(counts, name)) is not None)
+
+
 @dataclass(frozen=True, slots=True)
 class Person:
     """A person of the face library (an item of `<prefix>/persons`). Required: `person_id`."""
@@ -198,19 +215,36 @@ class Person:
     name: str | None = None
     last_seen: str | None = None  # ISO 8601 time of the last sighting
     last_camera: str | None = None  # camera of the last sighting
+    # Embeddings per head-pose bin (`POSE_BINS` and "unknown"); None from engines that do not send them.
+    poses: tuple[tuple[str, int], ...] | None = None
+    missing_poses: tuple[str, ...] = ()  # bins without an embedding, frontal to profile
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Any) -> Self:
         """Parse; raises `PayloadError`."""
         person = _object(data, "person")
+        missing_poses = _list(person, "missing_poses")
         return cls(
             person_id=_required_str(person, "person_id"),
             name=_str(person, "name"),
             last_seen=_str(person, "last_seen"),
             last_camera=_str(person, "last_camera"),
+            poses=_counts(person, "poses"),
+            missing_poses=_items(missing_poses, _string) if missing_poses is not None else (),
             raw=person,
         )
+
+    @property
+    def coverage(self) -> str | None:
+        """The gallery's head-pose coverage, a key of `COVERAGE_STATES`: "complete", "add_<bins>" naming the
+        missing bins (frontal to profile), "incomplete" if only bins this version does not know are missing;
+        None when it cannot be told (an engine without `poses`, or no embedding with a known pose)."""
+        if self.poses is None or not any(count for name, count in self.poses if name in POSE_BINS):
+            return None
+        if missing := [name for name in POSE_BINS if name in self.missing_poses]:
+            return "add_" + "_".join(missing)
+        return "incomplete" if self.missing_poses else "complete"
 
     @property
     def display_name(self) -> str:

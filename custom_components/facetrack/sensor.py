@@ -1,4 +1,5 @@
-"""Sensors: last seen per person; faces in view and frames/s per camera; the unknown-face inbox."""
+"""Sensors: last seen and gallery coverage per person; faces in view and frames/s per camera; the unknown-face
+inbox."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from homeassistant.util import dt as dt_util
 
 from .entity import FaceTrackCameraEntity, FaceTrackEngineEntity, FaceTrackPersonEntity
 from .hub import FaceTrackConfigEntry, FaceTrackHub
-from .payloads import CameraState, Person, Seen, parse_time
+from .payloads import COVERAGE_STATES, CameraState, Person, Seen, parse_time
 
 PARALLEL_UPDATES = 0
 
@@ -63,6 +64,14 @@ LAST_SEEN = SensorEntityDescription(
     device_class=SensorDeviceClass.TIMESTAMP,
 )
 
+GALLERY_COVERAGE = SensorEntityDescription(
+    key="gallery_coverage",
+    translation_key="gallery_coverage",
+    device_class=SensorDeviceClass.ENUM,
+    options=list(COVERAGE_STATES),
+    entity_category=EntityCategory.DIAGNOSTIC,
+)
+
 
 async def async_setup_entry(
     hass: HomeAssistant,
@@ -80,7 +89,11 @@ async def async_setup_entry(
 
     @callback
     def _add_persons(person_ids: list[str]) -> None:
-        async_add_entities(FaceTrackLastSeen(hub, pid, LAST_SEEN) for pid in person_ids)
+        async_add_entities(
+            entity
+            for pid in person_ids
+            for entity in (FaceTrackLastSeen(hub, pid, LAST_SEEN), FaceTrackGalleryCoverage(hub, pid, GALLERY_COVERAGE))
+        )
 
     entry.async_on_unload(hub.async_add_camera_listener(_add_cameras))
     entry.async_on_unload(hub.async_add_person_listener(_add_persons))
@@ -171,3 +184,31 @@ class FaceTrackLastSeen(FaceTrackPersonEntity, SensorEntity):
     def extra_state_attributes(self) -> dict[str, Any]:
         """The camera and the similarity of the last sighting."""
         return {"camera": self._camera, "similarity": self._similarity}
+
+
+class FaceTrackGalleryCoverage(FaceTrackPersonEntity, SensorEntity):
+    """Which head poses the person's gallery lacks, as a translated hint ("Add a profile photo").
+
+    A face seen from a pose the gallery has no embedding of is recognised less often. The state is a key of
+    `COVERAGE_STATES` (`Person.coverage`), unknown with an engine that does not report poses or a library
+    enrolled before it recorded them; the attributes are the library's counts as sent.
+    """
+
+    @property
+    def _person(self) -> Person:
+        return self.hub.persons.get(self.person_id) or Person(self.person_id)
+
+    @property
+    def native_value(self) -> str | None:
+        """The coverage hint."""
+        return self._person.coverage
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """`poses`: embeddings per head-pose bin (None from an engine without them); `missing_poses`: the bins
+        without any, frontal to profile."""
+        person = self._person
+        return {
+            "poses": dict(person.poses) if person.poses is not None else None,
+            "missing_poses": list(person.missing_poses),
+        }

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, Protocol, TypedDict
 
 from facetrack.events import EventType
+from facetrack.pose import POSE_BINS
 
 if TYPE_CHECKING:
     from facetrack.alerts import Alert
@@ -184,13 +185,16 @@ class InfoPayload(TypedDict):
 
 
 class PersonEntry(TypedDict):
-    """One person of ``persons.json``; ``last_seen`` / ``last_camera`` null if not seen since start."""
+    """One person of ``persons.json``; ``last_seen`` / ``last_camera`` null if not seen since start;
+    ``poses`` / ``missing_poses`` the gallery's head-pose coverage (:func:`pose_coverage`)."""
 
     person_id: str
     name: str
     embeddings: int
     last_seen: str | None
     last_camera: str | None
+    poses: dict[str, int]
+    missing_poses: list[str]
 
 
 class PersonsPayload(TypedDict):
@@ -209,6 +213,8 @@ class PersonRow(Protocol):
     def name(self) -> str: ...
     @property
     def embedding_count(self) -> int: ...
+    @property
+    def poses(self) -> Mapping[str, int]: ...
 
 
 class Sighting(Protocol):
@@ -457,14 +463,44 @@ def info_payload(
     return out
 
 
+#: The key of :func:`pose_coverage`'s counts for embeddings whose head pose was not recorded.
+UNKNOWN_POSE = "unknown"
+
+
+def pose_coverage(poses: Mapping[str, int], embeddings: int) -> tuple[dict[str, int], list[str]]:
+    """A person's gallery coverage by head pose: ``(counts, missing)``.
+
+    Args:
+        poses: embeddings per pose bin (``library.store.Person.poses``: keys of
+            :data:`facetrack.pose.POSE_BINS` and ``"unknown"``; absent keys count 0, other keys are
+            ignored).
+        embeddings: the person's number of embeddings.
+
+    Returns:
+        ``counts``: every bin of ``POSE_BINS`` then ``"unknown"``, each an int >= 0; ``"unknown"``
+        is the library's count, or when absent the embeddings no bin accounts for.
+        ``missing``: the bins of ``POSE_BINS`` (in that order) without an embedding; empty when no
+        embedding has a known pose (a library enrolled before poses were recorded): which views
+        are missing cannot be told then.
+    """
+    counts: dict[str, int] = {b: max(int(poses.get(b, 0)), 0) for b in POSE_BINS}
+    known = sum(counts.values())
+    unknown = poses.get(UNKNOWN_POSE)
+    counts[UNKNOWN_POSE] = max(int(unknown) if unknown is not None else embeddings - known, 0)
+    missing: list[str] = [b for b in POSE_BINS if counts[b] == 0] if known else []
+    return counts, missing
+
+
 def persons_payload(
     persons: Iterable[PersonRow], sightings: Mapping[str, Sighting], now: float | None = None
 ) -> PersonsPayload:
     """``<prefix>/persons`` (retained): the face library in the order given, each with its last
-    sighting from ``sightings`` (by ``person_id``; null when absent); ``now`` epoch s (default: now)."""
+    sighting from ``sightings`` (by ``person_id``; null when absent) and its head-pose coverage
+    (:func:`pose_coverage`); ``now`` epoch s (default: now)."""
     entries: list[PersonEntry] = []
     for p in persons:
         seen = sightings.get(p.person_id)
+        poses, missing = pose_coverage(p.poses, p.embedding_count)
         entries.append(
             {
                 "person_id": p.person_id,
@@ -472,6 +508,8 @@ def persons_payload(
                 "embeddings": p.embedding_count,
                 "last_seen": iso(seen.last_seen) if seen else None,
                 "last_camera": seen.last_camera if seen else None,
+                "poses": poses,
+                "missing_poses": missing,
             }
         )
     return {"persons": entries, "time": iso(time.time() if now is None else now)}
