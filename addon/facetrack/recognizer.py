@@ -25,6 +25,7 @@ from facetrack.errors import FaceTrackError
 from facetrack.images import encode_jpeg, read_image
 from facetrack.inference.base import Detection, FloatArray, Frame, InferenceBackend, InferenceUnavailableError
 from facetrack.inference.dlib_resnet import DlibResNet
+from facetrack.inference.dlib_resnet import shared as shared_descriptor
 from facetrack.library import FaceLibrary, Person
 from facetrack.matching import Evidence, FacePose, classify, confirm_distance, lowest_floor
 from facetrack.quality import FaceFilters, assess, landmark_geometry
@@ -284,5 +285,5 @@ class FaceRecognizer:
 
     def _descriptor(self) -> DlibResNet:
         if self._dlib is None:
-            self._dlib = DlibResNet()
+            self._dlib = shared_descriptor()
         return self._dlib

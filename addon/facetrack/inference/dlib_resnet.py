@@ -96,6 +96,20 @@ class DlibResNet:
         return out
 
 
+_SHARED: DlibResNet | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared() -> DlibResNet:
+    """The process-wide instance: every camera's tracker and the recogniser share one copy of
+    the models (about 30 MB), loaded on the first grey-zone match."""
+    global _SHARED  # noqa: PLW0603 - one lazily created instance per process
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = DlibResNet()
+        return _SHARED
+
+
 def distances(probe: FloatArray, gallery: FloatArray) -> FloatArray:
     """Euclidean distances ``(M,) float32`` from one ``(128,)`` descriptor to ``(M, 128)`` ones."""
     if gallery.shape[0] == 0:
