@@ -23,8 +23,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "addon" / "facetrack"
 #: point are the top.)
 LAYERS: list[tuple[str, ...]] = [
     ("facetrack.errors", "facetrack.config", "facetrack.objectstore", "facetrack.logutil", "facetrack.web.signing"),
-    ("facetrack.inference", "facetrack.events", "facetrack.quality", "facetrack.images", "facetrack.library",
-     "facetrack.cluster", "facetrack.alerts"),
+    ("facetrack.inference", "facetrack.events", "facetrack.quality", "facetrack.pose", "facetrack.images",
+     "facetrack.library", "facetrack.cluster", "facetrack.alerts"),
     ("facetrack.track", "facetrack.annotate", "facetrack.recognizer", "facetrack.inbox.store"),
     ("facetrack.camera.source", "facetrack.camera.stream", "facetrack.camera.runner"),
     ("facetrack.record", "facetrack.camera", "facetrack.comms", "facetrack.pipeline", "facetrack.findfaces",
