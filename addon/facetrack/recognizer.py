@@ -10,6 +10,11 @@ filters: the person enrolling stands nearest the camera, others pass by in the b
 answer names the face's box and how many faces were seen, so a wrong pick shows (and is undone
 with ``forget_embedding``); when no face passes, the refusal says how many faces were seen and
 how to choose one (``enroll_track`` with the track id of the camera's face events).
+
+Turned faces may be enrolled (up to :data:`ENROL_MAX_YAW`, near profile), so that a user can add
+a three-quarter or profile photo to a person (:mod:`facetrack.library.diverse`). Each enrolled
+embedding is stored with its face's yaw ratio and dlib's second descriptor of the face
+(:class:`facetrack.library.second.SecondDescriber`; none without dlib).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from facetrack.errors import FaceTrackError
 from facetrack.images import encode_jpeg, read_image
 from facetrack.inference.base import Detection, FloatArray, Frame, InferenceBackend
 from facetrack.library import FaceLibrary, Person
-from facetrack.quality import FaceFilters, assess
+from facetrack.library.second import SecondDescriber
+from facetrack.quality import FaceFilters, assess, landmark_geometry
 
 #: Detector score an enrolment face needs: OpenCV's YuNet default (0.9). Posed photos clear it
 #: (every face of shared/data's labels.csv scores >= 0.9), animal faces and patterns do not.
@@ -36,6 +42,11 @@ SIMILAR_SIZE_RATIO = 0.6
 #: Which face of an image to enrol: ``only`` (a photo: the only or a clearly dominant face) or
 #: ``largest`` (a camera snapshot: the largest usable face).
 EnrolPick = Literal["only", "largest"]
+#: Largest |yaw ratio| of an enrolment face: a profile photo may be enrolled (about 50-60 degrees;
+#: ``facetrack.pose`` puts profile from 0.35). Beyond it YuNet's landmarks of the hidden eye and
+#: mouth corner are guesses and the alignment, hence the embedding, is unreliable; the
+#: landmark-sanity check still refuses impossible geometry.
+ENROL_MAX_YAW = 0.6
 
 
 class UnusableImageError(FaceTrackError):
@@ -60,12 +71,16 @@ def pick_enrolment_face(detections: list[Detection]) -> Detection:
 class EnrolmentFace:
     """The face chosen for enrolment: ``embedding`` ``(D,) float32`` L2-normalised, its aligned
     crop as JPEG, its ``box`` ``(x1, y1, x2, y2)`` in image pixels, and ``faces``: how many faces
-    the detector saw in the image (any score)."""
+    the detector saw in the image (any score); ``yaw``: the face's yaw ratio
+    (:func:`facetrack.quality.landmark_geometry`); ``descriptor2``: ``(128,) float32`` dlib
+    descriptor of the face, NaN when dlib is unavailable."""
 
     embedding: FloatArray = field(repr=False)
     crop_jpeg: bytes = field(repr=False)
     box: tuple[float, float, float, float]
     faces: int
+    yaw: float = 0.0
+    descriptor2: FloatArray | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)
@@ -82,6 +97,11 @@ class EnrolmentResult:
         return {"person": self.name, "enrolled": self.enrolled, "skipped": self.skipped}
 
 
+def face_descriptors(faces: list[EnrolmentFace]) -> FloatArray:
+    """``(N, 128) float32`` second descriptors of enrolment faces (NaN rows where there are none)."""
+    return np.stack([f.descriptor2 if f.descriptor2 is not None else np.full(128, np.nan, np.float32) for f in faces])
+
+
 class FaceRecognizer:
     """Detection, enrolment and identification on still images.
 
@@ -91,18 +111,26 @@ class FaceRecognizer:
         library: face library; needed for enrol and recognise, not for detect and verify.
     """
 
-    def __init__(self, backend: InferenceBackend, config: FaceTrackerConfig, library: FaceLibrary | None = None):
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        config: FaceTrackerConfig,
+        library: FaceLibrary | None = None,
+        second: SecondDescriber | None = None,
+    ):
         self.backend = backend
         self.config = config
         self.library = library
-        # Enrolment photos are posed stills: a confident detection, blur and size filters, pose a
-        # little looser than for video.
+        #: dlib second descriptors of enrolled faces (the model is loaded at the first enrolment).
+        self.second = second if second is not None else SecondDescriber()
+        # Enrolment photos are posed stills: a confident detection, blur and size filters; turned
+        # faces up to near profile (a gallery needs several poses).
         ff = config.face_filters
         self.enrol_filters = FaceFilters(
             min_face_size=ff.min_face_size,
             min_score=max(ff.min_score, ENROL_MIN_SCORE),
             min_sharpness=ff.min_sharpness,
-            max_yaw=max(ff.max_yaw, 0.35),
+            max_yaw=max(ff.max_yaw, ENROL_MAX_YAW),
             pitch_range=ff.pitch_range,
             landmark_sanity=ff.landmark_sanity,
         )
@@ -145,7 +173,9 @@ class FaceRecognizer:
                 raise UnusableImageError(q.reason or "unusable face")
         emb = self.backend.embed(image, [det])[0]
         x1, y1, x2, y2 = (round(float(v), 1) for v in det.box)
-        return EnrolmentFace(emb, encode_jpeg(crop), (x1, y1, x2, y2), len(dets))
+        yaw = landmark_geometry(det)[0]
+        d2 = self.second.describe_one(image, det.box)
+        return EnrolmentFace(emb, encode_jpeg(crop), (x1, y1, x2, y2), len(dets), yaw, d2)
 
     def _largest_usable(self, image: Frame, dets: list[Detection]) -> tuple[Detection, Frame]:
         if not dets:
@@ -171,25 +201,31 @@ class FaceRecognizer:
             LibraryError: bad name (nothing is written).
         """
         lib = self._lib()
-        embs: list[FloatArray] = []
-        crops: list[bytes] = []
+        faces: list[EnrolmentFace] = []
         sources: list[str] = []
         skipped: list[dict[str, str]] = []
         for path in paths:
             try:
-                emb, crop = self.enrolment_embedding(read_image(path))
+                face = self.enrolment_face(read_image(path))
             except FaceTrackError as err:
                 reason = str(err)
                 prefix = f"{path}: "
                 skipped.append({"path": str(path), "reason": reason.removeprefix(prefix)})
                 continue
-            embs.append(emb)
-            crops.append(crop)
+            faces.append(face)
             sources.append(str(path))
-        if not embs:
+        if not faces:
             return EnrolmentResult(name, lib.person(name), 0, skipped)
-        person = lib.enroll(name, np.stack(embs), crops, sources, metadata)
-        return EnrolmentResult(person.name, person, len(embs), skipped)
+        person = lib.enroll(
+            name,
+            np.stack([f.embedding for f in faces]),
+            [f.crop_jpeg for f in faces],
+            sources,
+            metadata,
+            yaws=[f.yaw for f in faces],
+            descriptors2=face_descriptors(faces),
+        )
+        return EnrolmentResult(person.name, person, len(faces), skipped)
 
     def recognize(self, image: Frame) -> list[dict[str, Any]]:
         """Every face of ``image`` with its nearest person: ``bbox``, ``score``, ``person``, ``similarity``."""

@@ -78,6 +78,18 @@ _META_DIM = b"facetrack.embedding_dim"
 _META_VERSION = b"facetrack.schema_version"
 #: Metadata of the ``descriptor2`` field: the model that computed the second descriptors.
 _META_SECOND_MODEL = b"facetrack.model_id"
+#: Columns the in-memory index reads (never the crops).
+_INDEX_COLUMNS = [
+    "embedding_id",
+    "person_id",
+    "name",
+    "metadata",
+    "vector",
+    "created_at",
+    "yaw",
+    "source",
+    "descriptor2",
+]
 #: Pose key of :attr:`Person.poses` for embeddings without a recorded yaw (enrolled before v2).
 UNKNOWN_POSE = "unknown"
 
@@ -125,6 +137,15 @@ class EmbeddingRecord:
     crop_jpeg: bytes = field(repr=False)
 
 
+class EmbeddingInfo(NamedTuple):
+    """What the in-memory index knows of one embedding: its id, source and yaw ratio (``None``:
+    not recorded)."""
+
+    embedding_id: str
+    source: str
+    yaw: float | None
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """Nearest enrolled embedding to a probe.
@@ -149,6 +170,7 @@ class _Row(NamedTuple):
     metadata: str | None
     created_at: float
     yaw: float | None
+    source: str
 
 
 class _Index(NamedTuple):
@@ -548,7 +570,19 @@ class FaceLibrary:
         """Read ids, names and vectors (never the crops) from disk and rebuild the index."""
         arrow = (
             self._table.search()
-            .select(["embedding_id", "person_id", "name", "metadata", "vector", "created_at", "yaw", "descriptor2"])
+            .select(
+                [
+                    "embedding_id",
+                    "person_id",
+                    "name",
+                    "metadata",
+                    "vector",
+                    "created_at",
+                    "yaw",
+                    "source",
+                    "descriptor2",
+                ]
+            )
             .limit(None)
             .to_arrow()
         )
@@ -568,6 +602,7 @@ class FaceLibrary:
                 arrow.column("metadata").to_pylist(),
                 arrow.column("created_at").to_pylist(),
                 arrow.column("yaw").to_pylist(),
+                [s or "" for s in arrow.column("source").to_pylist()],
                 strict=True,
             )
         ]
@@ -776,6 +811,10 @@ class FaceLibrary:
         """The recorded yaw ratio of each of a person's embeddings (``None``: not recorded)."""
         return [r.yaw for r in self._index.rows if r.person_id == person_id]
 
+    def embedding_infos(self, person_id: str) -> list[EmbeddingInfo]:
+        """Id, source and yaw of each of a person's embeddings, from memory (enrolment order)."""
+        return [EmbeddingInfo(r.embedding_id, r.source, r.yaw) for r in self._index.rows if r.person_id == person_id]
+
     def match(self, probes: FloatArray, threshold: float) -> list[Match]:
         """Nearest-neighbour identification by cosine similarity.
 
@@ -888,8 +927,10 @@ class FaceLibrary:
             self._write(lambda: self._table.add(rows))
             idx = self._index
             new_rows = [
-                _Row(e, pid, clean, meta_json, now, y)
-                for e, y in zip(rows.column("embedding_id").to_pylist(), rows.column("yaw").to_pylist(), strict=True)
+                _Row(e, pid, clean, meta_json, now, y, str(src))
+                for e, y, src in zip(
+                    rows.column("embedding_id").to_pylist(), rows.column("yaw").to_pylist(), sources, strict=True
+                )
             ]
             second[~second_valid] = np.nan
             self._commit(np.concatenate([idx.matrix, emb]), idx.rows + new_rows, np.concatenate([idx.second, second]))
