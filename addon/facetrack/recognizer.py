@@ -27,7 +27,7 @@ import numpy as np
 
 from facetrack.config import FaceTrackerConfig
 from facetrack.errors import FaceTrackError
-from facetrack.images import encode_jpeg, read_image
+from facetrack.images import encode_jpeg, face_context, read_image
 from facetrack.inference.base import Detection, FloatArray, Frame, InferenceBackend
 from facetrack.library import FaceLibrary, Person
 from facetrack.library.second import SecondDescriber
@@ -174,7 +174,9 @@ class FaceRecognizer:
         emb = self.backend.embed(image, [det])[0]
         x1, y1, x2, y2 = (round(float(v), 1) for v in det.box)
         yaw = landmark_geometry(det)[0]
-        d2 = self.second.describe_one(image, det.box)
+        # On the face's context crop, as the tracker does for its probes (the same input either side).
+        context, box_in_context = face_context(image, det.box)
+        d2 = self.second.describe_one(context, box_in_context)
         return EnrolmentFace(emb, encode_jpeg(crop), (x1, y1, x2, y2), len(dets), yaw, d2)
 
     def _largest_usable(self, image: Frame, dets: list[Detection]) -> tuple[Detection, Frame]:

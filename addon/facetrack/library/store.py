@@ -825,7 +825,8 @@ class FaceLibrary:
         Returns:
             One :class:`Match` per probe; ``person_id``/``name`` are ``None`` below ``threshold``.
         """
-        matrix, ids, pids, persons = self._index[:4]
+        idx = self._index  # one read: a concurrent swap never mixes two indexes
+        matrix, ids, pids, persons = idx.matrix, idx.ids, idx.person_ids, idx.persons
         q = np.atleast_2d(np.asarray(probes, dtype=np.float32))
         if q.shape[1] != self.embedding_dim:
             raise ValueError(f"probe dimension {q.shape[1]} != library dimension {self.embedding_dim}")
