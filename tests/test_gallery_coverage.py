@@ -68,6 +68,7 @@ def test_automatic_room_counts_only_automatic_embeddings_with_a_pose(tmp_path: P
     yaws: list[float | None] = [0.0, 0.0, 0.4, 0.2, 0.0, None]
     p = lib.enroll("Anna", _unit(rng, 6), [b"j"] * 6, srcs, yaws=yaws)
     assert [is_automatic(s) for s in srcs] == [False, True, True, True, True, True]
+    assert not is_automatic("/media/photos/track/3") and not is_automatic("mqtt:holiday/track/1.jpg")
     room = automatic_room(lib, p.person_id)
     assert room == {"frontal": MAX_AUTO_PER_POSE - 2, "three_quarter": MAX_AUTO_PER_POSE - 1,
                     "profile": MAX_AUTO_PER_POSE - 1}  # fmt: skip

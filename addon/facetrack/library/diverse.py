@@ -18,6 +18,7 @@ bin.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -29,8 +30,10 @@ from facetrack.pose import POSE_BINS, PoseBin, pose_bin
 #: the gallery small (a bounded false-accept surface).
 MAX_AUTO_PER_POSE = 5
 #: Source prefixes of enrolments whose faces the engine picked: inbox groups and auto-enrichment
-#: (``enroll_track`` sources are ``<camera>/track/<id>``, recognised by their ``/track/`` part).
+#: (``enroll_track`` sources are ``<camera>/track/<id>``: :data:`_TRACK_SOURCE`).
 AUTO_PREFIXES = ("inbox:", "auto:")
+#: ``enroll_track``'s source: ``<camera>/track/<track id>`` (camera names as the configuration allows).
+_TRACK_SOURCE = re.compile(r"^[a-z0-9_]{1,32}/track/\d+$")
 
 
 class RankedFace(Protocol):
@@ -71,7 +74,7 @@ def select_diverse[F: RankedFace](crops: Sequence[F], k: int, room: dict[PoseBin
 
 def is_automatic(source: str) -> bool:
     """Whether an embedding's source is an enrolment whose face the engine picked."""
-    return source.startswith(AUTO_PREFIXES) or "/track/" in source
+    return source.startswith(AUTO_PREFIXES) or _TRACK_SOURCE.match(source) is not None
 
 
 def automatic_room(library: FaceLibrary, person_id: str | None, cap: int = MAX_AUTO_PER_POSE) -> dict[PoseBin, int]:
