@@ -611,7 +611,11 @@ class FaceLibrary:
 
     def _set_index(self, matrix: FloatArray, rows: list[_Row], second: FloatArray) -> None:
         persons: dict[str, dict[str, Any]] = {}
-        for r in rows:
+        stored = ~np.isnan(second).any(axis=1) if second.shape[0] else np.zeros(0, dtype=bool)
+        described: dict[str, list[int]] = {}  # person_id -> rows with a second descriptor
+        for i, r in enumerate(rows):
+            if stored[i]:
+                described.setdefault(r.person_id, []).append(i)
             p = persons.setdefault(
                 r.person_id,
                 {
@@ -630,12 +634,7 @@ class FaceLibrary:
             if r.created_at >= p["newest"]:
                 p["newest"], p["meta"] = r.created_at, r.metadata
         person_ids = np.array([r.person_id for r in rows], dtype=object)
-        stored = ~np.isnan(second).any(axis=1) if second.shape[0] else np.zeros(0, dtype=bool)
-        by_person: dict[str, FloatArray] = {}
-        for pid in persons:
-            sel = (person_ids == pid) & stored
-            if sel.any():
-                by_person[pid] = np.ascontiguousarray(second[sel])
+        by_person: dict[str, FloatArray] = {pid: second[sel] for pid, sel in described.items()}
         # Swap everything at once so a concurrent match never sees a half-built index.
         self._index = _Index(
             matrix,
