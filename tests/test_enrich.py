@@ -17,8 +17,10 @@ from facetrack.inference.base import FloatArray, Frame
 from facetrack.inference.dlib_resnet import DlibResNet
 from facetrack.library import FaceLibrary
 from facetrack.library.second import SecondDescriber
+from facetrack.service import FaceTrackService
 from facetrack.track.face_tracker import BestCrop, Track
 from facetrack.track.identity import IdentityConfig, IdentityState, IdentityVoter, Vote
+from mqtt_helpers import free_port
 
 D = 128
 THRESHOLD = 0.363
@@ -179,3 +181,21 @@ def test_auto_enrich_is_off_by_default_and_configurable() -> None:
     assert GalleryConfig().auto_enrich is False
     on = parse_service_config({**base, "gallery": {"auto_enrich": True, "auto_margin": 0.15}}).gallery
     assert on.auto_enrich and on.auto_margin == 0.15 and on.max_auto_per_person == 3
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_the_service_attaches_the_sink_only_when_asked(tmp_path: Path, on: bool) -> None:
+    raw = {
+        "db_path": str(tmp_path / "faces.lance"),
+        "mqtt": {"host": "127.0.0.1", "port": free_port()},  # nothing listens: never connected
+        "cameras": [{"name": "door", "source": str(tmp_path / "none.mp4")}],
+        "http": {"enabled": False},
+        "clips": {"enabled": False},
+        "gallery": {"auto_enrich": on},
+    }
+    svc = FaceTrackService(parse_service_config(raw))
+    sinks = [s for c in svc.cameras for s in c.runner.sinks if isinstance(s, EnrichSink)]
+    assert (svc.enricher is not None) is on and len(sinks) == int(on)
+    if on:
+        assert svc.enricher is not None and sinks[0].enricher is svc.enricher
+        assert svc.enricher.config.auto_enrich and svc.enricher.library is svc.library
