@@ -568,24 +568,7 @@ class FaceLibrary:
 
     def _load_index(self) -> None:
         """Read ids, names and vectors (never the crops) from disk and rebuild the index."""
-        arrow = (
-            self._table.search()
-            .select(
-                [
-                    "embedding_id",
-                    "person_id",
-                    "name",
-                    "metadata",
-                    "vector",
-                    "created_at",
-                    "yaw",
-                    "source",
-                    "descriptor2",
-                ]
-            )
-            .limit(None)
-            .to_arrow()
-        )
+        arrow = self._table.search().select(_INDEX_COLUMNS).limit(None).to_arrow()
         n = arrow.num_rows
         if n:
             flat = arrow.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
