@@ -116,13 +116,14 @@ class Person:
     poses: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-friendly dict."""
+        """JSON-friendly dict (``facetrack list``)."""
         return {
             "person_id": self.person_id,
             "name": self.name,
             "metadata": self.metadata,
             "embeddings": self.embedding_count,
             "created_at": self.created_at,
+            "poses": dict(self.poses),
         }
 
 
