@@ -4,6 +4,7 @@ pose counts per person, and the migration of a version 1 library."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import lancedb
@@ -112,6 +113,33 @@ def test_bad_yaws_or_descriptors_write_nothing(tmp_path: Path) -> None:
         with pytest.raises(LibraryError):
             lib.enroll("Anna", emb, [b"j"] * 2, ["a", "b"], **kwargs)  # type: ignore[arg-type]
     assert len(lib) == 0 and lib.version == FaceLibrary(tmp_path / "faces.lance", "test_model", D).version
+
+
+#: A schema version 1 library written by the v1 code (main at c3e9538): Anna (2 embeddings, with
+#: metadata), Bob renamed Bobby (1, source ``door/track/5``), Cleo enrolled and forgotten; six
+#: versions, integrity record included. Its embeddings are ``default_rng(0)`` unit vectors.
+V1_LIBRARY = Path(__file__).resolve().parent / "data" / "library_v1" / "db"
+
+
+def test_a_library_written_by_the_v1_code_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "faces.lance"
+    shutil.copytree(V1_LIBRARY, path)
+    before = lancedb.connect(str(path)).open_table("faces")
+    assert "yaw" not in before.schema.names and before.schema.metadata[b"facetrack.schema_version"] == b"1"
+    lib = FaceLibrary(path, "test_model", D)  # the integrity record is checked, then the migration
+    assert lib.schema_version == "2" and lib.second_model_id == SECOND_MODEL_ID
+    persons = {p.name: p for p in lib.persons()}
+    assert set(persons) == {"Anna", "Bobby"}
+    assert persons["Anna"].metadata == {"role": "resident"} and persons["Anna"].poses == {UNKNOWN_POSE: 2}
+    assert persons["Bobby"].poses == {UNKNOWN_POSE: 1}
+    x = np.random.default_rng(0).standard_normal((4, D)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    assert [m.name for m in lib.match(x, 0.9)] == ["Anna", "Anna", "Bobby", None]
+    assert [e.crop_jpeg for e in lib.embeddings("Bobby")] == [b"\xff\xd8bob"]
+    assert [e.source for e in lib.embedding_infos(persons["Bobby"].person_id)] == ["door/track/5"]
+    assert [b.reason for b in lib_backup.list_backups(path)].count("migrate") == 1
+    again = FaceLibrary(path, "test_model", D)  # opens without a second migration
+    assert [b.reason for b in lib_backup.list_backups(path)].count("migrate") == 1 and len(again) == 3
 
 
 def test_v1_library_is_migrated_with_a_backup_first(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
