@@ -133,7 +133,7 @@ class FaceRecognizer:
             min_face_size=ff.min_face_size,
             min_score=max(ff.min_score, ENROL_MIN_SCORE),
             min_sharpness=ff.min_sharpness,
-            max_yaw=max(ff.max_yaw, ENROL_MAX_YAW),
+            max_yaw=ENROL_MAX_YAW,
             pitch_range=ff.pitch_range,
             landmark_sanity=ff.landmark_sanity,
         )
