@@ -89,14 +89,18 @@ OLD_PITCH = (0.3, 0.85)
 YAW_EDGES = (0.15, 0.35, 0.75)
 SIZE_EDGES = (48.0, 80.0, 120.0)
 OUTCOMES = ("right", "wrong", "none")
-#: Hand corrections of the tracks (``(track, first frame, last frame, track of the person really
-#: there)``), checked by eye on face crops of every 3rd frame of every track and of every frame
-#: where a track looked mixed: in frames 28-45 an Asian man with glasses walks in front of the
-#: bald man of track 2 and the track follows him (his turned faces never trip the appearance
-#: split); from frame 46 he is track 11 (never in the same frame as those faces of track 2); the
-#: bald man is back on track 2 from frame 55. Every other track holds one person (track 6's last
-#: frames and track 5's frame 97 are the back of the same person's head; track 10 looks down).
-TRACK_CORRECTIONS: tuple[tuple[int, int, int, int], ...] = ((2, 28, 54, 11),)
+#: Hand corrections of the tracks, checked by eye on face crops of every 3rd frame of every track
+#: and of every frame where a track looked mixed: in frames 28-46 an Asian man with glasses walks
+#: in front of the bald man and the bald man's track follows him (his turned faces never trip the
+#: appearance split); from frame 46 he has a track of his own (never in the same frame as those
+#: faces); the bald man is back on his track from frame 55. Every other track holds one person (the
+#: last frames of one woman's track and one frame of a red-haired man are the back of the same
+#: head; one young man looks down all along). A correction is ``(anchor, first frame, last frame,
+#: anchor)``: the detections of the track at the first anchor within the frames belong to the
+#: track at the second; an anchor is ``(frame, x, y)``, the tracked face whose box holds that
+#: pixel (track ids depend on the engine version, the faces do not).
+Anchor = tuple[int, float, float]
+TRACK_CORRECTIONS: tuple[tuple[Anchor, int, int, Anchor], ...] = (((30, 1090.0, 717.0), 28, 46, (60, 1150.0, 730.0)),)
 
 
 # ---- pure helpers -----------------------------------------------------------------------------
@@ -138,9 +142,28 @@ def associate(
     return out
 
 
-def corrected_track(
-    track: int, frame: int, corrections: Sequence[tuple[int, int, int, int]] = TRACK_CORRECTIONS
-) -> int:
+def resolve_corrections(
+    observations: Sequence[Sequence[Any]],
+    corrections: Sequence[tuple[Anchor, int, int, Anchor]] = TRACK_CORRECTIONS,
+) -> list[tuple[int, int, int, int]]:
+    """``(track, first frame, last frame, true track)`` of each correction, anchors resolved on
+    the ``(frame, track id, [x1, y1, x2, y2])`` observations of a pipeline run.
+
+    Raises:
+        ValueError: an anchor matches no tracked face (the tracks changed: check them again).
+    """
+
+    def track_at(anchor: Anchor) -> int:
+        f, x, y = anchor
+        hits = sorted({int(t) for fr, t, b in observations if fr == f and b[0] <= x <= b[2] and b[1] <= y <= b[3]})
+        if not hits:
+            raise ValueError(f"no tracked face holds the anchor {anchor}: check the track corrections again")
+        return hits[0]
+
+    return [(track_at(a), lo, hi, track_at(b)) for a, lo, hi, b in corrections]
+
+
+def corrected_track(track: int, frame: int, corrections: Sequence[tuple[int, int, int, int]]) -> int:
     """The track (person) a detection of ``track`` at ``frame`` really belongs to."""
     for t, lo, hi, to in corrections:
         if t == track and lo <= frame <= hi:
@@ -345,6 +368,7 @@ def worker_analyse(spec: dict[str, Any]) -> dict[str, Any]:
     tracked: dict[int, list[tuple[int, list[float]]]] = {}
     for f, tid, box in spec["observations"]:
         tracked.setdefault(int(f), []).append((int(tid), box))
+    corrections = resolve_corrections(spec["observations"])
     new_filters, old_filters = FaceFilters(), FaceFilters(max_yaw=OLD_MAX_YAW, pitch_range=OLD_PITCH)
     threshold = float(spec["threshold"])
     with tempfile.TemporaryDirectory(prefix="bench_vturn_") as tmp:
@@ -372,7 +396,7 @@ def worker_analyse(spec: dict[str, Any]) -> dict[str, Any]:
                 faces.append(
                     _Face(
                         frame_no,
-                        corrected_track(tid, frame_no),
+                        corrected_track(tid, frame_no, corrections),
                         d,
                         qn.yaw,
                         qn.pitch,
@@ -560,6 +584,7 @@ def worker_analyse(spec: dict[str, Any]) -> dict[str, Any]:
         "share_abs_yaw_ge_045": round(float(np.mean(yaws >= 0.45)), 3),
         "tracks": tracks_out,
         "merges": merges,
+        "track_corrections": corrections,
         "identities": {str(k): sorted({faces[i].track for i in v}) for k, v in by_identity.items()},
         "gallery": gallery,
         "probes": rows,
@@ -706,7 +731,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     )  # fmt: skip
     print(
-        f"\ntrack pairs with frontal means >= {MERGE_SIMILARITY}: "
+        "\nhand corrections (detections of track a in frames lo-hi are track b's person): "
+        + ", ".join(f"{a} {lo}-{hi} -> {b}" for a, lo, hi, b in an["track_corrections"])
+    )
+    print(
+        f"track pairs with frontal means >= {MERGE_SIMILARITY}: "
         + (", ".join(f"{a}+{b} ({m['similarity']:.3f}, {'merged' if m['merged'] else 'co-visible: kept apart'})"
                      for m in an["merges"] for a, b in [m["tracks"]]) or "none")
     )  # fmt: skip
@@ -734,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
     print('\nper enrolled person (new rule; "nobody": frontal faces of fair size voting "not enrolled"):\n')
     print(
         markdown_table(
-            ["identity", "probes", "right", "wrong", "no name", "nobody votes", "old: right", "median sim to own gallery"],
+            ["identity", "probes", "right", "wrong", "no name", "nobody votes", "old: right", "median sim own"],
             [[p["identity"], p["probes"], p["right"], p["wrong"], p["none"], p["nobody_votes"], p["old_right"],
               p["median_similarity_own"]] for p in per_person],
         )
@@ -806,6 +835,7 @@ def main(argv: list[str] | None = None) -> int:
             "yaw_p50_p90_max": an["yaw_p50_p90_max"],
             "share_abs_yaw_ge_045": an["share_abs_yaw_ge_045"],
             "tracks": an["tracks"],
+            "track_corrections": an["track_corrections"],
             "merges": an["merges"],
             "gallery": [{k: v for k, v in g.items() if k not in ("sface", "dlib", "crop_jpeg")} for g in an["gallery"]],
             "enrolled_by_yaw": {rule: tally(enr, "yaw_bin", yaw_labels, rule) for rule in ("new", "old")},

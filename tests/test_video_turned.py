@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -60,6 +61,14 @@ def test_corrections_move_only_their_frames() -> None:
     fixes = ((2, 28, 45, 11),)
     assert [bvt.corrected_track(2, f, fixes) for f in (27, 28, 45, 46)] == [2, 11, 11, 2]
     assert bvt.corrected_track(3, 30, fixes) == 3
+
+
+def test_corrections_resolve_by_face_not_by_track_number() -> None:
+    obs = [[30, 4, [0.0, 0.0, 10.0, 10.0]], [30, 7, [20.0, 0.0, 30.0, 10.0]], [60, 9, [20.0, 0.0, 30.0, 10.0]]]
+    anchors = (((30, 25.0, 5.0), 28, 46, (60, 25.0, 5.0)),)
+    assert bvt.resolve_corrections(obs, anchors) == [(7, 28, 46, 9)]
+    with pytest.raises(ValueError, match="anchor"):
+        bvt.resolve_corrections(obs, (((31, 25.0, 5.0), 28, 46, (60, 25.0, 5.0)),))
 
 
 def test_outcome_and_tally() -> None:
