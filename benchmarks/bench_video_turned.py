@@ -344,6 +344,7 @@ class _Face:
     pitch: float
     size: float
     usable: bool  # default face_filters
+    reason: str | None  # why not usable (quality.assess)
     usable_old: bool  # the filters before issue 15
     frontal: bool  # matching.FacePose.frontal
     sface: np.ndarray  # (128,) float32, L2-normalised
@@ -402,6 +403,7 @@ def worker_analyse(spec: dict[str, Any]) -> dict[str, Any]:
                         qn.pitch,
                         qn.size,
                         qn.usable,
+                        qn.reason,
                         qo.usable,
                         pose.frontal,
                         emb,
@@ -550,6 +552,7 @@ def worker_analyse(spec: dict[str, Any]) -> dict[str, Any]:
                 "similarity": round(sim, 4),
                 "dlib_distance": None if dist is None else round(dist, 4),
                 "evidence": evidence,
+                "unusable_reason": f.reason,
                 "named": named,
                 "new": outcome(named, truth),
                 "old_named": old_named,
@@ -825,6 +828,7 @@ def main(argv: list[str] | None = None) -> int:
             "environment": env,
             "clip": VIDEO,
             "threshold": empty["threshold"],
+            "engine": str(args.engine) if args.engine else "this checkout",
             "constants": {
                 "min_iou": MIN_IOU, "merge_similarity": MERGE_SIMILARITY, "enrol_max_yaw": ENROL_MAX_YAW,
                 "enrol_min_size": ENROL_MIN_SIZE, "min_frame_gap": MIN_FRAME_GAP, "old_threshold": OLD_THRESHOLD,
