@@ -2,8 +2,8 @@
 """Turned faces of real people walking: a self-enrolment benchmark on ``video.mp4`` (issue 15).
 
 The labelled dev stills reach |yaw| 0.19 at most; ``facenet_pytorch/examples/video.mp4`` (1920x1080,
-25 fps, 105 frames, people walking towards the camera, faces 50-150 px) has real head turns
-(~10 % of detections at |yaw ratio| >= 0.45), but nobody in it is in the dev gallery. So the people
+25 fps, 105 frames, people walking towards the camera, faces up to 116 px) has real head turns
+(9 % of detections at |yaw ratio| >= 0.45), but nobody in it is in the dev gallery. So the people
 of the clip are enrolled from the clip itself:
 
 1. **Identities.** ``run_pipeline`` (default configuration) over the clip with an *empty* library
