@@ -16,7 +16,7 @@ query with the rest; people with a single image are strangers. For every thresho
   of labelled images: FAR on impostor pairs, FRR on genuine pairs.
 
 Enrolment uses ``FaceRecognizer.enrolment_embedding`` (the default face filters: a skipped image
-is simply missing from that person's enrolment); probes use the largest detected face.
+is simply missing from that person's enrolment); probes use the largest confident face (score >= 0.9).
 
 Detection (YuNet ``detection_score_threshold``), on dlib's ``examples/faces/{training,testing}.xml``:
 recall at IoU >= 0.5 of the ground-truth faces whose shorter side is >= 40 px, and false positives
@@ -47,7 +47,7 @@ from facetrack.errors import FaceTrackError
 from facetrack.images import read_image
 from facetrack.inference import create_backend
 from facetrack.library import FaceLibrary
-from facetrack.recognizer import FaceRecognizer
+from facetrack.recognizer import ENROL_MIN_SCORE, FaceRecognizer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -119,7 +119,10 @@ def largest_face_probe(backend, data: Path, path: str, person: str) -> Probe:
     dets = backend.detect(img)
     if not dets:
         return Probe(path, person, None, 0)
-    largest = max(dets, key=lambda d: d.size)
+    # The recogniser's rule (FaceRecognizer.verify, tests/test_identification.py): the largest of
+    # the confident faces (score >= 0.9), so a large low-score false positive cannot win.
+    confident = [d for d in dets if d.score >= ENROL_MIN_SCORE] or dets
+    largest = max(confident, key=lambda d: d.size)
     top = max(dets, key=lambda d: d.score)
     emb = backend.embed(img, [largest])[0]
     return Probe(path, person, emb, len(dets), largest is top)

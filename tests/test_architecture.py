@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("facetrack.camera.source", "facetrack.camera.stream", "facetrack.camera.runner"),
     ("facetrack.record", "facetrack.camera", "facetrack.comms", "facetrack.pipeline", "facetrack.findfaces",
      "facetrack.verbs"),
-    ("facetrack.alerting", "facetrack.inbox", "facetrack.notify", "facetrack.commands"),
+    ("facetrack.alerting", "facetrack.inbox", "facetrack.notify", "facetrack.commands", "facetrack.enrich"),
     ("facetrack.web", "facetrack.inbox.web"),
     ("facetrack.service", "facetrack.cli", "facetrack.__main__"),
 ]  # fmt: skip

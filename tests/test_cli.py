@@ -102,6 +102,7 @@ def test_persons_rename_forget(enrolled_db: Path, tmp_path: Path) -> None:
     shutil.copytree(enrolled_db, db)
     (persons,) = lines(cli("persons", "--db", str(db)))
     assert [(p["name"], p["embeddings"]) for p in persons["persons"]] == [("Angelina Jolie", 2)]
+    assert sum(persons["persons"][0]["poses"].values()) == 2  # embeddings per head pose
     out = lines(cli("rename", "--db", str(db), "--name", "Angelina Jolie", "--to", "AJ"))[0]
     assert out["person"] == "AJ"
     bad = cli("forget", "--db", str(db), "--name", "Angelina Jolie", check=False)

@@ -60,6 +60,7 @@ SAMPLES: dict[str, Any] = {
     "clip_max_total_mb": 100,
     "topic_prefix": "home/ft",
     "discovery": True,
+    "auto_enrich_gallery": True,
     "library_uri": "s3://bucket/faces",
     "library_endpoint": "http://minio.lan:9000",
     "library_region": "eu-west-1",

@@ -43,8 +43,9 @@ from facetrack.errors import FaceTrackError
 from facetrack.images import decode_image, encode_jpeg, read_image
 from facetrack.inbox.commands import INBOX_READ_ONLY, INBOX_SCHEMAS
 from facetrack.library import FaceLibrary
+from facetrack.library.diverse import MAX_AUTO_PER_POSE, automatic_room, select_diverse
 from facetrack.library.names import clean_name
-from facetrack.recognizer import FaceRecognizer
+from facetrack.recognizer import FaceRecognizer, face_descriptors
 from facetrack.track.face_tracker import BestCrop
 from facetrack.verbs import FIND_NAME, HEX_ID, NEW_NAME, CommandError, Verb, normalised
 
@@ -480,7 +481,13 @@ class _LibraryVerbs:
         face = self.ctx.recognizer.enrolment_face(image, data["pick"])  # UnusableImageError: no/several faces
         source = "mqtt:" + (data.get("image_path") or "image_base64")
         person = self.library.enroll(
-            name.name, face.embedding[None, :], [face.crop_jpeg], [source], data.get("metadata")
+            name.name,
+            face.embedding[None, :],
+            [face.crop_jpeg],
+            [source],
+            data.get("metadata"),
+            yaws=[face.yaw],
+            descriptors2=face_descriptors([face]),
         )
         # A snapshot's face was chosen among several: the answer says which (photos answer as before).
         chosen = {"box": list(face.box), "faces": face.faces} if data["pick"] == "largest" else {}
@@ -497,15 +504,32 @@ class _LibraryVerbs:
         camera = self.ctx.camera(data["camera"])
         if camera is None:
             raise CommandError("not_found", f"no camera {data['camera']!r}")
-        crops = camera.best_crops(data["track_id"])[: data["max_embeddings"]]
-        if not crops:
+        candidates = camera.best_crops(data["track_id"])
+        if not candidates:
             raise CommandError("not_found", f"no usable face of track {data['track_id']} on {data['camera']}")
-        embs = np.stack([c.embedding for c in crops])
+        # One crop per pose bin first (frontal, three-quarter, profile), within the person's
+        # bound of automatic embeddings per pose (library/diverse.py).
+        existing = self.library.person(name.name)
+        room = automatic_room(self.library, existing.person_id if existing else None)
+        crops = select_diverse(candidates, data["max_embeddings"], room)
+        if not crops:
+            raise CommandError(
+                "bad_request",
+                f"{existing.name if existing else name.name} already has {MAX_AUTO_PER_POSE} embeddings from "
+                "cameras or the inbox in each pose of this track; remove some with forget_embedding first",
+            )
+        # dlib's descriptor needs the face with its context (the tracker keeps it with the crop).
+        with_context = any(c.context is not None for c in crops)
+        second = self.ctx.recognizer.second if with_context else None
         person = self.library.enroll(
             name.name,
-            embs,
+            np.stack([c.embedding for c in crops]),
             [encode_jpeg(c.crop) for c in crops],
             [f"{data['camera']}/track/{data['track_id']}"] * len(crops),
+            yaws=[c.yaw for c in crops],
+            descriptors2=np.stack([second.describe_one(c.context, c.context_box) for c in crops])
+            if second is not None
+            else None,
         )
         return {
             "person": person.name,

@@ -10,6 +10,11 @@ filters: the person enrolling stands nearest the camera, others pass by in the b
 answer names the face's box and how many faces were seen, so a wrong pick shows (and is undone
 with ``forget_embedding``); when no face passes, the refusal says how many faces were seen and
 how to choose one (``enroll_track`` with the track id of the camera's face events).
+
+Turned faces may be enrolled (up to :data:`ENROL_MAX_YAW`, near profile), so that a user can add
+a three-quarter or profile photo to a person (:mod:`facetrack.library.diverse`). Each enrolled
+embedding is stored with its face's yaw ratio and dlib's second descriptor of the face
+(:class:`facetrack.library.second.SecondDescriber`; none without dlib).
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ import numpy as np
 
 from facetrack.config import FaceTrackerConfig
 from facetrack.errors import FaceTrackError
-from facetrack.images import encode_jpeg, read_image
-from facetrack.inference.base import Detection, FloatArray, Frame, InferenceBackend, InferenceUnavailableError
-from facetrack.inference.dlib_resnet import DlibResNet
+from facetrack.images import encode_jpeg, face_context, read_image
+from facetrack.inference.base import Detection, FloatArray, Frame, InferenceBackend
 from facetrack.library import FaceLibrary, Person
+from facetrack.library.second import SecondDescriber
 from facetrack.matching import Evidence, FacePose, classify, confirm_distance, lowest_floor
 from facetrack.quality import FaceFilters, assess, landmark_geometry
 from facetrack.track.second_opinion import SecondOpinion
@@ -39,6 +44,11 @@ SIMILAR_SIZE_RATIO = 0.6
 #: Which face of an image to enrol: ``only`` (a photo: the only or a clearly dominant face) or
 #: ``largest`` (a camera snapshot: the largest usable face).
 EnrolPick = Literal["only", "largest"]
+#: Largest |yaw ratio| of an enrolment face: a profile photo may be enrolled (about 50-60 degrees;
+#: ``facetrack.pose`` puts profile from 0.35). Beyond it YuNet's landmarks of the hidden eye and
+#: mouth corner are guesses and the alignment, hence the embedding, is unreliable; the
+#: landmark-sanity check still refuses impossible geometry.
+ENROL_MAX_YAW = 0.6
 
 
 class UnusableImageError(FaceTrackError):
@@ -63,12 +73,16 @@ def pick_enrolment_face(detections: list[Detection]) -> Detection:
 class EnrolmentFace:
     """The face chosen for enrolment: ``embedding`` ``(D,) float32`` L2-normalised, its aligned
     crop as JPEG, its ``box`` ``(x1, y1, x2, y2)`` in image pixels, and ``faces``: how many faces
-    the detector saw in the image (any score)."""
+    the detector saw in the image (any score); ``yaw``: the face's yaw ratio
+    (:func:`facetrack.quality.landmark_geometry`); ``descriptor2``: ``(128,) float32`` dlib
+    descriptor of the face, NaN when dlib is unavailable."""
 
     embedding: FloatArray = field(repr=False)
     crop_jpeg: bytes = field(repr=False)
     box: tuple[float, float, float, float]
     faces: int
+    yaw: float = 0.0
+    descriptor2: FloatArray | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)
@@ -85,6 +99,11 @@ class EnrolmentResult:
         return {"person": self.name, "enrolled": self.enrolled, "skipped": self.skipped}
 
 
+def face_descriptors(faces: list[EnrolmentFace]) -> FloatArray:
+    """``(N, 128) float32`` second descriptors of enrolment faces (NaN rows where there are none)."""
+    return np.stack([f.descriptor2 if f.descriptor2 is not None else np.full(128, np.nan, np.float32) for f in faces])
+
+
 class FaceRecognizer:
     """Detection, enrolment and identification on still images.
 
@@ -94,20 +113,27 @@ class FaceRecognizer:
         library: face library; needed for enrol and recognise, not for detect and verify.
     """
 
-    def __init__(self, backend: InferenceBackend, config: FaceTrackerConfig, library: FaceLibrary | None = None):
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        config: FaceTrackerConfig,
+        library: FaceLibrary | None = None,
+        second: SecondDescriber | None = None,
+    ):
         self.backend = backend
         self.config = config
         self.library = library
-        self._second: SecondOpinion | None = None
-        self._dlib: DlibResNet | None = None
-        # Enrolment photos are posed stills: a confident detection, blur and size filters, pose a
-        # little looser than for video.
+        #: dlib second descriptors of enrolled faces (the model is loaded at the first enrolment).
+        self.second = second if second is not None else SecondDescriber()
+        self._opinions: SecondOpinion | None = None
+        # Enrolment photos are posed stills: a confident detection, blur and size filters; turned
+        # faces up to near profile (a gallery needs several poses).
         ff = config.face_filters
         self.enrol_filters = FaceFilters(
             min_face_size=ff.min_face_size,
             min_score=max(ff.min_score, ENROL_MIN_SCORE),
             min_sharpness=ff.min_sharpness,
-            max_yaw=max(ff.max_yaw, 0.35),
+            max_yaw=max(ff.max_yaw, ENROL_MAX_YAW),
             pitch_range=ff.pitch_range,
             landmark_sanity=ff.landmark_sanity,
         )
@@ -150,7 +176,11 @@ class FaceRecognizer:
                 raise UnusableImageError(q.reason or "unusable face")
         emb = self.backend.embed(image, [det])[0]
         x1, y1, x2, y2 = (round(float(v), 1) for v in det.box)
-        return EnrolmentFace(emb, encode_jpeg(crop), (x1, y1, x2, y2), len(dets))
+        yaw = landmark_geometry(det)[0]
+        # On the face's context crop, as the tracker does for its probes (the same input either side).
+        context, box_in_context = face_context(image, det.box)
+        d2 = self.second.describe_one(context, box_in_context)
+        return EnrolmentFace(emb, encode_jpeg(crop), (x1, y1, x2, y2), len(dets), yaw, d2)
 
     def _largest_usable(self, image: Frame, dets: list[Detection]) -> tuple[Detection, Frame]:
         if not dets:
@@ -176,25 +206,31 @@ class FaceRecognizer:
             LibraryError: bad name (nothing is written).
         """
         lib = self._lib()
-        embs: list[FloatArray] = []
-        crops: list[bytes] = []
+        faces: list[EnrolmentFace] = []
         sources: list[str] = []
         skipped: list[dict[str, str]] = []
         for path in paths:
             try:
-                emb, crop = self.enrolment_embedding(read_image(path))
+                face = self.enrolment_face(read_image(path))
             except FaceTrackError as err:
                 reason = str(err)
                 prefix = f"{path}: "
                 skipped.append({"path": str(path), "reason": reason.removeprefix(prefix)})
                 continue
-            embs.append(emb)
-            crops.append(crop)
+            faces.append(face)
             sources.append(str(path))
-        if not embs:
+        if not faces:
             return EnrolmentResult(name, lib.person(name), 0, skipped)
-        person = lib.enroll(name, np.stack(embs), crops, sources, metadata)
-        return EnrolmentResult(person.name, person, len(embs), skipped)
+        person = lib.enroll(
+            name,
+            np.stack([f.embedding for f in faces]),
+            [f.crop_jpeg for f in faces],
+            sources,
+            metadata,
+            yaws=[f.yaw for f in faces],
+            descriptors2=face_descriptors(faces),
+        )
+        return EnrolmentResult(person.name, person, len(faces), skipped)
 
     def recognize(self, image: Frame) -> list[dict[str, Any]]:
         """Every face of ``image`` with its nearest person: ``bbox``, ``score``, ``person``, ``similarity``.
@@ -236,9 +272,9 @@ class FaceRecognizer:
         return out
 
     def _opinion(self, lib: FaceLibrary) -> SecondOpinion:
-        if self._second is None or self._second.library is not lib:
-            self._second = SecondOpinion(lib)
-        return self._second
+        if self._opinions is None or self._opinions.library is not lib:
+            self._opinions = SecondOpinion(lib)
+        return self._opinions
 
     def verify(self, image1: Frame, image2: Frame) -> dict[str, Any]:
         """1:1 verification on the largest face of each image (among faces scoring >= 0.9, if any).
@@ -269,20 +305,13 @@ class FaceRecognizer:
         same = evidence is Evidence.PERSON
         out: dict[str, Any] = {"similarity": round(sim, 4), "same_person": same, "threshold": thr}
         if evidence is Evidence.GREY and self.config.second_opinion:
-            try:
-                model = self._descriptor()
-                a = model.describe(image1, faces[0].box[None, :])[0]
-                b = model.describe(image2, faces[1].box[None, :])[0]
-            except InferenceUnavailableError as err:
-                out["second_opinion"] = f"unavailable: {err}"
+            a = self.second.describe(image1, faces[0].box[None, :])[0]
+            b = self.second.describe(image2, faces[1].box[None, :])[0]
+            if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+                out["second_opinion"] = "unavailable"
             else:
                 dist = float(np.linalg.norm(a - b))
                 out["distance"] = round(dist, 4)
                 out["same_person"] = dist <= confirm_distance(pose)
                 out["second_opinion"] = "confirmed" if out["same_person"] else "refused"
         return out
-
-    def _descriptor(self) -> DlibResNet:
-        if self._dlib is None:
-            self._dlib = DlibResNet()
-        return self._dlib

@@ -41,6 +41,7 @@ from facetrack.comms.payloads import (
 from facetrack.comms.publisher import Publisher
 from facetrack.config.notify import NotificationConfig
 from facetrack.config.service import CameraConfig, ServiceConfig, inbox_path, local_state_dir
+from facetrack.enrich import EnrichSink, GalleryEnricher
 from facetrack.errors import FaceTrackError
 from facetrack.inbox import UnknownInbox
 from facetrack.inbox.commands import inbox_verbs
@@ -160,10 +161,15 @@ class FaceTrackService:
                 self.inbox, self.publisher.inbox, self.publisher.inbox_event, links=self._inbox_links,
                 match_threshold=config.defaults.cosine_similarity_threshold,
             )  # fmt: skip
+        recognizer = FaceRecognizer(self.command_backend, config.defaults, self.library)
+        #: Adds turned faces of confidently known tracks to their person (``gallery.auto_enrich``).
+        self.enricher: GalleryEnricher | None = None
+        if config.gallery.auto_enrich:
+            self.enricher = GalleryEnricher(self.library, config.gallery, recognizer.second)
         self.commands = CommandHandler(
             LibraryVerbsContext(
                 self.library,
-                FaceRecognizer(self.command_backend, config.defaults, self.library),
+                recognizer,
                 config.media_dir,
                 self.camera,
                 lambda: self.persons_payload()["persons"],
@@ -235,7 +241,7 @@ class FaceTrackService:
 
     def _make_camera(self, cam: CameraConfig) -> Camera:
         """A camera's runner with its sinks, in their order on each frame: the live stream, the
-        clip recorder, the MQTT reports, the alerts, the inbox."""
+        clip recorder, the MQTT reports, the alerts, the inbox, the gallery enrichment."""
         runner = CameraRunner(
             cam.name, cam.source, backend_from_config(cam.tracking), self.library, cam.tracking,
             fps_cap=cam.fps, realtime=True, stop=self.stop_event,
@@ -257,6 +263,8 @@ class FaceTrackService:
         runner.sinks.append(alerts)
         if self.inbox_feature is not None:
             runner.sinks.append(InboxSink(self.inbox_feature, cam.name, runner.backend.detect))
+        if self.enricher is not None:
+            runner.sinks.append(EnrichSink(self.enricher, cam.name))
         return Camera(runner, reporter)
 
     def _recover_clips(self, wait_s: float, announce: bool = True) -> list[StoredClip]:
@@ -435,6 +443,8 @@ class FaceTrackService:
         self.mqtt.start()
         self._announce_clips(recovered)  # their URLs need the HTTP server's address
         self.library_watcher.start()
+        if self.enricher is not None:
+            self.enricher.start()
         self.commands.start()
         for c in self.cameras:
             c.thread.start()
@@ -457,6 +467,8 @@ class FaceTrackService:
         for c in self.cameras:
             c.thread.join(timeout=10)
         self.commands.stop()
+        if self.enricher is not None:
+            self.enricher.stop()
         if self.inbox_feature is not None:
             self.inbox_feature.tick(stop=True)  # a pending inbox change is saved now
         self.library_watcher.stop()

@@ -82,6 +82,7 @@ APP_OPTIONS: Mapping[str, str | None] = {
     "library_allow_http": "library_storage.allow_http",
     "library_topic": "mqtt.library_topic",
     "ui_token": "http.ui_token",
+    "auto_enrich_gallery": "gallery.auto_enrich",
     "log_level": None,
 }
 #: The app's defaults (``options:``) that differ from the engine's on purpose; every other
@@ -218,6 +219,8 @@ def options_to_service_config(
     # The unknown-face inbox is this instance's own, in the app config folder (also with a shared
     # library, whose local state would otherwise go to the working directory).
     raw["inbox"] = {"path": str(PurePosixPath(config_dir) / "inbox.npz")}
+    if options.get("auto_enrich_gallery") is not None:
+        raw["gallery"] = {"auto_enrich": _as_bool(options["auto_enrich_gallery"])}
     for key in TRACKING_OPTIONS:
         if options.get(key) is not None:
             raw[key] = options[key]

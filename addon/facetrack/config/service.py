@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import voluptuous as vol
 
+from facetrack.config.gallery import GALLERY_SCHEMA, GalleryConfig
 from facetrack.config.inbox import INBOX_SCHEMA, InboxConfig
 from facetrack.config.notify import NOTIFICATIONS_SCHEMA, NotificationSettings
 from facetrack.config.schema import CONFIG_SCHEMA, FaceTrackerConfig, parse_config, read_config_file
@@ -35,6 +36,7 @@ __all__ = [
     "AlertMode",
     "CameraConfig",
     "ClipsConfig",
+    "GalleryConfig",
     "HTTPConfig",
     "InboxConfig",
     "LibraryStorageConfig",
@@ -263,6 +265,7 @@ class ServiceConfig:
     #: Seconds between checks for library changes made by other instances (0: on notice only).
     library_refresh_seconds: float = 10.0
     inbox: InboxConfig = field(default_factory=InboxConfig)
+    gallery: GalleryConfig = field(default_factory=GalleryConfig)
 
     @property
     def db_path(self) -> str:
@@ -405,6 +408,7 @@ SERVICE_SCHEMA = vol.Schema(
         ),
         vol.Optional("library_refresh_seconds"): vol.All(vol.Coerce(float), vol.Range(min=0, max=3600)),
         vol.Optional("inbox"): INBOX_SCHEMA,
+        vol.Optional("gallery"): GALLERY_SCHEMA,
     }
 )
 
@@ -456,6 +460,7 @@ def parse_service_config(raw: Any) -> ServiceConfig:
     clips = ClipsConfig(**_clip_seconds(clips_raw), storage=storage)
     rtsp = RTSPConfig(**data.pop("rtsp", {}))
     inbox = InboxConfig(**data.pop("inbox", {}))
+    gallery = GalleryConfig(**data.pop("gallery", {}))
     defaults = parse_config(data)
     alerts = AlertConfig(
         **{**alerts_raw, **({"alert_mode": AlertMode(alerts_raw["alert_mode"])} if "alert_mode" in alerts_raw else {})}
@@ -509,6 +514,7 @@ def parse_service_config(raw: Any) -> ServiceConfig:
         library_storage=library_storage,
         library_refresh_seconds=refresh,
         inbox=inbox,
+        gallery=gallery,
     )
 
 

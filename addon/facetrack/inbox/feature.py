@@ -95,7 +95,7 @@ class InboxFeature:
             return
         now = time.time()
         faces = [
-            FaceCrop(c.rank, c.crop, c.embedding, _check(cover_check, c.crop))
+            FaceCrop(c.rank, c.crop, c.embedding, _check(cover_check, c.crop), c.yaw)
             for c in sorted(track.best, key=lambda c: -c.rank)
         ]
         first = now - max(0.0, track.last_ts - track.first_ts)

@@ -56,6 +56,7 @@ from facetrack.errors import FaceTrackError
 from facetrack.images import encode_jpeg
 from facetrack.inference.base import FloatArray, Frame
 from facetrack.library import FaceLibrary
+from facetrack.library.diverse import MAX_AUTO_PER_POSE, automatic_room, select_diverse
 
 _LOG = logging.getLogger(__name__)
 FILE_VERSION = 1
@@ -76,12 +77,14 @@ class InboxError(FaceTrackError):
 class FaceCrop:
     """One face of an unknown track: ``rank`` (higher is better), ``crop`` ``(112, 112, 3) uint8``
     aligned BGR, ``embedding`` ``(D,) float32`` L2-normalised; ``single_face``: the crop shows one
-    usable face (false: hair only, two faces; such a crop is never a group's cover)."""
+    usable face (false: hair only, two faces; such a crop is never a group's cover); ``yaw``: the
+    face's yaw ratio (``None``: unknown), recorded with the embedding when the group is named."""
 
     rank: float
     crop: Frame = field(repr=False)
     embedding: FloatArray = field(repr=False)
     single_face: bool = True
+    yaw: float | None = None
 
 
 @dataclass(slots=True)
@@ -92,6 +95,16 @@ class _Crop:
     camera: str
     ts: float
     single_face: bool = True
+    yaw: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Pick:
+    """A crop of a group as :func:`select_diverse` sees it (unknown yaw taken as frontal)."""
+
+    index: int
+    rank: float
+    yaw: float
 
 
 @dataclass(slots=True)
@@ -151,6 +164,10 @@ class NameResult:
     enrolled: int
     embeddings: int
     created: bool
+
+
+def _yaw_or_frontal(yaw: float | None) -> float:
+    return 0.0 if yaw is None else yaw
 
 
 def _check_id(group_id: str) -> str:
@@ -294,7 +311,7 @@ class UnknownInbox:
         if mean.shape[0] != self.dim:
             raise ValueError(f"embedding dimension {mean.shape[0]} != {self.dim}")
         crops = [
-            _Crop(f.rank, normalise(f.embedding)[0], encode_jpeg(f.crop), camera, last_seen, f.single_face)
+            _Crop(f.rank, normalise(f.embedding)[0], encode_jpeg(f.crop), camera, last_seen, f.single_face, f.yaw)
             for f in faces
         ]
         with self._lock:
@@ -330,9 +347,11 @@ class UnknownInbox:
     def name(self, group_id: str, person: str, mode: NameMode = "auto", max_embeddings: int = 5) -> NameResult:
         """Enrol a group as ``person`` and remove it from the inbox.
 
-        Enrols up to ``max_embeddings`` embeddings: the best crop, then the most diverse others
-        (:func:`~facetrack.cluster.diverse_subset`), in one library commit; only crops with a
-        single usable face when the group has any.
+        Enrols up to ``max_embeddings`` embeddings in one library commit: the best crop of each
+        pose bin in turn (:func:`~facetrack.library.diverse.select_diverse`; within a bin the best
+        crop, then the most diverse others: :func:`~facetrack.cluster.diverse_subset`), within the person's
+        bound of automatic embeddings per pose (:data:`~facetrack.library.diverse.MAX_AUTO_PER_POSE`);
+        only crops with a single usable face when the group has any.
 
         Args:
             mode: ``new`` (the name must not exist yet), ``add`` (it must), ``auto`` (either).
@@ -351,15 +370,33 @@ class UnknownInbox:
             good = [c for c in g.crops if c.single_face] or g.crops
             embs = np.stack([c.embedding for c in good])
             jpegs = [c.jpeg for c in good]
+            yaws = [c.yaw for c in good]
             existing = self.library.person(person)
             if mode == "new" and existing is not None:
                 raise InboxError("bad_request", f"a person called {existing.name!r} already exists (use mode add)")
             if mode == "add" and existing is None:
                 raise InboxError("not_found", f"no person called {person!r} to add the group to")
-        chosen = diverse_subset(embs, max_embeddings, first=0)
+        room = automatic_room(self.library, existing.person_id if existing else None)
+        # Within a pose bin, the order of mutual diversity (the best crop, then the farthest from
+        # those before: :func:`diverse_subset`) stands in for the rank.
+        order = diverse_subset(embs, len(good), first=0)
+        picks = [_Pick(i, -float(pos), _yaw_or_frontal(yaws[i])) for pos, i in enumerate(order)]
+        chosen = [p.index for p in select_diverse(picks, max_embeddings, room)]
+        if not chosen:
+            raise InboxError(
+                "bad_request",
+                f"{person!r} already has {MAX_AUTO_PER_POSE} embeddings from cameras or the inbox in each pose "
+                "of this group; remove some with forget_embedding first",
+            )
         # One library commit (outside the inbox lock: on an object store it can take a while, and
         # camera threads must not wait); the group leaves the inbox only once the enrolment is stored.
-        p = self.library.enroll(person, embs[chosen], [jpegs[i] for i in chosen], [f"inbox:{group_id}"] * len(chosen))
+        p = self.library.enroll(
+            person,
+            embs[chosen],
+            [jpegs[i] for i in chosen],
+            [f"inbox:{group_id}"] * len(chosen),
+            yaws=[yaws[i] for i in chosen],
+        )
         with self._lock:
             self._groups.pop(group_id, None)
             self._dirty = True
@@ -494,7 +531,8 @@ class UnknownInbox:
                             "group_id": g.group_id, "status": g.status, "tracks": g.tracks, "count": g.count,
                             "cameras": g.cameras, "first_seen": g.first_seen, "last_seen": g.last_seen,
                             "crops": [
-                                {"rank": c.rank, "camera": c.camera, "ts": c.ts, "single_face": c.single_face}
+                                {"rank": c.rank, "camera": c.camera, "ts": c.ts, "single_face": c.single_face,
+                                 "yaw": c.yaw}
                                 for c in g.crops
                             ],
                         }
@@ -562,6 +600,7 @@ class UnknownInbox:
                             str(cm["camera"]),
                             float(cm["ts"]),
                             bool(cm.get("single_face", True)),  # files before the check: taken as good
+                            None if cm.get("yaw") is None else float(cm["yaw"]),  # files before poses: unknown
                         )
                     )
                     k += 1

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from facetrack.images import face_context
 from facetrack.inference.base import FloatArray, Frame, InferenceUnavailableError
 
 #: Model identity recorded with the descriptors a face library stores.
@@ -74,6 +75,13 @@ class DlibResNet:
     def describe(self, image_bgr: Frame, boxes: FloatArray | list[Any]) -> FloatArray:
         """Descriptors of the faces at ``boxes`` in ``image_bgr``.
 
+        Each face is described on its context crop (:func:`facetrack.images.face_context`: the
+        box with a margin, at most 256 px), whatever the source: a full photo at enrolment, a
+        camera frame, or a track's kept context crop (cutting the context of a context crop gives
+        the same crop). The descriptor depends on the resolution dlib's aligner samples from
+        (0.07-0.16 apart between a whole photo and its context crop), so one input keeps stored
+        and probe descriptors comparable.
+
         Args:
             image_bgr: ``(H, W, 3) uint8`` BGR image.
             boxes: ``(N, 4)`` ``x1, y1, x2, y2`` face boxes in pixels (our detector's boxes).
@@ -87,13 +95,28 @@ class DlibResNet:
         with self._lock:
             if self._net is None:
                 self._load()
-            rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
             out = np.empty((arr.shape[0], DIM), dtype=np.float32)
-            for i, (x1, y1, x2, y2) in enumerate(arr):
+            for i, box in enumerate(arr):
+                context, (x1, y1, x2, y2) = face_context(image_bgr, box)
+                rgb = np.ascontiguousarray(context[:, :, ::-1])
                 rect = self._dlib.rectangle(round(x1), round(y1), round(x2), round(y2))
                 shape = self._shape(rgb, rect)
                 out[i] = np.asarray(self._net.compute_face_descriptor(rgb, shape), dtype=np.float32)
         return out
+
+
+_SHARED: DlibResNet | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared() -> DlibResNet:
+    """The process-wide instance: every camera's tracker and the recogniser share one copy of
+    the models (about 30 MB), loaded on the first grey-zone match."""
+    global _SHARED  # noqa: PLW0603 - one lazily created instance per process
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = DlibResNet()
+        return _SHARED
 
 
 def distances(probe: FloatArray, gallery: FloatArray) -> FloatArray:

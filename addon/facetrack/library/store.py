@@ -6,6 +6,16 @@ a Lance commit is atomic (a new manifest version is written last), so a crash in
 enrolment leaves the library exactly as it was. The embedding model the library is bound to is
 stored in the table's schema metadata.
 
+Schema version 2 (issue 15) adds two nullable columns per embedding: ``yaw`` (the 5-landmark yaw
+ratio of the enrolled face, :func:`facetrack.quality.landmark_geometry`; ``float32``) and
+``descriptor2`` (the 128-d descriptor of dlib's ResNet, the second opinion the tracker consults
+for borderline matches; its model id is in that field's metadata). A version 1 library is migrated
+when it is opened: a dated ``migrate`` backup first (local libraries), then one Lance commit that
+adds both columns, null for the embeddings already there (a Lance commit is atomic: a crash leaves
+the library at version 1, and the next open migrates again). Lance cannot rewrite the table's
+schema metadata, so a migrated table keeps ``facetrack.schema_version = 1`` there; the library's
+version is the one its columns say (:attr:`FaceLibrary.schema_version`).
+
 Matching never touches the disk: the embeddings live in a ``(N, D) float32`` matrix and a match is
 one matrix-vector product (about 0.1 ms at 10k x 128 on one core). Filters sent to LanceDB are
 built with ``lancedb.expr`` (typed column/literal expressions), never by string formatting, and
@@ -43,12 +53,15 @@ from lancedb.table import Table
 
 from facetrack.errors import LibraryError, ModelMismatchError
 from facetrack.inference.base import FloatArray
+from facetrack.inference.dlib_resnet import DIM as SECOND_DIM
+from facetrack.inference.dlib_resnet import MODEL_ID as SECOND_MODEL_ID
 from facetrack.library import backup as _backup
 from facetrack.library import integrity as _integrity
 from facetrack.library.integrity import LibraryCorruptError
 from facetrack.library.names import clean_name, name_key
 from facetrack.objectstore import is_uri
 from facetrack.objectstore import scrub as _scrub
+from facetrack.pose import pose_bin
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -59,10 +72,26 @@ _LOG = logging.getLogger(__name__)
 COMPACT_EVERY = 50
 
 TABLE = "faces"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 _META_MODEL = b"facetrack.model_id"
 _META_DIM = b"facetrack.embedding_dim"
 _META_VERSION = b"facetrack.schema_version"
+#: Metadata of the ``descriptor2`` field: the model that computed the second descriptors.
+_META_SECOND_MODEL = b"facetrack.model_id"
+#: Columns the in-memory index reads (never the crops).
+_INDEX_COLUMNS = [
+    "embedding_id",
+    "person_id",
+    "name",
+    "metadata",
+    "vector",
+    "created_at",
+    "yaw",
+    "source",
+    "descriptor2",
+]
+#: Pose key of :attr:`Person.poses` for embeddings without a recorded yaw (enrolled before v2).
+UNKNOWN_POSE = "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +116,14 @@ class Person:
     poses: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-friendly dict."""
+        """JSON-friendly dict (``facetrack list``)."""
         return {
             "person_id": self.person_id,
             "name": self.name,
             "metadata": self.metadata,
             "embeddings": self.embedding_count,
             "created_at": self.created_at,
+            "poses": dict(self.poses),
         }
 
 
@@ -106,6 +136,15 @@ class EmbeddingRecord:
     source: str
     created_at: float
     crop_jpeg: bytes = field(repr=False)
+
+
+class EmbeddingInfo(NamedTuple):
+    """What the in-memory index knows of one embedding: its id, source and yaw ratio (``None``:
+    not recorded)."""
+
+    embedding_id: str
+    source: str
+    yaw: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +170,8 @@ class _Row(NamedTuple):
     name: str
     metadata: str | None
     created_at: float
+    yaw: float | None
+    source: str
 
 
 class _Index(NamedTuple):
@@ -139,6 +180,8 @@ class _Index(NamedTuple):
     person_ids: npt.NDArray[np.object_]
     persons: dict[str, Person]
     rows: list[_Row]
+    second: FloatArray  # (N, 128) float32, rows of NaN where no second descriptor was stored
+    second_by_person: dict[str, FloatArray]  # person_id -> (M, 128) float32, stored rows only
 
 
 def _normalise_name(name: str) -> str:
@@ -166,6 +209,47 @@ def _lance_reason(err: BaseException) -> str:
     text = re.sub(r",?\s*/\S+\.rs:\d+:\d+", "", _first_line(err))
     text = re.sub(r"^(lance error:\s*)?(LanceError\(\w+\):\s*)?", "", text, flags=re.IGNORECASE)
     return f"Lance cannot read it ({text.strip() or type(err).__name__})"
+
+
+def _fixed_list_matrix(column: pa.ChunkedArray, dim: int) -> FloatArray:
+    """``(N, dim) float32`` from a nullable fixed-size-list column; null rows become NaN rows."""
+    n = len(column)
+    out = np.full((n, dim), np.nan, dtype=np.float32)
+    if n in (0, column.null_count):
+        return out
+    arr = column.combine_chunks()
+    valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    flat = arr.values.to_numpy(zero_copy_only=False)  # the child values of every row, nulls included
+    start = arr.offset * dim
+    out[valid] = np.asarray(flat[start : start + n * dim], dtype=np.float32).reshape(n, dim)[valid]
+    return out
+
+
+def _clean_yaws(yaws: Sequence[float | None] | None, n: int) -> list[float | None]:
+    if yaws is None:
+        return [None] * n
+    if len(yaws) != n:
+        raise LibraryError(f"expected {n} yaws, got {len(yaws)}")
+    out: list[float | None] = []
+    for y in yaws:
+        if y is None or not np.isfinite(y):
+            out.append(None)
+        else:
+            out.append(float(y))
+    return out
+
+
+def _clean_second(descriptors2: FloatArray | None, n: int) -> FloatArray:
+    """``(n, 128) float32`` with NaN rows where there is no descriptor (a copy)."""
+    if descriptors2 is None:
+        return np.full((n, SECOND_DIM), np.nan, dtype=np.float32)
+    d2 = np.array(descriptors2, dtype=np.float32, copy=True)
+    if d2.ndim != 2 or d2.shape != (n, SECOND_DIM):
+        raise LibraryError(f"expected ({n}, {SECOND_DIM}) second descriptors, got {d2.shape}")
+    partial = np.isnan(d2).any(axis=1) & ~np.isnan(d2).all(axis=1)
+    if partial.any() or np.isinf(d2).any():
+        raise LibraryError("second descriptors must be finite rows or rows of NaN")
+    return d2
 
 
 class FaceLibrary:
@@ -219,6 +303,7 @@ class FaceLibrary:
                 pa.field("crop", pa.binary()),
                 pa.field("source", pa.string()),
                 pa.field("created_at", pa.float64()),
+                *self._v2_fields(),
             ],
             metadata={
                 _META_MODEL: model_id.encode(),
@@ -233,6 +318,7 @@ class FaceLibrary:
                 raise LibraryError(self._remote_error("cannot open the face library", err)) from None
         else:
             self._table = self._open_local(Path(self.db_path))
+        self._migrate()
         self._version = -1
         self._writes = 0
         if self._remote:
@@ -240,6 +326,66 @@ class FaceLibrary:
         else:
             self._local_read(self._load_index)
             self._daily_backup()
+
+    @staticmethod
+    def _v2_fields() -> list[pa.Field]:
+        """The columns schema version 2 added (nullable: null for embeddings enrolled before)."""
+        return [
+            pa.field("yaw", pa.float32()),
+            pa.field(
+                "descriptor2",
+                pa.list_(pa.float32(), SECOND_DIM),
+                metadata={_META_SECOND_MODEL: SECOND_MODEL_ID.encode()},
+            ),
+        ]
+
+    @property
+    def schema_version(self) -> str:
+        """``"2"`` once the table has the ``yaw`` and ``descriptor2`` columns (always, after open)."""
+        names = set(self._table.schema.names)
+        return SCHEMA_VERSION if {"yaw", "descriptor2"} <= names else "1"
+
+    @property
+    def second_model_id(self) -> str:
+        """Model id of the stored second descriptors (``"dlib_resnet_v1"``)."""
+        meta: dict[bytes, bytes] = self._table.schema.field("descriptor2").metadata or {}
+        return meta.get(_META_SECOND_MODEL, SECOND_MODEL_ID.encode()).decode()
+
+    def _migrate(self) -> None:
+        """Bring a version 1 table to version 2: add ``yaw`` and ``descriptor2`` (all null).
+
+        One Lance commit, so never half done; a local library gets a dated ``migrate`` backup
+        first (restorable with ``facetrack restore-library``). Another instance migrating a
+        shared library at the same moment is fine: one commit wins, the other sees its columns.
+
+        Raises:
+            LibraryError: the commit failed (nothing was written; e.g. a read-only library).
+        """
+        names = set(self._table.schema.names)
+        if {"yaw", "descriptor2"} <= names:
+            return
+        if names & {"yaw", "descriptor2"}:
+            raise LibraryError(f"the face library at {self.db_path} has only part of the schema version 2 columns")
+        stored = (self._table.schema.metadata or {}).get(_META_VERSION, b"?").decode()
+        _LOG.warning(
+            "face library %s: migrating from schema version %s to %s (yaw and second descriptor columns)",
+            _scrub(self.db_path, self._secrets),
+            stored,
+            SCHEMA_VERSION,
+        )
+        self._before_destructive("migrate")
+        fields = pa.schema(self._v2_fields())
+        try:
+            self._write(lambda: self._table.add_columns(fields))
+        except OSError as err:  # local only (a read-only folder, a full disk): nothing was committed
+            raise LibraryError(
+                f"cannot migrate the face library at {self.db_path} to schema version {SCHEMA_VERSION}: "
+                f"{err.strerror or type(err).__name__}; give the engine write access to it"
+            ) from None
+        except LibraryError:
+            self._table.checkout_latest()  # type: ignore[no-untyped-call]
+            if not {"yaw", "descriptor2"} <= set(self._table.schema.names):  # not another instance's
+                raise
 
     # ---- local library: damage checks and backups (integrity.py, backup.py) ------------------
 
@@ -423,18 +569,14 @@ class FaceLibrary:
 
     def _load_index(self) -> None:
         """Read ids, names and vectors (never the crops) from disk and rebuild the index."""
-        arrow = (
-            self._table.search()
-            .select(["embedding_id", "person_id", "name", "metadata", "vector", "created_at"])
-            .limit(None)
-            .to_arrow()
-        )
+        arrow = self._table.search().select(_INDEX_COLUMNS).limit(None).to_arrow()
         n = arrow.num_rows
         if n:
             flat = arrow.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
             matrix = np.ascontiguousarray(flat, dtype=np.float32).reshape(n, self.embedding_dim)
         else:
             matrix = np.zeros((0, self.embedding_dim), dtype=np.float32)
+        second = _fixed_list_matrix(arrow.column("descriptor2"), SECOND_DIM)
         rows = [
             _Row(*r)
             for r in zip(
@@ -443,43 +585,62 @@ class FaceLibrary:
                 arrow.column("name").to_pylist(),
                 arrow.column("metadata").to_pylist(),
                 arrow.column("created_at").to_pylist(),
+                arrow.column("yaw").to_pylist(),
+                [s or "" for s in arrow.column("source").to_pylist()],
                 strict=True,
             )
         ]
-        self._set_index(matrix, rows)
+        self._set_index(matrix, rows, second)
         self._version = self._table.version
 
-    def _set_index(self, matrix: FloatArray, rows: list[_Row]) -> None:
+    def _set_index(self, matrix: FloatArray, rows: list[_Row], second: FloatArray) -> None:
         persons: dict[str, dict[str, Any]] = {}
-        for r in rows:
+        stored = ~np.isnan(second).any(axis=1) if second.shape[0] else np.zeros(0, dtype=bool)
+        described: dict[str, list[int]] = {}  # person_id -> rows with a second descriptor
+        for i, r in enumerate(rows):
+            if stored[i]:
+                described.setdefault(r.person_id, []).append(i)
             p = persons.setdefault(
                 r.person_id,
-                {"name": r.name, "meta": r.metadata, "newest": r.created_at, "count": 0, "created": r.created_at},
+                {
+                    "name": r.name,
+                    "meta": r.metadata,
+                    "newest": r.created_at,
+                    "count": 0,
+                    "created": r.created_at,
+                    "poses": {},
+                },
             )
             p["count"] += 1
+            pose = UNKNOWN_POSE if r.yaw is None else pose_bin(r.yaw)
+            p["poses"][pose] = p["poses"].get(pose, 0) + 1
             p["created"] = min(p["created"], r.created_at)
             if r.created_at >= p["newest"]:
                 p["newest"], p["meta"] = r.created_at, r.metadata
+        person_ids = np.array([r.person_id for r in rows], dtype=object)
+        by_person: dict[str, FloatArray] = {pid: second[sel] for pid, sel in described.items()}
         # Swap everything at once so a concurrent match never sees a half-built index.
         self._index = _Index(
             matrix,
             np.array([r.embedding_id for r in rows], dtype=object),
-            np.array([r.person_id for r in rows], dtype=object),
+            person_ids,
             {
-                pid: Person(pid, p["name"], json.loads(p["meta"] or "{}"), p["count"], p["created"])
+                pid: Person(pid, p["name"], json.loads(p["meta"] or "{}"), p["count"], p["created"], p["poses"])
                 for pid, p in persons.items()
             },
             rows,
+            second,
+            by_person,
         )
 
-    def _commit(self, matrix: FloatArray, rows: list[_Row]) -> None:
+    def _commit(self, matrix: FloatArray, rows: list[_Row], second: FloatArray) -> None:
         """Apply a committed write to the in-memory index and compact now and then.
 
         The index is updated in memory (no re-read of the table) unless another process wrote in
         between, which shows as a version jump of more than one.
         """
         if self._table.version == self._version + 1:
-            self._set_index(matrix, rows)
+            self._set_index(matrix, rows, second)
             self._version = self._table.version
         else:
             self._load_index()
@@ -618,6 +779,25 @@ class FaceLibrary:
             key=lambda e: e.created_at,
         )
 
+    def second_descriptors(self, person_id: str) -> FloatArray:
+        """The stored second descriptors of a person (from memory; no disk access).
+
+        Returns:
+            ``(M, 128) float32`` descriptors of :attr:`second_model_id` (dlib's ResNet: compare by
+            Euclidean distance), one per embedding that has one (embeddings enrolled before
+            schema version 2 or without dlib have none); ``(0, 128)`` for an unknown person.
+        """
+        found = self._index.second_by_person.get(person_id)
+        return found if found is not None else np.zeros((0, SECOND_DIM), dtype=np.float32)
+
+    def embedding_yaws(self, person_id: str) -> list[float | None]:
+        """The recorded yaw ratio of each of a person's embeddings (``None``: not recorded)."""
+        return [r.yaw for r in self._index.rows if r.person_id == person_id]
+
+    def embedding_infos(self, person_id: str) -> list[EmbeddingInfo]:
+        """Id, source and yaw of each of a person's embeddings, from memory (enrolment order)."""
+        return [EmbeddingInfo(r.embedding_id, r.source, r.yaw) for r in self._index.rows if r.person_id == person_id]
+
     def match(self, probes: FloatArray, threshold: float) -> list[Match]:
         """Nearest-neighbour identification by cosine similarity.
 
@@ -628,7 +808,8 @@ class FaceLibrary:
         Returns:
             One :class:`Match` per probe; ``person_id``/``name`` are ``None`` below ``threshold``.
         """
-        matrix, ids, pids, persons, _ = self._index
+        idx = self._index  # one read: a concurrent swap never mixes two indexes
+        matrix, ids, pids, persons = idx.matrix, idx.ids, idx.person_ids, idx.persons
         q = np.atleast_2d(np.asarray(probes, dtype=np.float32))
         if q.shape[1] != self.embedding_dim:
             raise ValueError(f"probe dimension {q.shape[1]} != library dimension {self.embedding_dim}")
@@ -661,6 +842,8 @@ class FaceLibrary:
         crops_jpeg: Sequence[bytes],
         sources: Sequence[str],
         metadata: Mapping[str, Any] | None = None,
+        yaws: Sequence[float | None] | None = None,
+        descriptors2: FloatArray | None = None,
     ) -> Person:
         """Add embeddings to the person ``name`` (created if new) in one atomic commit.
 
@@ -671,10 +854,14 @@ class FaceLibrary:
             sources: N source descriptions (file path, ``camera/track_id``...).
             metadata: optional JSON-serialisable attributes; replaces the person's metadata
                 when given.
+            yaws: N yaw ratios of the enrolled faces (:func:`facetrack.quality.landmark_geometry`),
+                ``None`` (or NaN) where unknown; ``None`` for all unknown.
+            descriptors2: ``(N, 128) float32`` second descriptors (:data:`SECOND_MODEL_ID`), a row
+                of NaN where there is none; ``None`` for none at all.
 
         Raises:
             LibraryError: bad name (``names.InvalidNameError``), empty or mis-shaped embeddings,
-                unserialisable metadata.
+                yaws or descriptors, unserialisable metadata.
         """
         clean = clean_name(name).name
         emb = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
@@ -685,6 +872,9 @@ class FaceLibrary:
             raise LibraryError("embeddings contain NaN or infinity")
         if len(crops_jpeg) != n or len(sources) != n:
             raise LibraryError("embeddings, crops and sources must have the same length")
+        yaw_list = _clean_yaws(yaws, n)
+        second = _clean_second(descriptors2, n)
+        second_valid = ~np.isnan(second).any(axis=1)
         with self._lock:
             self._refresh_locked()  # another instance may have enrolled this name meanwhile
             existing = self.person(clean)
@@ -707,6 +897,12 @@ class FaceLibrary:
                     "crop": [bytes(c) for c in crops_jpeg],
                     "source": [str(s) for s in sources],
                     "created_at": [now] * n,
+                    "yaw": pa.array(yaw_list, pa.float32()),
+                    "descriptor2": pa.FixedSizeListArray.from_arrays(
+                        pa.array(np.nan_to_num(second).reshape(-1), pa.float32()),
+                        SECOND_DIM,
+                        mask=pa.array(~second_valid),
+                    ),
                 },
                 schema=self._schema,
             )
@@ -714,8 +910,14 @@ class FaceLibrary:
             # (the newest row's metadata is the person's), so no second commit is needed.
             self._write(lambda: self._table.add(rows))
             idx = self._index
-            new_rows = [_Row(e, pid, clean, meta_json, now) for e in rows.column("embedding_id").to_pylist()]
-            self._commit(np.concatenate([idx.matrix, emb]), idx.rows + new_rows)
+            new_rows = [
+                _Row(e, pid, clean, meta_json, now, y, str(src))
+                for e, y, src in zip(
+                    rows.column("embedding_id").to_pylist(), rows.column("yaw").to_pylist(), sources, strict=True
+                )
+            ]
+            second[~second_valid] = np.nan
+            self._commit(np.concatenate([idx.matrix, emb]), idx.rows + new_rows, np.concatenate([idx.second, second]))
             person = self.person_by_id(pid)
             assert person is not None
             version = self._version
@@ -742,6 +944,7 @@ class FaceLibrary:
             self._commit(
                 idx.matrix,
                 [r._replace(name=clean_new) if r.person_id == person.person_id else r for r in idx.rows],
+                idx.second,
             )
             renamed = self.person_by_id(person.person_id)
             assert renamed is not None
@@ -760,8 +963,9 @@ class FaceLibrary:
             person = self._require(name)
             self._before_destructive("forget")
             self._write(lambda: self._table.delete(col("person_id") == lit(person.person_id)))
-            keep = self._index.person_ids != person.person_id
-            self._commit(self._index.matrix[keep], [r for r, k in zip(self._index.rows, keep, strict=True) if k])
+            idx = self._index
+            keep = idx.person_ids != person.person_id
+            self._commit(idx.matrix[keep], [r for r, k in zip(idx.rows, keep, strict=True) if k], idx.second[keep])
             version = self._version
         self._changed("forget", version)
         return person.embedding_count
@@ -785,7 +989,7 @@ class FaceLibrary:
             pid = str(idx.person_ids[~keep][0])
             self._before_destructive("delete_embedding")
             self._write(lambda: self._table.delete(col("embedding_id") == lit(str(embedding_id))))
-            self._commit(idx.matrix[keep], [r for r, k in zip(idx.rows, keep, strict=True) if k])
+            self._commit(idx.matrix[keep], [r for r, k in zip(idx.rows, keep, strict=True) if k], idx.second[keep])
             owner = self.person_by_id(pid)
             version = self._version
         self._changed("delete_embedding", version)

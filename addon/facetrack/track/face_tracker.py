@@ -62,6 +62,9 @@ MAX_SECOND_OPINIONS = 4
 SETTLED_OPINIONS = 2
 #: A turned face splits a track only this much further below ``appearance_split_threshold``.
 TURNED_SPLIT_ALLOWANCE = 0.15
+#: A face after a suspected swap that is this much more similar (cosine) to the suspect face than
+#: to the track's mean embedding confirms the swap.
+SWAP_MARGIN = 0.15
 #: Two tracked faces overlapping at least this much (IoU) are re-identified at once.
 OVERLAP_IOU = 0.3
 #: A track re-associated after more missed frames than this is re-identified at once (short
@@ -509,7 +512,13 @@ class FaceTracker:
             # A head turning away lowers the similarity to the track's (mostly frontal) mean by
             # itself; only a much lower one says another face took the box.
             split_below -= TURNED_SPLIT_ALLOWANCE
-        if sim >= split_below:
+        suspect_emb = track.suspect[0].embedding if track.suspect is not None else None
+        # The face after a suspect confirms the swap also when it is clearly closer to the suspect
+        # face than to the track (both belong to the head that took the box), not only when it
+        # is below the split threshold itself: a mean embedding over varied poses makes that
+        # threshold marginal.
+        like_suspect = suspect_emb is not None and float(suspect_emb @ p.embedding) - sim >= SWAP_MARGIN
+        if sim >= split_below and not like_suspect:
             track.suspect = None
             if p.quality.usable:
                 self._vote(frame, track, p, vote, frame_index, ts, events)

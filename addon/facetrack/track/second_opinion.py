@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from facetrack.inference.base import FloatArray, Frame, InferenceUnavailableError
-from facetrack.inference.dlib_resnet import DlibResNet, distances
+from facetrack.inference.dlib_resnet import distances, shared
 
 if TYPE_CHECKING:
     from facetrack.library import FaceLibrary
@@ -32,12 +32,12 @@ class SecondOpinion:
 
     Args:
         library: the face library (its ``second_descriptors(person_id)``).
-        model: the descriptor model; dlib's ResNet by default, loaded on first use.
+        model: the descriptor model; by default the process-wide dlib ResNet, loaded on first use.
     """
 
     def __init__(self, library: FaceLibrary, model: Descriptor | None = None) -> None:
         self.library = library
-        self.model: Descriptor = model if model is not None else DlibResNet()
+        self.model: Descriptor = model if model is not None else shared()
         self._disabled: str | None = None
         self.calls = 0
 

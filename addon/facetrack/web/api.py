@@ -59,6 +59,7 @@ from aiohttp import BodyPartReader, web
 
 from facetrack import __version__
 from facetrack.commands import SCHEMAS
+from facetrack.comms.payloads import pose_coverage
 from facetrack.images import release_memory
 from facetrack.inbox.web import InboxPage
 from facetrack.library import FaceLibrary
@@ -432,6 +433,7 @@ class WebUi:
 
     def _person_json(self, person: Any) -> dict[str, Any]:
         seen = self._sightings(person.person_id)
+        poses, missing = pose_coverage(person.poses, person.embedding_count)
         return {
             "person_id": person.person_id,
             "name": person.name,
@@ -441,6 +443,9 @@ class WebUi:
             "last_camera": seen.last_camera if seen else None,
             # The count in the URL: a removed or added embedding gives a new URL, not a stale picture.
             "thumbnail_url": f"api/persons/{person.person_id}/thumbnail.jpg?v={person.embedding_count}",
+            # Head poses the gallery covers, as in the MQTT persons payload ("add a profile photo").
+            "poses": poses,
+            "missing_poses": missing,
         }
 
     def _require_person(self, request: web.Request) -> Any:

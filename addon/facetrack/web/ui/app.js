@@ -127,6 +127,16 @@ function sourceText(src) {
   return src.replace(/^mqtt:/, "").split("/").pop();
 }
 
+const POSE_NAMES = { frontal: "frontal", three_quarter: "three-quarter", profile: "profile" };
+
+// "Add a three-quarter and a profile photo": the head poses the person's gallery lacks, so turned
+// faces can be recognised too (empty for a library enrolled before poses were recorded).
+function coverageHint(p) {
+  const missing = (p.missing_poses || []).map((b) => POSE_NAMES[b] || b);
+  if (!missing.length) return null;
+  return `Add a ${missing.join(" and a ")} photo: turned faces are recognised best when the gallery has them`;
+}
+
 function seenText(p) {
   if (!p.last_seen) return "Not seen since the engine started";
   return null;
@@ -190,6 +200,7 @@ async function renderPerson(pid) {
       h("button", { type: "button", onclick: rename }, "Rename"),
       h("button", { type: "button", class: "danger", onclick: forget }, "Forget")),
     seen,
+    coverageHint(p) ? h("p", { class: "hint", "data-coverage": (p.missing_poses || []).join(" "), text: coverageHint(p) }) : null,
     h("h3", { text: plural(p.embeddings, "face", "faces") }),
     h("ul", { class: "faces" }, faces),
   ];
