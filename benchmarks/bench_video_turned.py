@@ -293,10 +293,9 @@ def worker_pipeline(spec: dict[str, Any]) -> dict[str, Any]:
         gallery = spec.get("gallery") or []
         if gallery:
             if "descriptors2" not in inspect.signature(lib.enroll).parameters:
-                return {"skipped": "FaceLibrary.enroll has no descriptors2 (the i15-gallery branch is not merged)"}
-            enroll: Any = lib.enroll  # the i15-gallery signature (yaws, descriptors2)
+                return {"skipped": "FaceLibrary.enroll has no descriptors2 (an engine before library schema v2)"}
             for g in gallery:
-                enroll(
+                lib.enroll(
                     g["name"],
                     np.asarray([g["sface"]], dtype=np.float32),
                     [base64.b64decode(g["crop_jpeg"])],
