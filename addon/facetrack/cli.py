@@ -49,6 +49,21 @@ def _library(cfg: FaceTrackerConfig, backend: InferenceBackend) -> FaceLibrary:
     return FaceLibrary(cfg.db_path, backend.model_id, backend.embedding_dim)
 
 
+def _library_only(cfg: FaceTrackerConfig) -> FaceLibrary:
+    """The face library for a command that reads or edits it without detecting or embedding a face.
+
+    The OpenCV backend's model id and embedding size are class attributes, so its models (YuNet and
+    SFace, about 0.3 s of CPU) are not loaded; another backend is built as usual (DeGirum loads its
+    models on first use).
+    """
+    if cfg.backend != "opencv":
+        return _library(cfg, _backend(cfg))
+    from facetrack.inference.opencv import OpenCVBackend
+    from facetrack.library import FaceLibrary
+
+    return FaceLibrary(cfg.db_path, OpenCVBackend.model_id, OpenCVBackend.embedding_dim)
+
+
 def _config(args: argparse.Namespace) -> FaceTrackerConfig:
     from facetrack.config import load_config
 
@@ -203,23 +218,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_persons(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    backend = _backend(cfg)
-    _emit({"persons": [p.to_json() for p in _library(cfg, backend).persons()]})
+    _emit({"persons": [p.to_json() for p in _library_only(cfg).persons()]})
     return 0
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    backend = _backend(cfg)
-    removed = _library(cfg, backend).forget(args.name)
+    removed = _library_only(cfg).forget(args.name)
     _emit({"person": args.name, "forgotten": True, "embeddings_removed": removed})
     return 0
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    backend = _backend(cfg)
-    person = _library(cfg, backend).rename(args.name, args.to)
+    person = _library_only(cfg).rename(args.name, args.to)
     _emit({"person": person.name, "previous": args.name, "person_id": person.person_id})
     return 0
 
@@ -310,7 +322,7 @@ def cmd_embeddings(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     cfg = _config(args)
-    library = _library(cfg, _backend(cfg))
+    library = _library_only(cfg)
     records = library.embeddings(args.name)
     out = []
     for e in records:
@@ -331,7 +343,7 @@ def cmd_embeddings(args: argparse.Namespace) -> int:
 
 def cmd_forget_embedding(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    library = _library(cfg, _backend(cfg))
+    library = _library_only(cfg)
     owner = library.embedding_owner(args.embedding_id)
     if owner is None:
         raise FaceTrackError(f"no embedding with id {args.embedding_id!r} in the face library")
