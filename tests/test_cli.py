@@ -150,3 +150,60 @@ def test_track_events_summary_and_annotated_video(enrolled_db: Path, video_path:
 def test_track_to_stdout(enrolled_db: Path, video_path: Path) -> None:
     out = lines(cli("track", "--db", str(enrolled_db), "--source", str(video_path), "--max-frames", "20"))
     assert out[-1]["type"] == "summary" and out[-1]["frames"] == 20
+
+
+def test_enroll_many_people_in_one_call(tmp_path: Path, data_dir: Path) -> None:
+    """--folders and --person NAME=PATH in one process: per person one commit, one JSON line;
+    a bad path, an unusable photo or a refused name is reported and does not stop the others."""
+    d = data_dir / DEEPFACE
+    people = tmp_path / "people"
+    (people / "Angelina").mkdir(parents=True)
+    for img in ("img1.jpg", "img2.jpg"):
+        (people / "Angelina" / img).symlink_to(d / img)
+    (people / "Angelina" / "notes.txt").write_text("not a photo, left alone")
+    (people / "Empty").mkdir()
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a JPEG")
+    db = tmp_path / "db"
+    too_long = "A" * 101
+    proc = cli(
+        "enroll",
+        "--db",
+        str(db),
+        "--folders",
+        str(people),
+        "--person",
+        f"John Simm={data_dir / 'dlib/examples/johns/John_Simm/000288_00470387.jpg'}",
+        f"John Simm={broken}",
+        f"Ghost={tmp_path / 'missing.jpg'}",
+        f"{too_long}={d / 'img4.jpg'}",
+        check=False,
+    )
+    assert proc.returncode == 1  # some people got nothing
+    out = {o["person"]: o for o in lines(proc)}
+    assert list(out) == ["John Simm", "Ghost", too_long, "Angelina", "Empty"]  # --person first, then --folders
+    assert out["Angelina"] == {"person": "Angelina", "enrolled": 2, "skipped": []}
+    assert out["John Simm"]["enrolled"] == 1
+    assert [(Path(s["path"]).name, "not an image" in s["reason"]) for s in out["John Simm"]["skipped"]] == [
+        ("broken.jpg", True)
+    ]
+    assert out["Ghost"]["enrolled"] == 0 and "no such file" in out["Ghost"]["skipped"][0]["reason"]
+    assert out["Empty"]["skipped"] == [{"path": str(people / "Empty"), "reason": "no image files in the folder"}]
+    assert out[too_long]["enrolled"] == 0 and "limited to 100 characters" in out[too_long]["error"]
+    # Only what was enrolled is in the library: nothing half-written for the others.
+    (persons,) = lines(cli("persons", "--db", str(db)))
+    assert sorted((p["name"], p["embeddings"]) for p in persons["persons"]) == [("Angelina", 2), ("John Simm", 1)]
+
+
+def test_enroll_refuses_mixed_or_malformed_arguments(tmp_path: Path, data_dir: Path) -> None:
+    img = str(data_dir / DEEPFACE / "img1.jpg")
+    db = str(tmp_path / "db")
+    for args, error in (
+        (["--person", img], "NAME=PATH"),
+        (["--name", "A", "--person", f"B={img}"], "either --name"),
+        (["--name", "A"], "needs --name NAME and image paths"),
+        (["--folders", img], "one sub-folder per person"),
+    ):
+        proc = cli("enroll", "--db", db, *args, check=False)
+        assert proc.returncode == 1 and error in lines(proc)[0]["error"], args
+    assert not Path(db).exists()  # refused before the library was opened

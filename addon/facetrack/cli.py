@@ -1,4 +1,10 @@
-"""``facetrack`` command line: JSON on stdout, logs on stderr, non-zero exit on failure."""
+"""``facetrack`` command line: JSON on stdout, logs on stderr, non-zero exit on failure.
+
+Each command imports what it uses, inside its function: ``--version`` and building the parser load
+no engine part, ``detect`` and ``verify`` load OpenCV and the models but never LanceDB or pyarrow
+(the face library), and nothing here loads MinIO, Apprise, aiohttp or paho unless a command needs
+them (tests/test_cli_imports.py checks it).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,22 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from facetrack import __version__
-from facetrack.config import FaceTrackerConfig, load_config
 from facetrack.errors import FaceTrackError
-from facetrack.images import read_image
-from facetrack.inference import InferenceBackend, backend_from_config
-from facetrack.library import FaceLibrary
+
+if TYPE_CHECKING:
+    from facetrack.config import FaceTrackerConfig
+    from facetrack.inference import InferenceBackend
+    from facetrack.library import FaceLibrary
 
 _LOG = logging.getLogger("facetrack")
+
+#: File suffixes taken from a folder given to ``enroll`` (the formats :data:`facetrack.images.FORMATS`
+#: decodes: JPEG, PNG, WebP, BMP, TIFF); other files there are left alone.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff"})
 
 
 def _emit(obj: Any, out: TextIO | None = None) -> None:
@@ -26,14 +38,35 @@ def _emit(obj: Any, out: TextIO | None = None) -> None:
 
 
 def _backend(cfg: FaceTrackerConfig) -> InferenceBackend:
+    from facetrack.inference import backend_from_config
+
     return backend_from_config(cfg)
 
 
 def _library(cfg: FaceTrackerConfig, backend: InferenceBackend) -> FaceLibrary:
+    from facetrack.library import FaceLibrary
+
     return FaceLibrary(cfg.db_path, backend.model_id, backend.embedding_dim)
 
 
+def _library_only(cfg: FaceTrackerConfig) -> FaceLibrary:
+    """The face library for a command that reads or edits it without detecting or embedding a face.
+
+    The OpenCV backend's model id and embedding size are class attributes, so its models (YuNet and
+    SFace, about 0.3 s of CPU) are not loaded; another backend is built as usual (DeGirum loads its
+    models on first use).
+    """
+    if cfg.backend != "opencv":
+        return _library(cfg, _backend(cfg))
+    from facetrack.inference.opencv import OpenCVBackend
+    from facetrack.library import FaceLibrary
+
+    return FaceLibrary(cfg.db_path, OpenCVBackend.model_id, OpenCVBackend.embedding_dim)
+
+
 def _config(args: argparse.Namespace) -> FaceTrackerConfig:
+    from facetrack.config import load_config
+
     overrides: dict[str, Any] = {}
     if getattr(args, "db", None):
         overrides["db_path"] = args.db
@@ -43,6 +76,7 @@ def _config(args: argparse.Namespace) -> FaceTrackerConfig:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    from facetrack.images import read_image
     from facetrack.recognizer import FaceRecognizer
 
     cfg = _config(args)
@@ -59,17 +93,102 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _folder_images(folder: Path) -> list[str]:
+    """The image files directly in ``folder`` (by suffix, :data:`IMAGE_SUFFIXES`; hidden files left out), sorted."""
+    return sorted(
+        str(p)
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_dir()
+    )
+
+
+class PlannedEnrolment:
+    """One person's part of a multi-person ``enroll``: image paths, and folders already skipped.
+
+    (A plain class: ``dataclasses`` would add its import to every CLI call, ``--version`` included.)
+    """
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.skipped: list[dict[str, str]] = []
+
+    def add(self, path: str) -> None:
+        """Add a photo, or every image of a folder (a folder without images is skipped, with why)."""
+        where = Path(path)
+        if not where.is_dir():
+            self.paths.append(path)  # a missing path too: the enrolment reports "no such file"
+            return
+        images = _folder_images(where)
+        if not images:
+            self.skipped.append({"path": path, "reason": "no image files in the folder"})
+        self.paths.extend(images)
+
+
+def enrolment_plan(people: Sequence[str], folders: Sequence[str]) -> dict[str, PlannedEnrolment]:
+    """Who to enrol from which files, in the order given.
+
+    Args:
+        people: ``NAME=PATH`` items (split at the first ``=``, so a PATH may contain ``=``; PATH is
+            a photo or a folder of photos; the same NAME again adds to that person).
+        folders: folders holding one sub-folder of photos per person, named after the person.
+
+    Raises:
+        FaceTrackError: an item is not ``NAME=PATH``, or a ``--folders`` path is not a folder.
+    """
+    plan: dict[str, PlannedEnrolment] = {}
+    for item in people:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path:
+            raise FaceTrackError(f"--person expects NAME=PATH (a photo or a folder of photos), got {item!r}")
+        plan.setdefault(name.strip(), PlannedEnrolment()).add(path)
+    for root in folders:
+        base = Path(root)
+        if not base.is_dir():
+            raise FaceTrackError(f"--folders expects a folder with one sub-folder per person, got {root!r}")
+        for sub in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            plan.setdefault(sub.name, PlannedEnrolment()).add(str(sub))
+    return plan
+
+
 def cmd_enroll(args: argparse.Namespace) -> int:
     from facetrack.recognizer import FaceRecognizer
 
+    many = bool(args.person or args.folders)
+    if many and (args.name or args.images):
+        raise FaceTrackError("give either --name NAME with image paths, or --person NAME=PATH / --folders DIR")
+    if not many and not (args.name and args.images):
+        raise FaceTrackError("enroll needs --name NAME and image paths, or --person NAME=PATH / --folders DIR")
+    plan = enrolment_plan(args.person or [], args.folders or []) if many else {}
+    if many and not plan:
+        raise FaceTrackError("no person to enrol: the --folders folders have no sub-folders")
     cfg = _config(args)
     backend = _backend(cfg)
-    result = FaceRecognizer(backend, cfg, _library(cfg, backend)).enroll(args.name, list(args.images))
-    _emit(result.to_json())
-    return 0 if result.enrolled else 1
+    rec = FaceRecognizer(backend, cfg, _library(cfg, backend))
+    if not many:
+        result = rec.enroll(args.name, list(args.images))
+        _emit(result.to_json())
+        return 0 if result.enrolled else 1
+    # One process, one library, one recogniser; one atomic commit per person (FaceRecognizer.enroll):
+    # a person whose photos are all unusable, or whose name is refused, writes nothing and the
+    # others go on.
+    failed = 0
+    for name, planned in plan.items():
+        out: dict[str, Any] = {"person": name, "enrolled": 0, "skipped": planned.skipped}
+        if planned.paths:
+            try:
+                result = rec.enroll(name, list[str | Path](planned.paths))
+            except FaceTrackError as err:
+                out["error"] = str(err)
+            else:
+                out = result.to_json()
+                out["skipped"] = planned.skipped + list(out["skipped"])
+        failed += not out["enrolled"]
+        _emit(out)
+    return 1 if failed else 0
 
 
 def cmd_recognize(args: argparse.Namespace) -> int:
+    from facetrack.images import read_image
     from facetrack.recognizer import FaceRecognizer
 
     cfg = _config(args)
@@ -88,6 +207,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from facetrack.images import read_image
     from facetrack.recognizer import FaceRecognizer
 
     cfg = _config(args)
@@ -98,23 +218,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_persons(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    backend = _backend(cfg)
-    _emit({"persons": [p.to_json() for p in _library(cfg, backend).persons()]})
+    _emit({"persons": [p.to_json() for p in _library_only(cfg).persons()]})
     return 0
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    backend = _backend(cfg)
-    removed = _library(cfg, backend).forget(args.name)
+    removed = _library_only(cfg).forget(args.name)
     _emit({"person": args.name, "forgotten": True, "embeddings_removed": removed})
     return 0
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    backend = _backend(cfg)
-    person = _library(cfg, backend).rename(args.name, args.to)
+    person = _library_only(cfg).rename(args.name, args.to)
     _emit({"person": person.name, "previous": args.name, "person_id": person.person_id})
     return 0
 
@@ -205,7 +322,7 @@ def cmd_embeddings(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     cfg = _config(args)
-    library = _library(cfg, _backend(cfg))
+    library = _library_only(cfg)
     records = library.embeddings(args.name)
     out = []
     for e in records:
@@ -226,7 +343,7 @@ def cmd_embeddings(args: argparse.Namespace) -> int:
 
 def cmd_forget_embedding(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    library = _library(cfg, _backend(cfg))
+    library = _library_only(cfg)
     owner = library.embedding_owner(args.embedding_id)
     if owner is None:
         raise FaceTrackError(f"no embedding with id {args.embedding_id!r} in the face library")
@@ -288,10 +405,28 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("images", nargs="+")
     sp.set_defaults(func=cmd_detect)
 
-    sp = sub.add_parser("enroll", help="enrol a person from photos")
+    sp = sub.add_parser(
+        "enroll",
+        help="enrol people from photos: --name NAME IMAGE..., or several at once with --person / --folders",
+        description="Enrol one person (--name NAME IMAGE...) or several in one process "
+        "(--person NAME=PATH ..., --folders DIR); one commit per person, one JSON line per person.",
+    )
     common(sp, db=True)
-    sp.add_argument("--name", required=True)
-    sp.add_argument("images", nargs="+")
+    sp.add_argument("--name", help="the person the IMAGE paths show")
+    sp.add_argument(
+        "--person",
+        action="extend",
+        nargs="+",
+        metavar="NAME=PATH",
+        help="a person and a photo or a folder of photos; repeatable (the same NAME adds photos)",
+    )
+    sp.add_argument(
+        "--folders",
+        action="append",
+        metavar="DIR",
+        help="a folder with one sub-folder of photos per person, named after the person; repeatable",
+    )
+    sp.add_argument("images", nargs="*", metavar="IMAGE", help="photos of --name")
     sp.set_defaults(func=cmd_enroll)
 
     sp = sub.add_parser("recognize", help="identify the faces of photos")

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import voluptuous as vol
-import yaml
 
 from facetrack.errors import ConfigError
 
@@ -277,6 +276,8 @@ def read_config_file(path: str | Path) -> Any:
         text = p.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read configuration file {p}: {err.strerror}") from None
+    import yaml  # here, not at the top: the CLI's commands without --config do not pay its import
+
     try:
         return json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:

@@ -44,12 +44,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import lancedb
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
-from lancedb.expr import col, lit
-from lancedb.table import Table
 
 from facetrack.errors import LibraryError, ModelMismatchError
 from facetrack.inference.base import FloatArray
@@ -65,6 +61,13 @@ from facetrack.pose import pose_bin
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+
+    import pyarrow as pa
+    from lancedb.expr import Expr
+    from lancedb.table import Table
+
+# LanceDB and pyarrow (about 2 s of imports) are imported where a library is opened or written, not
+# here: the recogniser and the CLI's ``detect``/``verify`` import this module without opening one.
 
 _LOG = logging.getLogger(__name__)
 #: Compact the table every N writes: merge data files, and drop versions older than 10 s (a
@@ -190,6 +193,13 @@ def _normalise_name(name: str) -> str:
     return name_key(name)
 
 
+def _equals(column: str, value: str) -> Expr:
+    """``column == value`` as a typed LanceDB filter expression (never a formatted string)."""
+    from lancedb.expr import col, lit
+
+    return col(column) == lit(value)
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0][:300] if text else type(err).__name__
@@ -293,6 +303,8 @@ class FaceLibrary:
         self._remote = is_uri(self.db_path)
         options = {str(k): str(v) for k, v in (storage_options or {}).items()}
         self._secrets = [v for k, v in options.items() if "secret" in k or "token" in k or "key_id" in k]
+        import pyarrow as pa
+
         self._schema = pa.schema(
             [
                 pa.field("embedding_id", pa.string(), nullable=False),
@@ -330,6 +342,8 @@ class FaceLibrary:
     @staticmethod
     def _v2_fields() -> list[pa.Field]:
         """The columns schema version 2 added (nullable: null for embeddings enrolled before)."""
+        import pyarrow as pa
+
         return [
             pa.field("yaw", pa.float32()),
             pa.field(
@@ -361,6 +375,8 @@ class FaceLibrary:
         Raises:
             LibraryError: the commit failed (nothing was written; e.g. a read-only library).
         """
+        import pyarrow as pa
+
         names = set(self._table.schema.names)
         if {"yaw", "descriptor2"} <= names:
             return
@@ -430,6 +446,8 @@ class FaceLibrary:
             record = _integrity.read_record(path) if path.is_dir() else None
             # The files first: a damaged file is named before Lance trips over it.
             damage = _integrity.verify_files(path, record) if record is not None else _integrity.Damage([], [])
+            import lancedb
+
             self._db = lancedb.connect(self.db_path)
             tables = self._db.list_tables().tables
         except LibraryCorruptError as err:
@@ -520,6 +538,8 @@ class FaceLibrary:
     # ---- object store -----------------------------------------------------------------------
 
     def _open_remote(self, options: dict[str, str]) -> Table:
+        import lancedb
+
         self._db = lancedb.connect(self.db_path, storage_options=options or None)
         tables = self._db.list_tables().tables
         if TABLE not in tables:
@@ -766,7 +786,7 @@ class FaceLibrary:
         person = self._require(name)
         query = (
             self._table.search()
-            .where(col("person_id") == lit(person.person_id))
+            .where(_equals("person_id", person.person_id))
             .select(["embedding_id", "person_id", "source", "created_at", "crop"])
             .limit(None)
         )
@@ -885,6 +905,8 @@ class FaceLibrary:
             except (TypeError, ValueError) as err:
                 raise LibraryError(f"person metadata is not JSON-serialisable: {err}") from err
             now = time.time()
+            import pyarrow as pa
+
             rows = pa.table(
                 {
                     "embedding_id": [uuid.uuid4().hex for _ in range(n)],
@@ -938,7 +960,7 @@ class FaceLibrary:
             if other is not None and other.person_id != person.person_id:
                 raise LibraryError(f"a person called {clean_new!r} already exists")
             self._before_destructive("rename")
-            where = col("person_id") == lit(person.person_id)
+            where = _equals("person_id", person.person_id)
             self._write(lambda: self._table.update(where=where, values={"name": clean_new}))
             idx = self._index
             self._commit(
@@ -962,7 +984,7 @@ class FaceLibrary:
             self._refresh_locked()
             person = self._require(name)
             self._before_destructive("forget")
-            self._write(lambda: self._table.delete(col("person_id") == lit(person.person_id)))
+            self._write(lambda: self._table.delete(_equals("person_id", person.person_id)))
             idx = self._index
             keep = idx.person_ids != person.person_id
             self._commit(idx.matrix[keep], [r for r, k in zip(idx.rows, keep, strict=True) if k], idx.second[keep])
@@ -988,7 +1010,7 @@ class FaceLibrary:
                 raise LibraryError(f"no embedding with id {embedding_id!r}", "not_found")
             pid = str(idx.person_ids[~keep][0])
             self._before_destructive("delete_embedding")
-            self._write(lambda: self._table.delete(col("embedding_id") == lit(str(embedding_id))))
+            self._write(lambda: self._table.delete(_equals("embedding_id", str(embedding_id))))
             self._commit(idx.matrix[keep], [r for r, k in zip(idx.rows, keep, strict=True) if k], idx.second[keep])
             owner = self.person_by_id(pid)
             version = self._version
