@@ -197,7 +197,9 @@ def _turned(yaw: float, s: float = 200.0) -> Detection:
     return Detection(np.array([x, y, x + s, y + s], np.float32), 0.95, lm)
 
 
-@pytest.mark.parametrize(("yaw", "enrol", "video"), [(0.1, True, True), (0.45, True, True), (0.7, False, True), (0.8, False, False)])
+@pytest.mark.parametrize(
+    ("yaw", "enrol", "video"), [(0.1, True, True), (0.45, True, True), (0.7, False, True), (0.8, False, False)]
+)
 def test_turned_photos_may_be_enrolled_up_to_near_profile(yaw: float, enrol: bool, video: bool) -> None:
     config = FaceTrackerConfig()
     rec = FaceRecognizer(None, config, None)  # type: ignore[arg-type]

@@ -413,3 +413,20 @@ def test_a_face_like_the_suspect_confirms_the_swap_even_above_the_split_threshol
     _, events = run(be, cfg, lib, n)
     started = [e for e in events if e.type == "track_started"]
     assert [e.frame for e in started] == [1, 9]
+
+
+def test_a_low_score_face_after_an_occlusion_onset_still_splits_a_swapped_track(lib: FaceLibrary) -> None:
+    """Another head passing in front scores low (0.5-0.6, below ``face_filters.min_score``), so it
+    never votes; where the association is uncertain (a score drop), its faces are still embedded
+    as a check, and two of them unlike the track move the box to a new track (the name stays with
+    its owner instead of showing on the other head)."""
+    cfg = parse_config({"credence_count": 2})
+    n = 16
+    dets = {i: [face(100, 100)] if i < 10 else [face(100, 100, score=0.55)] for i in range(n)}
+    embs = {i: [ANNA] if i < 10 else [BOB] for i in range(n)}
+    be = ScriptedBackend(dets=dets, embs=embs)
+    _, events = run(be, cfg, lib, n)
+    started = [e for e in events if e.type == "track_started"]
+    assert [e.frame for e in started] == [1, 11]  # the swap is split off at the second odd face
+    names = [(e.track_id, e.person) for e in events if e.type == "identity"]
+    assert names == [(1, "Anna")]  # and Bob's low-score faces never vote

@@ -121,6 +121,10 @@ class Track:
     suspect: tuple[_Probe, Vote | None] | None = None  # an odd embedding awaiting confirmation
     #: Second-opinion answers by person id: True confirmed, False refused.
     opinions: dict[str, list[bool]] = field(default_factory=dict)
+    #: The association was uncertain since the last embedding (an overlap, a re-association, a
+    #: score drop or a jump in size): the next face is embedded as a check even if only its
+    #: detector score keeps it from voting.
+    uncertain: bool = False
 
     @property
     def mean_embedding(self) -> FloatArray | None:
@@ -349,6 +353,7 @@ class FaceTracker:
             iou[k, own] = 0.0
         for row in np.flatnonzero(iou.max(axis=1) >= OVERLAP_IOU):
             current[int(row)].interval, current[int(row)].next_embed_frame = 1, frame_index
+            current[int(row)].uncertain = True
 
     def _start(self, bt_id: int, det: Detection, frame_index: int, ts: float, events: list[TrackEvent]) -> Track:
         """A new confirmed track for ByteTrack id ``bt_id``: emits ``track_started``."""
@@ -382,6 +387,7 @@ class FaceTracker:
             # the association is least certain (an occlusion, another head in front), re-identify
             # now instead of trusting the backoff.
             track.interval, track.next_embed_frame = 1, frame_index
+            track.uncertain = True
         track.detection, track.last_frame, track.last_ts = det, frame_index, ts
 
     def _probe(self, frame: Frame, det: Detection) -> _Probe:
@@ -429,10 +435,12 @@ class FaceTracker:
                 continue
             crop = self.backend.aligned_crop(frame, track.detection)
             q = assess(track.detection, crop, self.config.face_filters)
-            if q.usable or (track.suspect is not None and assess(track.detection, crop, self._check_filters).usable):
-                # A face only a low detector score keeps from voting can still confirm or clear
-                # a suspected swap: an occluding head is exactly where scores drop.
+            checking = track.suspect is not None or track.uncertain
+            if q.usable or (checking and assess(track.detection, crop, self._check_filters).usable):
+                # A face only a low detector score keeps from voting can still raise, confirm or
+                # clear a suspected swap: an occluding head is exactly where scores drop.
                 todo.append((track, crop, q))
+                track.uncertain = False
             else:
                 # An unusable face keeps the track due: the next usable frame gets embedded.
                 track.last_quality = q
@@ -449,7 +457,7 @@ class FaceTracker:
             np.stack([p.embedding for _, p in usable if p.embedding is not None]), lowest_floor()
         )
         for (track, p), m in zip(usable, matches, strict=True):
-            vote = self._evidence(frame, track, p, m)
+            vote = self._evidence(frame, track, p, m) if p.quality.usable else None
             self._consistent_vote(frame, track, p, vote, frame_index, ts, events)
 
     def _evidence(self, frame: Frame, track: Track, p: _Probe, m: Match) -> Vote | None:
@@ -502,7 +510,8 @@ class FaceTracker:
         a bad frame); a second one in a row means ByteTrack followed the box onto another person
         (one head passing in front of another): the box gets a new track, starting with the
         suspect, and the old track keeps its identity and waits, lost, for its face to come back
-        (see :meth:`_revive`). ``p`` with an unusable quality is such a check only, never a vote.
+        (see :meth:`_revive`). ``p`` with an unusable quality (``vote`` ``None``) is such a check
+        only, never a vote.
         """
         assert p.embedding is not None
         mean = track.mean_embedding
@@ -525,18 +534,17 @@ class FaceTracker:
             return
         _LOG.debug("track %d frame %d: face differs from the track (cos %.3f)", track.track_id, frame_index, sim)
         if track.suspect is None:
-            if p.quality.usable:
-                track.suspect = (p, vote)
-                track.interval, track.next_embed_frame = 1, frame_index + 1
+            track.suspect = (p, vote)
+            track.interval, track.next_embed_frame = 1, frame_index + 1
             return
         suspect, track.suspect = track.suspect, None
         bt_ids = [b for b, t in self._map.items() if t == track.track_id]
         for b in bt_ids:
             del self._map[b]
         new = self._start(bt_ids[0], track.detection, frame_index, ts, events)
+        # Check-only faces (low detector score) join the new track's appearance, never its vote.
         self._vote(frame, new, *suspect, frame_index, ts, events)
-        if p.quality.usable:
-            self._vote(frame, new, p, vote, frame_index, ts, events)
+        self._vote(frame, new, p, vote, frame_index, ts, events)
 
     def _vote(
         self,

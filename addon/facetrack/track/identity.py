@@ -56,12 +56,18 @@ class IdentityVoter:
 
     @property
     def similarity(self) -> float | None:
-        """Mean similarity of the votes for the decided person (best similarity if not known)."""
+        """Mean similarity of the votes for the decided person; for an unknown track the best
+        similarity of its votes for nobody; while pending the best of all votes."""
         if not self.votes:
             return None
         if self.state is IdentityState.KNOWN:
             sims = [v.similarity for v in self.votes if v.person_id == self.person_id]
             return sum(sims) / len(sims) if sims else None
+        if self.state is IdentityState.UNKNOWN:
+            # The evidence for "nobody": the best of the votes that matched nobody.
+            nobody = [v.similarity for v in self.votes if v.person_id is None]
+            if nobody:
+                return max(nobody)
         return max(v.similarity for v in self.votes)
 
     def agrees(self, vote: Vote) -> bool:
