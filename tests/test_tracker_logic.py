@@ -425,8 +425,17 @@ def test_a_low_score_face_after_an_occlusion_onset_still_splits_a_swapped_track(
     dets = {i: [face(100, 100)] if i < 10 else [face(100, 100, score=0.55)] for i in range(n)}
     embs = {i: [ANNA] if i < 10 else [BOB] for i in range(n)}
     be = ScriptedBackend(dets=dets, embs=embs)
-    _, events = run(be, cfg, lib, n)
+    tracker = FaceTracker(be, lib, cfg, fps=25.0)
+    events: list[TrackEvent] = []
+    shown: dict[int, list[str | None]] = {}
+    for i in range(n):
+        be.frame = i
+        result = tracker.process(BLANK, i, i / 25.0)
+        events += result.events
+        shown[i] = [f.person for f in result.faces]
     started = [e for e in events if e.type == "track_started"]
     assert [e.frame for e in started] == [1, 11]  # the swap is split off at the second odd face
     names = [(e.track_id, e.person) for e in events if e.type == "identity"]
     assert names == [(1, "Anna")]  # and Bob's low-score faces never vote
+    # Anna's name is never drawn on Bob's face: hidden from the first odd face on.
+    assert shown[9] == ["Anna"] and all(shown[i] == [None] for i in range(10, n)), [shown[i] for i in range(8, n)]

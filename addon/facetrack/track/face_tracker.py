@@ -299,12 +299,20 @@ class FaceTracker:
         ]
         self._reidentify(frame_bgr, due, frame_index, ts, events)
 
+        # A track detached this frame (its box went to a new track after a swap) is not drawn.
+        on_screen = set(self._map.values())
         faces = [
-            TrackedFace(tid, t.detection, t.voter.state, t.voter.name, t.voter.similarity)
-            for tid, t in self._tracks.items()
-            if t.last_frame == frame_index
+            self._face(tid, t) for tid, t in self._tracks.items() if t.last_frame == frame_index and tid in on_screen
         ]
         return FrameResult(faces, events, self.total_embeddings - embeddings_before, cut, len(detections))
+
+    @staticmethod
+    def _face(tid: int, t: Track) -> TrackedFace:
+        """The track's face now; while one face unlike the track awaits confirmation (another
+        head may have taken the box), its name is not shown on it."""
+        if t.suspect is not None:
+            return TrackedFace(tid, t.detection, IdentityState.PENDING, None, None)
+        return TrackedFace(tid, t.detection, t.voter.state, t.voter.name, t.voter.similarity)
 
     def finish(self) -> list[TrackEvent]:
         """End every track (end of the source); returns their ``track_ended`` events."""
