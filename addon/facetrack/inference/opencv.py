@@ -43,8 +43,10 @@ YUNET_FILE = "face_detection_yunet_2023mar_fp32.onnx"
 SFACE_FILE = "face_recognition_sface_2021dec_fp32.onnx"
 SFACE_MODEL_ID = "sface_2021dec"
 SFACE_INPUT = 112
-# Largest batch pushed through SFace at once; bounds the blob to ~150 KB per face.
-_MAX_BATCH = 16
+#: Largest batch pushed through SFace at once. cv2.dnn sizes its layer buffers for the batch:
+#: measured (benchmarks/README.md "Memory") 46 MB after a forward pass of 1 face, 70 MB of 4,
+#: 173 MB of 16, for 72, 51 and 48 ms of CPU per face: 4 keeps most of the batching gain.
+_MAX_BATCH = 4
 #: ArcFace's 5-point template in a 112x112 crop (eye centres, nose tip, mouth corners), and its
 #: mean, as OpenCV's ``FaceRecognizerSF`` uses them (modules/objdetect/src/face_recognize.cpp).
 _TEMPLATE = np.array(
