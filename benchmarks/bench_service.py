@@ -33,10 +33,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def start_engine(
-    work: Path, port: int, db: Path, cameras: list[dict[str, object]], engine: Path | None = None
+    work: Path,
+    port: int,
+    db: Path,
+    cameras: list[dict[str, object]],
+    engine: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """``facetrack serve`` on ``cameras``; ``engine``: run that engine source tree (its ``addon``
-    folder) instead of this checkout's."""
+    folder) instead of this checkout's; ``env``: extra environment variables (``MALLOC_ARENA_MAX``)."""
     cfg = {
         "db_path": str(db),
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": f"bench-{port}"},
@@ -49,9 +54,9 @@ def start_engine(
     path = work / "facetrack.yaml"
     path.write_text(yaml.safe_dump(cfg))
     log = (work / "engine.log").open("ab")
-    env = {**os.environ, "PYTHONPATH": str(engine)} if engine is not None else None
+    extra = {**(env or {}), **({"PYTHONPATH": str(engine)} if engine is not None else {})}
     cmd = [sys.executable, "-m", "facetrack", "serve", "--config", str(path)]
-    return subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
+    return subprocess.Popen(cmd, stdout=log, stderr=log, env={**os.environ, **extra} if extra else None)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

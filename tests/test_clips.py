@@ -125,3 +125,60 @@ def test_close_finishes_the_clip_in_progress(tmp_path: Path) -> None:
     (clip,) = storage.list_clips()
     assert frames_in(tmp_path / "clips" / clip.files["original"].key) == 5 + 19  # pre-roll + frames 11..29
     assert not list((tmp_path / "clips").rglob("*.tmp"))
+
+
+def test_pre_roll_is_kept_as_jpeg_within_its_byte_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = create_storage(StorageConfig(path=str(tmp_path / "clips")))
+    rec = ClipRecorder("door", storage, 4.0, 2.0, spool_dir=tmp_path / "spool")  # 50 pre-roll frames
+    rng = np.random.default_rng(0)
+    noisy = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(3)]  # JPEG-hard frames
+    for i in range(60):
+        rec.add_frame(i, i / 25, noisy[i % 3], [], 25.0)
+    ring = list(rec._ring)
+    assert len(ring) == 50 and all(f.frame is None and f.jpeg is not None for f in ring)
+    assert rec._ring_bytes == sum(len(f.jpeg or b"") for f in ring) < 50 * noisy[0].nbytes
+    # A budget of 10 frames' JPEG: the oldest go, the newest stay.
+    monkeypatch.setattr(clips_mod, "MAX_PRE_ROLL_BYTES", 10 * len(ring[-1].jpeg or b""))
+    for i in range(60, 70):
+        rec.add_frame(i, i / 25, noisy[i % 3], [], 25.0)
+    ring = list(rec._ring)
+    assert 5 <= len(ring) <= 11 and ring[-1].index == 69
+    assert rec._ring_bytes <= clips_mod.MAX_PRE_ROLL_BYTES
+    rec.close()
+
+
+def test_frames_beyond_the_raw_budget_wait_as_jpeg_and_are_all_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stalled encoder: at most MAX_QUEUED_RAW_BYTES of decoded frames wait; the rest wait as
+    JPEG, and once the encoder resumes every frame is in the clip, in order."""
+    storage = create_storage(StorageConfig(path=str(tmp_path / "clips")))
+    monkeypatch.setattr(clips_mod, "MAX_QUEUED_RAW_BYTES", 3 * frame(0).nbytes)
+    done = threading.Event()
+    rec = ClipRecorder("door", storage, 1.2, 0.4, on_stored=lambda c: done.set(), spool_dir=tmp_path / "spool")
+    original = clips_mod.VideoWriter.write
+    blocked, release = threading.Event(), threading.Event()
+
+    def stalled(self, f):
+        blocked.set()
+        assert release.wait(120)
+        return original(self, f)
+
+    monkeypatch.setattr(clips_mod.VideoWriter, "write", stalled)
+    for i in range(10):
+        rec.add_frame(i, i / 25, frame(i), [], 25.0)
+    cid = rec.start_clip(new_clip_id(1795300000.0, "ef" * 16))  # 10 pre-roll frames (JPEG) + 20
+    assert blocked.wait(60)
+    (clip,) = rec._active
+    for i in range(10, 30):
+        rec.add_frame(i, i / 25, frame(i), [], 25.0)
+        assert clip.raw_bytes <= clips_mod.MAX_QUEUED_RAW_BYTES
+    assert clip.raw_bytes == 3 * frame(0).nbytes
+    release.set()
+    assert done.wait(60)
+    (stored,) = storage.list_clips()
+    assert stored.clip_id == cid
+    meta = json.loads((tmp_path / "clips" / stored.files["annotations"].key).read_text())
+    assert [f["frame"] for f in meta["frames"]] == list(range(0, 30)) and meta["dropped_frames"] == 0
+    assert frames_in(tmp_path / "clips" / stored.files["original"].key) == 30
+    rec.close()

@@ -287,6 +287,25 @@ def release_memory() -> None:
         trim(0)
 
 
+#: glibc's ``mallopt`` parameter number of ``M_ARENA_MAX`` (malloc.h).
+_M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas for threads created from now on (``mallopt(M_ARENA_MAX)``, the
+    ``MALLOC_ARENA_MAX`` environment variable set from inside). By default glibc gives each
+    thread that contends for the heap its own arena, up to 8 per core, and each keeps its freed
+    memory; with several camera and clip-encoder threads handling multi-MB frames that is tens
+    of MB per camera (measured in benchmarks/README.md "Memory"). Returns whether it was applied
+    (False without glibc, or when the environment variable already decides)."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    mallopt = getattr(_LIBC, "mallopt", None)
+    if mallopt is None:
+        return False
+    return bool(mallopt(_M_ARENA_MAX, int(arenas)))
+
+
 def encode_jpeg(img: Frame, quality: int = 90) -> bytes:
     """JPEG bytes of a ``(H, W, 3) uint8`` BGR image at ``quality`` (0-100, OpenCV's scale).
 

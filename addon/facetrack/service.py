@@ -43,6 +43,7 @@ from facetrack.config.notify import NotificationConfig
 from facetrack.config.service import CameraConfig, ServiceConfig, inbox_path, local_state_dir
 from facetrack.enrich import EnrichSink, GalleryEnricher
 from facetrack.errors import FaceTrackError
+from facetrack.images import limit_malloc_arenas, release_memory
 from facetrack.inbox import UnknownInbox
 from facetrack.inbox.commands import inbox_verbs
 from facetrack.inbox.feature import InboxFeature, InboxSink, UrlSigning
@@ -69,6 +70,9 @@ _LOG = logging.getLogger(__name__)
 PURGE_INTERVAL = 600.0
 #: Seconds start-up waits for the encoders of a killed engine to finish the clips they were writing.
 RECOVERY_WAIT_S = 30.0
+#: Seconds between returns of freed heap memory to the OS (``malloc_trim``): decoded frames, JPEG
+#: buffers and clip bursts leave free pages in malloc's arenas that RSS would otherwise keep.
+TRIM_INTERVAL = 60.0
 
 
 @dataclass(slots=True)
@@ -116,6 +120,7 @@ class FaceTrackService:
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
+        limit_malloc_arenas()  # before any camera or encoder thread exists
         self.stop_event = threading.Event()
         self.command_backend = backend_from_config(config.defaults)
         self.instance_id = uuid.uuid4().hex  # tells this process's library notices from others'
@@ -448,8 +453,11 @@ class FaceTrackService:
         self.commands.start()
         for c in self.cameras:
             c.thread.start()
-        last_purge = time.monotonic()
+        last_purge = last_trim = time.monotonic()
         while not self.stop_event.wait(1.0):
+            if time.monotonic() - last_trim > TRIM_INTERVAL:
+                last_trim = time.monotonic()
+                release_memory()
             if self.storage is not None and time.monotonic() - last_purge > PURGE_INTERVAL:
                 last_purge = time.monotonic()
                 try:

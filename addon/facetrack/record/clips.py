@@ -12,12 +12,16 @@ pre_roll_seconds`` (plus :data:`MAX_LATE_S`) have passed on the clock since its 
 slowly the camera processes (a file it cannot keep up with), so it is stored a few seconds after
 that.
 
-The camera loop only hands over references to frames it has already decoded (no copy, no
-encode). Each clip has its own encoder thread that draws and encodes frames as they arrive, so
-memory stays bounded: the pre-roll ring (``pre_roll_seconds`` of frames at the source's rate; 1 s
-of 720p at 25 frames/s is about 70 MB, of 1080p about 155 MB) plus at most
-:data:`MAX_QUEUED_FRAMES` frames waiting per clip. If an encoder falls behind (a slow disk),
-frames are dropped from that clip (counted) rather than stall tracking. An alert while a clip is
+Memory is bounded in bytes. The pre-roll ring keeps ``pre_roll_seconds`` of frames at the source's
+rate as JPEG (quality :data:`PRE_ROLL_JPEG_QUALITY`, at most :data:`MAX_PRE_ROLL_BYTES` per camera:
+a 720p frame is about 140 KB instead of 2.7 MB decoded, so 2 s at 25 frames/s is about 7 MB
+instead of 138 MB; encoding costs about 3.4 ms of CPU per 720p frame, measured in
+benchmarks/README.md "Memory"); a clip decodes them on its encoder thread when it starts. Frames
+after the alert are handed to the clip's encoder thread by reference (no copy) while its queue
+holds at most :data:`MAX_QUEUED_RAW_BYTES` of decoded frames; beyond (the encoder is catching up
+with the pre-roll, or a slow disk), they wait as JPEG, up to :data:`MAX_QUEUED_FRAMES` frames and
+:data:`MAX_QUEUED_BYTES` per clip. Past that, frames are dropped from that clip (counted) rather
+than stall tracking. An alert while a clip is
 recording that will still cover at least half of the post-roll joins that clip (at most
 :data:`MAX_ACTIVE_CLIPS` clips record at once); :meth:`ClipRecorder.offset_seconds` gives the
 alert's time in it.
@@ -56,6 +60,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import cv2
+import numpy as np
+
 from facetrack.annotate import draw_faces
 from facetrack.camera.runner import FrameSink, ProcessedFrame
 from facetrack.camera.source import FrameSource
@@ -67,6 +74,17 @@ from facetrack.track.face_tracker import TrackedFace
 _LOG = logging.getLogger(__name__)
 #: Frames waiting for one clip's encoder; beyond, frames are dropped from that clip.
 MAX_QUEUED_FRAMES = 50
+#: Bytes of decoded frames waiting for one clip's encoder (about 4 frames of 720p); further frames
+#: wait as JPEG. The first waiting frame is always kept decoded, whatever its size.
+MAX_QUEUED_RAW_BYTES = 12 * 2**20
+#: Bytes of frames (decoded and JPEG) waiting for one clip's encoder; beyond, frames are dropped.
+MAX_QUEUED_BYTES = 32 * 2**20
+#: Bytes of JPEG the pre-roll ring keeps per camera (2 s of 1080p at 25 frames/s is about 15 MB);
+#: beyond, the oldest frames go (a shorter pre-roll, logged once).
+MAX_PRE_ROLL_BYTES = 32 * 2**20
+#: JPEG quality (OpenCV's 0-100 scale) of the frames kept for pre-roll and queued as JPEG; the clip
+#: re-encodes them with H.264 at crf 23, which loses more than this.
+PRE_ROLL_JPEG_QUALITY = 85
 #: Clips recording at the same time per camera; further alerts join the newest clip.
 MAX_ACTIVE_CLIPS = 2
 #: Frames over which the processing rate is measured.
@@ -100,10 +118,41 @@ _POLL_S = 0.2
 
 @dataclass(slots=True)
 class _Frame:
+    """A processed frame, decoded (``frame``) or JPEG-encoded (``jpeg``); at least one is set."""
+
     index: int
     ts: float
-    frame: Frame
+    frame: Frame | None
     faces: list[TrackedFace]
+    jpeg: bytes | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes it holds (the decoded frame if kept, else its JPEG)."""
+        if self.frame is not None:
+            return int(self.frame.nbytes)
+        return len(self.jpeg) if self.jpeg is not None else 0
+
+    def image(self) -> Frame:
+        """The ``(H, W, 3) uint8`` BGR frame (decoded from the JPEG if that is all it holds)."""
+        if self.frame is not None:
+            return self.frame
+        assert self.jpeg is not None
+        image = cv2.imdecode(np.frombuffer(self.jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"frame {self.index}: its JPEG does not decode")
+        return np.ascontiguousarray(image, dtype=np.uint8)
+
+    def as_jpeg(self) -> _Frame:
+        """The same frame holding only its JPEG (encoded now if needed)."""
+        jpeg = self.jpeg
+        if jpeg is None:
+            assert self.frame is not None
+            ok, buf = cv2.imencode(".jpg", self.frame, [cv2.IMWRITE_JPEG_QUALITY, PRE_ROLL_JPEG_QUALITY])
+            if not ok:
+                raise ValueError(f"frame {self.index}: JPEG encoding failed")
+            jpeg = buf.tobytes()
+        return _Frame(self.index, self.ts, None, self.faces, jpeg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +257,9 @@ class _Clip:
     frames: queue.Queue[_Frame | None] = field(default_factory=lambda: queue.Queue(MAX_QUEUED_FRAMES + 1))
     snapshot: bool = False
     dropped: int = 0
+    raw_bytes: int = 0  # decoded frames waiting in ``frames`` (bytes)
+    queued_bytes: int = 0  # all frames waiting in ``frames`` (bytes)
+    sizes: threading.Lock = field(default_factory=threading.Lock)  # guards the two counts
     queued: int = 0  # frames handed to the encoder: the clip's video frames, in order
     deadline: float = float("inf")  # on the recorder's clock: the clip ends then at the latest
     thread: threading.Thread | None = None
@@ -246,7 +298,9 @@ class ClipRecorder:
         self.on_stored = on_stored
         self.spool_dir = Path(spool_dir)
         self._source_fps = 25.0  # the source's frame rate after the fps cap (frames/s)
-        self._ring: deque[_Frame] = deque(maxlen=self._ring_size())
+        self._ring: deque[_Frame] = deque(maxlen=self._ring_size())  # JPEG only
+        self._ring_bytes = 0
+        self._ring_trimmed = False
         self._times: deque[float] = deque(maxlen=RATE_WINDOW)  # source times of the last frames (s)
         self._active: list[_Clip] = []
         self._encoders: list[threading.Thread] = []  # also those of ended clips still storing
@@ -270,6 +324,7 @@ class ClipRecorder:
         if fps > 0 and fps != self._source_fps:
             self._source_fps = fps
             self._ring = deque(self._ring, maxlen=self._ring_size())
+            self._ring_bytes = sum(item.nbytes for item in self._ring)
 
     def rate(self) -> float:
         """The camera's processing rate, frames per second of the source's time, measured over
@@ -301,13 +356,36 @@ class ClipRecorder:
         self._times.append(ts)
         self._set_source_fps(fps)
         if self.pre_roll_seconds > 0:
-            self._ring.append(item)
+            self._keep_pre_roll(item)
         now = self.clock()
         for clip in list(self._active):
             self._feed(clip, item)
             clip.remaining -= 1
             if clip.remaining <= 0 or now >= clip.deadline:
                 self._end(clip)
+
+    def _keep_pre_roll(self, item: _Frame) -> None:
+        """Add ``item`` (as JPEG) to the pre-roll ring, within :data:`MAX_PRE_ROLL_BYTES`. A frame
+        that cannot be encoded is left out (logged)."""
+        try:
+            kept = item.as_jpeg()
+        except (ValueError, cv2.error) as exc:
+            _LOG.warning("camera %s: frame %d left out of the pre-roll: %s", self.camera, item.index, exc)
+            return
+        item.jpeg = kept.jpeg  # a clip queueing this frame as JPEG reuses it
+        ring = self._ring
+        if len(ring) == ring.maxlen:
+            self._ring_bytes -= ring[0].nbytes
+        ring.append(kept)
+        self._ring_bytes += kept.nbytes
+        while self._ring_bytes > MAX_PRE_ROLL_BYTES and len(ring) > 1:
+            self._ring_bytes -= ring.popleft().nbytes
+            if not self._ring_trimmed:
+                self._ring_trimmed = True
+                _LOG.warning(
+                    "camera %s: pre-roll shortened to %d frames (%d MB of JPEG at most)",
+                    self.camera, len(ring), MAX_PRE_ROLL_BYTES // 2**20,
+                )  # fmt: skip
 
     def start_clip(self, clip_id: str) -> str:
         """The clip that will hold an alert raised on the latest frame: a recording clip that still
@@ -363,8 +441,33 @@ class ClipRecorder:
                 _LOG.error("camera %s: clip %s: cannot save the alert: %s", self.camera, clip_id, exc)
 
     def _feed(self, clip: _Clip, item: _Frame) -> None:
+        """Queue ``item`` for the clip's encoder: decoded while the queue's decoded frames fit in
+        :data:`MAX_QUEUED_RAW_BYTES`, else as JPEG; dropped (counted) past :data:`MAX_QUEUED_FRAMES`
+        frames or :data:`MAX_QUEUED_BYTES`."""
+        queued: _Frame | None = None
         if clip.frames.qsize() < MAX_QUEUED_FRAMES:
-            clip.frames.put_nowait(item)
+            with clip.sizes:
+                raw_fits = item.frame is not None and (
+                    clip.raw_bytes == 0 or clip.raw_bytes + item.nbytes <= MAX_QUEUED_RAW_BYTES
+                )
+            if raw_fits:
+                queued = _Frame(item.index, item.ts, item.frame, item.faces)
+            else:
+                try:
+                    queued = item.as_jpeg()
+                except (ValueError, cv2.error) as exc:
+                    _LOG.warning("camera %s: frame %d left out of clip %s: %s", self.camera, item.index,
+                                 clip.clip_id, exc)  # fmt: skip
+            if queued is not None:
+                with clip.sizes:
+                    if clip.queued_bytes + queued.nbytes > MAX_QUEUED_BYTES and clip.queued_bytes > 0:
+                        queued = None
+                    else:
+                        clip.queued_bytes += queued.nbytes
+                        if queued.frame is not None:
+                            clip.raw_bytes += queued.nbytes
+        if queued is not None:
+            clip.frames.put_nowait(queued)
             clip.queued += 1
         else:
             clip.dropped += 1
@@ -384,6 +487,7 @@ class ClipRecorder:
         for clip in list(self._active):
             self._end(clip)
         self._ring.clear()
+        self._ring_bytes = 0
         for thread in self._encoders:
             thread.join(timeout)
 
@@ -425,15 +529,21 @@ class ClipRecorder:
         try:
             annotations = (folder / _FRAMES).open("a", encoding="utf-8")
             while (item := clip.frames.get()) is not None:
+                with clip.sizes:
+                    clip.queued_bytes -= item.nbytes
+                    if item.frame is not None:
+                        clip.raw_bytes -= item.nbytes
+                image = item.image()
+                item.frame = item.jpeg = None  # the queue no longer holds it
                 if not writers:
-                    h, w = item.frame.shape[:2]
+                    h, w = image.shape[:2]
                     for kind in _VIDEOS:
                         writers.append(
                             VideoWriter(folder / CLIP_FILES[kind][0], w, h, clip.fps,
                                         fragmented=True, keep_fds=(clip.spool.fd,))
                         )  # fmt: skip
-                writers[0].write(item.frame)
-                writers[1].write(draw_faces(item.frame.copy(), item.faces))
+                writers[0].write(image)
+                writers[1].write(draw_faces(image.copy(), item.faces))
                 # After both videos: a killed engine never leaves annotations for frames not encoded.
                 annotations.write(json.dumps(_annotation(item), separators=(",", ":")) + "\n")
                 annotations.flush()

@@ -42,19 +42,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import certifi
 import urllib3
-from minio import Minio
-from minio.datatypes import Object
-from minio.deleteobjects import DeleteObject
-from minio.error import MinioException, S3Error
 
 # The settings live in config/ (reading a configuration must not import minio); re-exported here.
 from facetrack.config.storage import MAX_URL_EXPIRY_S
 from facetrack.config.storage import StorageConfig as StorageConfig  # noqa: PLC0414 - re-export
 from facetrack.config.storage import StorageKind as StorageKind  # noqa: PLC0414 - re-export
 from facetrack.errors import FaceTrackError
+
+if TYPE_CHECKING:
+    from minio.datatypes import Object
 
 _LOG = logging.getLogger(__name__)
 
@@ -77,7 +76,6 @@ _KEY_RE = re.compile(rf"(?P<camera>{_CAMERA})/(?P<clip_id>{_CLIP_ID})/(?P<name>{
 _TMP_RE = re.compile(rf"\.(?:{_NAME})\..+\.tmp")
 #: Marker of a clip's lost files, beside the clip folder: ``<camera>/<clip_id>`` + this.
 LOST_SUFFIX = ".lost.json"
-_S3_ERRORS = (MinioException, urllib3.exceptions.HTTPError, OSError)
 _CHUNK = 1 << 16
 
 
@@ -584,6 +582,12 @@ class S3ClipStorage(ClipStorage):
 
     def __init__(self, config: StorageConfig) -> None:
         super().__init__(config)
+        # The S3 client is imported only for an S3 storage (local clips never load it).
+        import certifi
+        from minio import Minio
+        from minio.error import MinioException
+
+        self._errors: tuple[type[Exception], ...] = (MinioException, urllib3.exceptions.HTTPError, OSError)
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=self.connect_timeout_s, read=self.read_timeout_s),
             maxsize=10,
@@ -622,7 +626,7 @@ class S3ClipStorage(ClipStorage):
 
     def _fail(self, exc: Exception, key: str | None, action: str) -> StorageError:
         """A StorageError for a minio/urllib3 exception, without credentials."""
-        if isinstance(exc, S3Error):
+        if isinstance(exc, _s3_error()):
             if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound") and key is not None:
                 return ClipNotFoundError("no such clip file", self.kind, key)
             if exc.code == "NoSuchBucket":
@@ -652,10 +656,10 @@ class S3ClipStorage(ClipStorage):
                     try:
                         self._client.make_bucket(self._bucket, location=self.config.region)
                         _LOG.info("created S3 bucket %s", self._bucket)
-                    except S3Error as exc:
+                    except _s3_error() as exc:
                         if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                             raise
-            except _S3_ERRORS as exc:
+            except self._errors as exc:
                 raise self._fail(exc, key, "open bucket") from None
             self._ready = True
 
@@ -667,7 +671,7 @@ class S3ClipStorage(ClipStorage):
         try:
             # One PUT (a multipart upload above 5 MiB, published whole on completion).
             self._client.fput_object(self._bucket, key, str(src), content_type=content_type or CLIP_FILES[kind][1])
-        except _S3_ERRORS as exc:
+        except self._errors as exc:
             raise self._fail(exc, key, "upload") from None
 
     def download(self, key: str, dest: Path) -> Path:
@@ -676,13 +680,13 @@ class S3ClipStorage(ClipStorage):
         self._ensure_bucket(key)
         try:
             response = self._client.get_object(self._bucket, key)
-        except _S3_ERRORS as exc:
+        except self._errors as exc:
             raise self._fail(exc, key, "download") from None
         try:
             _write_atomic(response.stream(_CHUNK), dest, self.kind, key)
         except StorageError:
             raise
-        except _S3_ERRORS as exc:
+        except self._errors as exc:
             raise self._fail(exc, key, "download") from None
         finally:
             response.close()
@@ -695,7 +699,7 @@ class S3ClipStorage(ClipStorage):
         self._ensure_bucket(key)
         try:
             return self._client.presigned_get_object(self._bucket, key, expires=timedelta(seconds=seconds))
-        except _S3_ERRORS as exc:
+        except self._errors as exc:
             raise self._fail(exc, key, "sign URL") from None
 
     def local_path(self, key: str) -> Path | None:
@@ -706,7 +710,7 @@ class S3ClipStorage(ClipStorage):
         self._ensure_bucket()
         try:
             return list(self._client.list_objects(self._bucket, prefix=prefix, recursive=recursive))
-        except _S3_ERRORS as exc:
+        except self._errors as exc:
             raise self._fail(exc, None, "list") from None
 
     def _files(self, clip_id: str | None = None) -> Iterator[ClipFile]:
@@ -734,8 +738,8 @@ class S3ClipStorage(ClipStorage):
             if len(keys) == 1:
                 self._client.remove_object(self._bucket, keys[0])
                 return
-            errors = list(self._client.remove_objects(self._bucket, [DeleteObject(k) for k in keys]))
-        except _S3_ERRORS as exc:
+            errors = list(self._client.remove_objects(self._bucket, [_delete_object(k) for k in keys]))
+        except self._errors as exc:
             raise self._fail(exc, keys[0] if len(keys) == 1 else None, "remove") from None
         if errors:
             first = errors[0]
@@ -761,3 +765,17 @@ def create_storage(config: StorageConfig, url_signer: Callable[[str, int], str] 
     if config.kind == "s3":
         return S3ClipStorage(config)
     return LocalClipStorage(config, url_signer)
+
+
+def _s3_error() -> Any:
+    """``minio.error.S3Error`` (imported on use: only an S3 storage needs it)."""
+    from minio.error import S3Error
+
+    return S3Error
+
+
+def _delete_object(key: str) -> Any:
+    """``minio.deleteobjects.DeleteObject(key)``."""
+    from minio.deleteobjects import DeleteObject
+
+    return DeleteObject(key)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO
 
 import cv2
+import numpy as np
 
 from facetrack.errors import FaceTrackError
 from facetrack.inference.base import Frame
@@ -85,11 +86,12 @@ class VideoWriter:
         w, h = self.size
         frame = frame[:h, :w]
         if self._proc is not None:
+            data = np.ascontiguousarray(frame)  # a view when the size is even: no copy
             stdin: IO[bytes] | None = self._proc.stdin
             if stdin is None:
                 raise FaceTrackError("ffmpeg pipe closed")
             try:
-                stdin.write(frame.tobytes())
+                stdin.write(memoryview(data).cast("B"))
             except BrokenPipeError:
                 err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
                 raise FaceTrackError(f"ffmpeg failed writing {self.path}: {err.strip()}") from None
