@@ -4,7 +4,7 @@ SFace's cosine similarity alone has a ceiling: on the project's data a genuine f
 0.448-0.459 (a held-out pair, and Jennifer Aniston in insightface's ``t1.jpg`` vs her dev stills)
 while a look-alike stranger sits at 0.487 (kate_siegel vs angelina_jolie); no threshold separates
 them. dlib's ResNet descriptor (:mod:`facetrack.inference.dlib_resnet`) fails differently: the
-Aniston pair is at distance 0.457, the look-alike at 0.628. So a match is decided in two stages
+Aniston pair is at distance 0.47, the look-alike at 0.61. So a match is decided in two stages
 (a sequential, "serial" fusion of two matchers, Ross, Nandakumar & Jain, *Handbook of
 Multibiometrics*, 2006, ch. 6):
 

@@ -10,7 +10,7 @@ predictor (iBUG 300-W, not free for commercial use) is neither needed nor shippe
 Descriptors are compared by Euclidean distance; dlib's documented decision rule is "same person
 below 0.6" (http://dlib.net/face_recognition.py.html). Failure modes differ from SFace's: on the
 dev stills the look-alike stranger SFace scores 0.487 (kate_siegel vs angelina_jolie) is at
-distance 0.628, while the weakest genuine SFace matches (0.54-0.61) are at 0.41-0.46.
+distance 0.61, while the weakest genuine SFace matches (0.54-0.61) are at 0.41-0.46.
 
 Cost: about 150 ms per face on one core of this machine (2-core x86-64), so it is only consulted
 for matches in SFace's grey zone (see :mod:`facetrack.track.identity`), never per frame.
