@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from facetrack.config import FaceTrackerConfig, parse_config
+from facetrack.config.service import parse_service_config
+from facetrack.errors import ConfigError
 from facetrack.images import read_image
 from facetrack.inference import InferenceBackend
 from facetrack.library import FaceLibrary
@@ -157,6 +159,23 @@ def test_config_keys() -> None:
     cfg = parse_config({"detect_fps": 0, "motion_gate": False})
     assert (cfg.detect_fps, cfg.motion_gate) == (0.0, False)
     assert (FaceTrackerConfig().motion_gate, FaceTrackerConfig().detect_fps) == (True, 1.0)
+    with pytest.raises(ConfigError, match="detect_fps"):
+        parse_config({"detect_fps": -1})
+
+
+def test_camera_sets_detect_fps_beside_fps() -> None:
+    svc = parse_service_config(
+        {
+            "detect_fps": 2,
+            "cameras": [
+                {"name": "door", "source": "rtsp://h/a", "fps": 10, "detect_fps": 0.5},
+                {"name": "yard", "source": "rtsp://h/b", "motion_gate": False},
+            ],
+        }
+    )
+    door, yard = svc.cameras
+    assert (door.fps, door.tracking.detect_fps, door.tracking.motion_gate) == (10, 0.5, True)
+    assert (yard.tracking.detect_fps, yard.tracking.motion_gate) == (2.0, False)
 
 
 # ---- real faces: the gate loses no track --------------------------------------------------------
