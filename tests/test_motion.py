@@ -23,7 +23,7 @@ from facetrack.images import read_image
 from facetrack.inference import InferenceBackend
 from facetrack.library import FaceLibrary
 from facetrack.track import FaceTracker
-from facetrack.track.motion import DetectionGate, MotionDetector
+from facetrack.track.motion import DetectionGate, MotionDetector, detect_in_windows, detection_windows
 
 RNG = np.random.default_rng(16)
 SCENE = RNG.integers(0, 255, (720, 1280, 3), dtype=np.uint8)  # textured, like a real scene
@@ -95,6 +95,51 @@ def test_small_frames_are_not_upscaled() -> None:
     small = SCENE[:120, :200]
     m.update(small)
     assert m.thumbnail is not None and m.thumbnail.shape == (120, 200, 3)
+
+
+# ---- detection windows ------------------------------------------------------------------------
+
+
+def test_windows_grow_and_merge_moving_regions() -> None:
+    wins = detection_windows([(100, 100, 140, 180), (150, 120, 190, 200), (900, 500, 920, 520)], 1280, 720, 0.5)
+    assert wins is not None and len(wins) == 2  # the two close regions share one window
+    near, far = sorted(wins)
+    assert near[0] <= 100 - 32 and near[2] >= 190 + 32 and near[1] <= 100 - 32 and near[3] >= 200 + 32
+    assert far[2] - far[0] >= 128 and far[3] - far[1] >= 128  # 64 px of detector input at scale 0.5
+    assert all(0 <= x1 < x2 <= 1280 and 0 <= y1 < y2 <= 720 for x1, y1, x2, y2 in wins)
+
+
+def test_large_motion_detects_the_whole_frame() -> None:
+    assert detection_windows([(0, 0, 1000, 600)], 1280, 720, 0.5) is None
+    assert detection_windows([], 1280, 720, 0.5) is None
+
+
+def test_windowed_detection_sees_what_the_whole_frame_sees(backend: InferenceBackend, data_dir: Path) -> None:
+    """vtest.avi's pedestrians (10-px heads, scores near the thresholds): windows around the moving
+    regions find the same faces, boxes and scores as the whole frame."""
+    if not hasattr(backend, "detector_input_size"):
+        pytest.skip("windows need a backend that scales frames to detector_input_size")
+    cap = cv2.VideoCapture(str(data_dir / "debian_opencv-doc/examples/data/vtest.avi"))
+    motion = MotionDetector()
+    compared = 0
+    for i in range(186):
+        ok, frame = cap.read()
+        assert ok
+        regions = motion.update(frame)
+        if i < 180:
+            continue
+        h, w = frame.shape[:2]
+        scale = min(1.0, backend.detector_input_size / max(h, w))
+        wins = detection_windows(regions, w, h, scale)
+        assert wins is not None  # pedestrians move in part of the frame only
+        full = backend.detect(frame)
+        windowed = detect_in_windows(backend, frame, wins, scale)
+        assert len(windowed) == len(full) >= 1, (i, full, windowed)
+        for a, b in zip(sorted(full, key=lambda d: d.box[0]), sorted(windowed, key=lambda d: d.box[0]), strict=True):
+            assert np.abs(a.box - b.box).max() <= 2.0 and abs(a.score - b.score) <= 0.03, (i, a, b)
+        compared += len(full)
+    cap.release()
+    assert compared >= 6
 
 
 # ---- the gate's rule --------------------------------------------------------------------------

@@ -23,7 +23,8 @@ On top of it this module adds what face recognition needs:
   that track (same id), bridging occlusions ByteTrack's motion model cannot;
 - scene cuts end every track (:mod:`facetrack.track.scene`);
 - motion-gated detection (:mod:`facetrack.track.motion`): with no track alive the detector runs
-  only on frames where something moved, and ``detect_fps`` times a second;
+  only on frames where something moved (there only around what moved), and ``detect_fps`` times
+  a second;
 - a short gallery of recently ended tracks gives a returning person their identity back at once.
 """
 
@@ -47,7 +48,7 @@ from facetrack.matching import Evidence, FacePose, classify, confirm_distance, l
 from facetrack.pose import pose_bin
 from facetrack.quality import FaceQuality, assess
 from facetrack.track.identity import IdentityState, IdentityVoter, Vote
-from facetrack.track.motion import DetectionGate
+from facetrack.track.motion import DetectionGate, detect_in_windows
 from facetrack.track.scene import SceneCutDetector
 from facetrack.track.second_opinion import SecondOpinion
 
@@ -263,7 +264,7 @@ class FaceTracker:
         # so ByteTrack and the re-identification backoff see every frame while anything is tracked.
         tracking = cut or bool(self._tracks) or bool(self._bytetrack.tracks)
         detected = self.gate.should_detect(ts, tracking)
-        detections = self.backend.detect(frame_bgr) if detected else []
+        detections = self._detect(frame_bgr, tracking) if detected else []
         tracked = self._associate(detections)
 
         # Tracks ByteTrack has dropped (lost for longer than its buffer) have ended.
@@ -312,6 +313,19 @@ class FaceTracker:
             if t.last_frame == frame_index
         ]
         return FrameResult(faces, events, self.total_embeddings - embeddings_before, cut, len(detections), detected)
+
+    def _detect(self, frame_bgr: Frame, tracking: bool) -> list[Detection]:
+        """The whole frame, or only the windows around what moved (:mod:`facetrack.track.motion`)
+        for a backend whose detector downscales frames to ``detector_input_size``."""
+        size = getattr(self.backend, "detector_input_size", None)
+        if not isinstance(size, int):
+            return self.backend.detect(frame_bgr)
+        h, w = frame_bgr.shape[:2]
+        scale = min(1.0, size / max(h, w))
+        windows = self.gate.windows(w, h, tracking, scale)
+        if windows is None:
+            return self.backend.detect(frame_bgr)
+        return detect_in_windows(self.backend, frame_bgr, windows, scale)
 
     def finish(self) -> list[TrackEvent]:
         """End every track (end of the source); returns their ``track_ended`` events."""
