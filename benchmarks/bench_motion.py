@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key}: done ({runs[1]['detected']}/{runs[1]['frames']} frames detected with the gate)", flush=True)
 
     still = work / "still_720p_10fps.mp4"
-    if not still.exists() or os.environ.get("BENCH_MOTION_REMAKE"):
+    if args.idle_seconds > 0 and (not still.exists() or os.environ.get("BENCH_MOTION_REMAKE")):
         run_worker(__file__, {"kind": "still", "data": str(args.data), "out": str(still), "seconds": args.idle_seconds})
     idle: dict[str, Any] = {}
     plan: list[tuple[str, Any, float | None, dict[str, str] | None]] = [("decode only", "decode", None, here_env)]
@@ -371,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     plan += [("gate off", False, None, here_env)]
     if before_env:
         plan += [("before", None, None, before_env)]
+    if args.idle_seconds <= 0:  # the recall clips only
+        plan = []
     for label, gate, dfps, env_ in plan:
         spec = {"kind": "idle", "video": str(still), "gate": gate, "detect_fps": dfps}
         idle[label] = run_worker(__file__, spec, env_)
