@@ -117,7 +117,7 @@ def test_large_motion_detects_the_whole_frame() -> None:
 def test_windowed_detection_sees_what_the_whole_frame_sees(backend: InferenceBackend, data_dir: Path) -> None:
     """vtest.avi's pedestrians (10-px heads, scores near the thresholds): windows around the moving
     regions find the same faces, boxes and scores as the whole frame."""
-    if not hasattr(backend, "detector_input_size"):
+    if not getattr(backend, "window_detection", False):
         pytest.skip("windows need a backend that scales frames to detector_input_size")
     cap = cv2.VideoCapture(str(data_dir / "debian_opencv-doc/examples/data/vtest.avi"))
     motion = MotionDetector()

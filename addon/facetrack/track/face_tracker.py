@@ -316,9 +316,10 @@ class FaceTracker:
 
     def _detect(self, frame_bgr: Frame, tracking: bool) -> list[Detection]:
         """The whole frame, or only the windows around what moved (:mod:`facetrack.track.motion`)
-        for a backend whose detector downscales frames to ``detector_input_size``."""
+        for a backend that says windows pay (``window_detection``: its detector downscales frames
+        to ``detector_input_size`` and takes any input size)."""
         size = getattr(self.backend, "detector_input_size", None)
-        if not isinstance(size, int):
+        if not isinstance(size, int) or not getattr(self.backend, "window_detection", False):
             return self.backend.detect(frame_bgr)
         h, w = frame_bgr.shape[:2]
         scale = min(1.0, size / max(h, w))
