@@ -21,6 +21,7 @@ from facetrack.config.service import parse_service_config
 from facetrack.errors import ConfigError
 from facetrack.images import read_image
 from facetrack.inference import InferenceBackend
+from facetrack.inference.base import Detection
 from facetrack.library import FaceLibrary
 from facetrack.track import FaceTracker
 from facetrack.track.motion import DetectionGate, MotionDetector, detect_in_windows, detection_windows
@@ -114,6 +115,24 @@ def test_large_motion_detects_the_whole_frame() -> None:
     assert detection_windows([], 1280, 720, 0.5) is None
 
 
+def _within(box: np.ndarray, win: tuple[int, int, int, int]) -> bool:
+    return bool(box[0] >= win[0] and box[1] >= win[1] and box[2] <= win[2] and box[3] <= win[3])
+
+
+def _same(a: Detection, b: Detection) -> bool:
+    return bool(np.abs(a.box - b.box).max() <= 2.0 and abs(a.score - b.score) <= 0.05)
+
+
+def test_periodic_whole_frame_look_while_things_move() -> None:
+    gate = _idle_gate(1.0)
+    full = []
+    for i in range(30):  # 3 s of motion in a corner, nothing tracked
+        gate.observe(with_square(100 + 10 * i, 100))
+        assert gate.should_detect(i / 10, tracking=False)
+        full.append(gate.windows(1280, 720, tracking=False, scale=0.5) is None)
+    assert [i for i, f in enumerate(full) if f] == [0, 10, 20]
+
+
 def test_windowed_detection_sees_what_the_whole_frame_sees(backend: InferenceBackend, data_dir: Path) -> None:
     """vtest.avi's pedestrians (10-px heads, scores near the thresholds): windows around the moving
     regions find the same faces, boxes and scores as the whole frame."""
@@ -121,25 +140,34 @@ def test_windowed_detection_sees_what_the_whole_frame_sees(backend: InferenceBac
         pytest.skip("windows need a backend that scales frames to detector_input_size")
     cap = cv2.VideoCapture(str(data_dir / "debian_opencv-doc/examples/data/vtest.avi"))
     motion = MotionDetector()
-    compared = 0
-    for i in range(186):
+    compared = windowed_frames = 0
+    for i in range(330):
         ok, frame = cap.read()
         assert ok
         regions = motion.update(frame)
-        if i < 180:
+        if i < 90:
             continue
         h, w = frame.shape[:2]
         scale = min(1.0, backend.detector_input_size / max(h, w))
         wins = detection_windows(regions, w, h, scale)
-        assert wins is not None  # pedestrians move in part of the frame only
+        if wins is None:  # the windows would cover over half the frame: the whole frame instead
+            continue
+        windowed_frames += 1
         full = backend.detect(frame)
         windowed = detect_in_windows(backend, frame, wins, scale)
-        assert len(windowed) == len(full) >= 1, (i, full, windowed)
-        for a, b in zip(sorted(full, key=lambda d: d.box[0]), sorted(windowed, key=lambda d: d.box[0]), strict=True):
-            assert np.abs(a.box - b.box).max() <= 2.0 and abs(a.score - b.score) <= 0.03, (i, a, b)
-        compared += len(full)
+        # Every face inside a window is found there with the whole frame's box and score, and
+        # the windows find nothing the whole frame does not (a face outside every window is left
+        # to the gate's periodic whole-frame look).
+        # Within 0.05 of the detector's 0.5 score threshold a face may fall either side (such
+        # faces cannot start a track: that takes 0.7).
+        inside = [d for d in full if d.score >= 0.55 and any(_within(d.box, win) for win in wins)]
+        for a in inside:
+            assert any(_same(a, b) for b in windowed), (i, a, windowed)
+        for b in windowed:
+            assert b.score < 0.55 or any(_same(a, b) for a in full), (i, b, full)
+        compared += len(inside)
     cap.release()
-    assert compared >= 6
+    assert windowed_frames >= 20 and compared >= 5, (windowed_frames, compared)
 
 
 # ---- the gate's rule --------------------------------------------------------------------------

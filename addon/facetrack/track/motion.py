@@ -278,6 +278,8 @@ class DetectionGate:
         self.enabled = enabled
         self.motion = motion or MotionDetector()
         self._last_detect: float | None = None
+        self._last_full: float | None = None
+        self._ts = 0.0
         #: Frames seen and frames detected since the gate was made (for statistics).
         self.frames = 0
         self.detected = 0
@@ -296,6 +298,7 @@ class DetectionGate:
             tracking: the tracker holds at least one track (confirmed, tentative or lost but kept).
         """
         self.frames += 1
+        self._ts = ts
         last = self._last_detect
         due = (
             not self.enabled
@@ -312,8 +315,15 @@ class DetectionGate:
 
     def windows(self, width: int, height: int, tracking: bool, scale: float) -> list[Box] | None:
         """Where to detect on a frame :meth:`should_detect` allowed: the windows around what moved
-        (:func:`detection_windows`) when nothing is tracked, else ``None`` (the whole frame:
-        tracks are followed, and the periodic look searches for people standing still)."""
-        if not self.enabled or tracking or not self.motion.moving:
-            return None
-        return detection_windows(self.motion.regions, width, height, scale)
+        (:func:`detection_windows`) when nothing is tracked, else ``None`` (the whole frame).
+
+        The whole frame is also detected at least ``detect_fps`` times a second while things move
+        (the periodic look for a person standing still outside the moving regions)."""
+        ts, last = self._ts, self._last_full
+        full_due = last is None or ts < last or (self.detect_fps > 0 and ts - last >= 1.0 / self.detect_fps - 1e-6)
+        wins = None
+        if self.enabled and not tracking and self.motion.moving and not full_due:
+            wins = detection_windows(self.motion.regions, width, height, scale)
+        if wins is None:
+            self._last_full = ts
+        return wins
