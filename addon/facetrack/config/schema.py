@@ -107,6 +107,12 @@ class FaceTrackerConfig:
     recent_gallery_seconds: float = 10.0
     recent_gallery_threshold: float | None = None
     scene_cut_threshold: float = 30.0
+    #: Run the face detector only on frames where something moved, while tracks exist, or
+    #: ``detect_fps`` times a second (:mod:`facetrack.track.motion`); off, on every frame.
+    motion_gate: bool = True
+    #: Detections per second when nothing moves and nothing is tracked (the gate's periodic
+    #: look, so a person standing still is found); 0: only on motion or tracks.
+    detect_fps: float = 1.0
     video_source: str | int | None = None
     face_filters: FaceFilters = field(default_factory=FaceFilters)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
@@ -211,6 +217,8 @@ CONFIG_SCHEMA = vol.Schema(
         vol.Optional("recent_gallery_seconds"): _NONNEG,
         vol.Optional("recent_gallery_threshold"): vol.Any(None, vol.All(vol.Coerce(float), vol.Range(-1, 1))),
         vol.Optional("scene_cut_threshold"): _NONNEG,
+        vol.Optional("motion_gate"): bool,
+        vol.Optional("detect_fps"): vol.All(vol.Coerce(float), vol.Range(min=0.0, max=120.0)),
         vol.Optional("video_source"): vol.Any(None, str, int),
         vol.Optional("face_filters"): FACE_FILTERS_SCHEMA,
         vol.Optional("tracker"): TRACKER_SCHEMA,

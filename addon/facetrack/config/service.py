@@ -235,7 +235,9 @@ class CameraConfig:
     ``rtsp://`` URL or webcam index), its tracking config (defaults + overrides) and alerts.
     ``fps`` caps the processing rate (frames/s; frames in between are decoded and dropped, as
     Frigate's detect fps); ``None`` processes every frame. Frame counts in the tracking config
-    (``credence_count``, ``reid_expiration_frames``) then count processed frames."""
+    (``credence_count``, ``reid_expiration_frames``) then count processed frames. Of the processed
+    frames, the motion gate (``tracking.motion_gate``, ``tracking.detect_fps``) runs the face
+    detector only on those where something moved or a track is alive, plus ``detect_fps`` a second."""
 
     name: str
     source: str | int
@@ -281,6 +283,8 @@ CAMERA_OVERRIDES = (
     "credence_count",
     "reid_expiration_frames",
     "scene_cut_threshold",
+    "motion_gate",
+    "detect_fps",
     "face_filters",
     "tracker",
     "identity",

@@ -164,6 +164,10 @@ class OpenCVBackend(InferenceBackend):
 
     model_id = SFACE_MODEL_ID
     embedding_dim = 128
+    #: ``detect`` on a part of the frame downscaled to ``detector_input_size`` costs in proportion
+    #: to its area and sees what the whole frame's detection sees (the motion gate's windows,
+    #: :mod:`facetrack.track.motion`); a fixed-input detector (DeGirum's 640x640) gains nothing.
+    window_detection = True
 
     def __init__(
         self,
