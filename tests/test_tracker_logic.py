@@ -18,6 +18,7 @@ from facetrack.events import TrackEvent
 from facetrack.inference.base import Detection, FloatArray, Frame, InferenceBackend
 from facetrack.library import FaceLibrary
 from facetrack.track import FaceTracker
+from facetrack.track.face_tracker import PENDING_MAX_INTERVAL
 from facetrack.track.identity import IdentityState, IdentityVoter, Vote
 
 D = 128
@@ -337,9 +338,11 @@ def test_a_turned_face_without_confirmation_never_names_nor_decides_unknown(lib:
     be, _, events = _run_with_opinion(lib, dets, embs, opinion)
     assert [e for e in events if e.type == "identity"] == []  # no name, and no "unknown" either
     assert len(opinion.calls) == 2  # two consistent refusals settle it: no more 150 ms calls
-    # The unnamed track keeps being looked at: never more than 4 frames between embeddings.
+    # The unnamed track keeps being looked at: never more than PENDING_MAX_INTERVAL frames between
+    # embeddings (a named track backs off to reid_expiration_frames, 64).
     gaps = np.diff(be.embedded_frames)
-    assert len(be.embedded_frames) >= 14 and gaps.max() <= 4
+    assert gaps.max() <= PENDING_MAX_INTERVAL < parse_config({}).reid_expiration_frames
+    assert len(be.embedded_frames) >= n // PENDING_MAX_INTERVAL
 
 
 def test_a_frontal_look_alike_refused_by_the_second_opinion_is_a_stranger(lib: FaceLibrary) -> None:

@@ -56,10 +56,11 @@ _LOG = logging.getLogger(__name__)
 #: Best face crops kept per track and head-pose bin (for enrolment from a track, the inbox and
 #: snapshots): a track that turned its head keeps its three-quarter and profile views too.
 BEST_CROPS = 3
-#: While a track has no identity, it is re-identified at least every this many frames: a face
+#: While a track has no identity, it is re-identified at least every this many frames (0.64 s at
+#: 25 frames/s; a named track backs off to ``reid_expiration_frames``): a face
 #: that is turned or small now may turn to the camera a moment later (the backoff must not let
 #: the track end unnamed).
-PENDING_MAX_INTERVAL = 4
+PENDING_MAX_INTERVAL = 16
 #: Second-opinion calls (about 150 ms each) a track may make; two consistent answers about a
 #: person settle that person for the track's later grey-zone matches.
 MAX_SECOND_OPINIONS = 4
@@ -472,7 +473,10 @@ class FaceTracker:
                 continue
             crop = self.backend.aligned_crop(frame, track.detection)
             q = assess(track.detection, crop, self.config.face_filters)
-            checking = track.suspect is not None or track.uncertain
+            # Checks only where a name could end up on the wrong head (a named track): they cost
+            # embeddings at every occlusion onset.
+            named = track.voter.state is IdentityState.KNOWN
+            checking = track.suspect is not None or (track.uncertain and named)
             if q.usable or (checking and assess(track.detection, crop, self._check_filters).usable):
                 # A face only a low detector score keeps from voting can still raise, confirm or
                 # clear a suspected swap: an occluding head is exactly where scores drop.
