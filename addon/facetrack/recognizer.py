@@ -273,7 +273,7 @@ class FaceRecognizer:
 
     def _opinion(self, lib: FaceLibrary) -> SecondOpinion:
         if self._opinions is None or self._opinions.library is not lib:
-            self._opinions = SecondOpinion(lib)
+            self._opinions = SecondOpinion(lib, self.second)
         return self._opinions
 
     def verify(self, image1: Frame, image2: Frame) -> dict[str, Any]:

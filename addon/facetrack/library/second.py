@@ -53,7 +53,9 @@ class SecondDescriber:
             out: FloatArray = np.asarray(model.describe(image_bgr, arr), dtype=np.float32)
         except InferenceUnavailableError as err:
             if not self._unavailable:
-                _LOG.warning("enrolment stores no second descriptor: %s", err)
+                _LOG.warning(
+                    "enrolment stores no second descriptor and grey-zone matches get no second opinion: %s", err
+                )
             self._unavailable = True
             return missing
         return out
