@@ -21,12 +21,13 @@ most of what an idle camera costs beyond decoding).
 
 ``--before OLD/addon`` runs the idle camera (and, with ``--before-clips``, the recall clips) on
 another engine tree too (its default configuration, no gate keys), for a side-by-side in the same
-run.
+run. ``--record`` runs the gated idle cameras (and ``--before``) again with the clip recorder
+``serve`` attaches (its pre-roll ring encodes frames as JPEG).
 
 Usage::
 
     PYTHONPATH=addon .venv/bin/python benchmarks/bench_motion.py [--json OUT] [--before OLD/addon]
-        [--clips video,vtest,...] [--idle-seconds 60]
+        [--clips video,vtest,...] [--idle-seconds 60] [--idle-detect-fps 1,0] [--record]
 
 Several minutes of one core (the ungated idle run alone is ``--idle-seconds`` of detection at
 10 frames/s).
@@ -274,7 +275,14 @@ def worker_idle(spec: dict[str, Any]) -> dict[str, Any]:
         backend = _backend(cfg)
         lib = FaceLibrary(cfg.db_path, backend.model_id, backend.embedding_dim)
         sink = Count()
-        runner = CameraRunner("idle", spec["video"], backend, lib, cfg, [sink], fps_cap=IDLE_FPS, realtime=True)
+        sinks: list[Any] = [sink]
+        if spec.get("record"):  # as serve records: the clip recorder's pre-roll ring (2 s of 10)
+            from facetrack.record.clips import ClipRecorder, RecorderSink
+            from facetrack.record.storage import StorageConfig, create_storage
+
+            storage = create_storage(StorageConfig(path=f"{tmp}/clips"))
+            sinks.append(RecorderSink(ClipRecorder("idle", storage, 10.0, 2.0, spool_dir=f"{tmp}/spool")))
+        runner = CameraRunner("idle", spec["video"], backend, lib, cfg, sinks, fps_cap=IDLE_FPS, realtime=True)
         t0, c0 = time.perf_counter(), cpu_now()
         summary = runner.run()
         wall, cpu = time.perf_counter() - t0, cpu_now() - c0
@@ -312,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         help="detect_fps values of the gated idle runs (comma-separated)",
     )
     ap.add_argument("--before", type=Path, default=None, help="another engine tree (its addon folder)")
+    ap.add_argument("--record", action="store_true", help="also run each idle camera with a clip recorder")
     ap.add_argument("--before-clips", action="store_true", help="also run the recall clips on --before")
     ap.add_argument("--json", metavar="OUT", help="also write all figures to this JSON file")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -371,10 +380,13 @@ def main(argv: list[str] | None = None) -> int:
     plan += [("gate off", False, None, here_env)]
     if before_env:
         plan += [("before", None, None, before_env)]
+    runs = [(label, gate, dfps, env_, False) for label, gate, dfps, env_ in plan]
+    if args.record:  # the gated cameras and the before tree's again, with serve's clip recorder (pre-roll)
+        runs += [(f"{r[0]}, recording", *r[1:4], True) for r in runs if r[1] is True or r[0] == "before"]
     if args.idle_seconds <= 0:  # the recall clips only
-        plan = []
-    for label, gate, dfps, env_ in plan:
-        spec = {"kind": "idle", "video": str(still), "gate": gate, "detect_fps": dfps}
+        runs = []
+    for label, gate, dfps, env_, record in runs:
+        spec = {"kind": "idle", "video": str(still), "gate": gate, "detect_fps": dfps, "record": record}
         idle[label] = run_worker(__file__, spec, env_)
         print(f"idle {label}: {idle[label]['cpu_pct']:.1f} % of a core", flush=True)
     load_end = os.getloadavg()[0]

@@ -252,6 +252,35 @@ def test_an_http_stream_gives_every_frame_with_live_timestamps(tmp_path: Path) -
         assert np.abs(frame.astype(np.int16) - ref).mean() < 3  # same picture (decoders may round differently)
 
 
+@pytest.mark.parametrize("threads", [0, 1])
+def test_frames_over_a_cap_are_skipped_undecoded_and_the_rest_are_the_same_pictures(clip: Path, threads: int) -> None:
+    """``frames(keep)``: the frames ``keep`` refuses are not yielded (not converted to BGR), the
+    others keep their index, timestamp and picture; one decoder thread changes no pixel."""
+    with open_source(str(clip)) as video:
+        every = list(video.frames())
+    with open_source(str(clip), decode_threads=threads) as video:
+        asked: list[float] = []
+        kept = list(video.frames(lambda ts: asked.append(ts) or len(asked) % 3 == 1))
+    assert len(every) == len(asked) == 38  # every frame decoded, in order
+    assert [i for i, _, _ in kept] == [i for i, _, _ in every][::3]
+    assert [t for _, t, _ in kept] == [t for _, t, _ in every][::3] == asked[::3]
+    for (_, _, a), (_, _, b) in zip(kept, every[::3], strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_a_stream_skips_what_keep_refuses(tmp_path: Path) -> None:
+    ts_file = _make_clip(tmp_path / "clip.ts", 2.0, "ts")
+    server = _http_server(ts_file.read_bytes(), None)
+    try:
+        with open_source(f"http://127.0.0.1:{server.server_address[1]}/clip.ts", timeout=60) as video:
+            got = list(video.frames(lambda ts, n=iter(range(10**6)): next(n) % 2 == 0))
+    finally:
+        server.shutdown()
+    assert [i for i, _, _ in got] == list(range(0, 50, 2))  # 50 frames read, every other one kept
+    assert len({id(f) for _, _, f in got}) == len(got) and all(f.flags.writeable for _, _, f in got)
+    assert not np.array_equal(got[0][2], got[1][2])  # each its own buffer, not overwritten
+
+
 def test_a_stream_that_goes_silent_ends_after_its_timeout_or_on_stop(tmp_path: Path) -> None:
     body = _make_clip(tmp_path / "long.ts", 20.0, "ts").read_bytes()  # half: past the 5 s ffmpeg probes
     release = threading.Event()

@@ -147,6 +147,32 @@ def test_pre_roll_is_kept_as_jpeg_within_its_byte_budget(tmp_path: Path, monkeyp
     rec.close()
 
 
+def test_still_frames_share_the_previous_jpeg_for_at_most_a_second(tmp_path: Path) -> None:
+    """An idle camera's pre-roll: a still frame reuses the last JPEG (no encoding) unless that one
+    is a second old; a frame that is not still is always encoded; the clip still gets every frame."""
+    storage = create_storage(StorageConfig(path=str(tmp_path / "clips")))
+    done = threading.Event()
+    rec = ClipRecorder("door", storage, 4.0, 2.0, on_stored=lambda c: done.set(), spool_dir=tmp_path / "spool")
+    assert clips_mod.STILL_REUSE_SECONDS == 1.0
+    for i in range(50):  # 5 s at 10 frames/s: frame 0 moved, then still
+        rec.add_frame(i, i / 10, frame(i), [], 10.0, still=i > 0)
+    ring = list(rec._ring)
+    assert len(ring) == 20 and [f.index for f in ring] == list(range(30, 50))
+    # Frames 30..49: encoded at 30 and 40 (each a second after the previous encoding), shared between.
+    assert [id(f.jpeg) == id(ring[0].jpeg) for f in ring[:10]] == [True] * 10
+    assert ring[10].jpeg != ring[0].jpeg and all(f.jpeg is ring[10].jpeg for f in ring[10:])
+    rec.add_frame(50, 5.0, frame(50), [], 10.0, still=False)  # something moved: encoded at once
+    assert rec._ring[-1].jpeg is not ring[-1].jpeg
+    cid = rec.start_clip(new_clip_id(1795300000.0, "cd" * 16))
+    for i in range(51, 75):
+        rec.add_frame(i, i / 10, frame(i), [], 10.0)
+    assert done.wait(60)
+    (clip,) = storage.list_clips()
+    assert clip.clip_id == cid
+    assert frames_in(tmp_path / "clips" / clip.files["original"].key) == 40
+    rec.close()
+
+
 def test_frames_beyond_the_raw_budget_wait_as_jpeg_and_are_all_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,10 +21,16 @@ from facetrack.config.service import parse_service_config
 from facetrack.errors import ConfigError
 from facetrack.images import read_image
 from facetrack.inference import InferenceBackend
-from facetrack.inference.base import Detection
+from facetrack.inference.base import Detection, Frame
 from facetrack.library import FaceLibrary
 from facetrack.track import FaceTracker
-from facetrack.track.motion import DetectionGate, MotionDetector, detect_in_windows, detection_windows
+from facetrack.track.motion import (
+    STILL_RECHECK_SECONDS,
+    DetectionGate,
+    MotionDetector,
+    detect_in_windows,
+    detection_windows,
+)
 
 RNG = np.random.default_rng(16)
 SCENE = RNG.integers(0, 255, (720, 1280, 3), dtype=np.uint8)  # textured, like a real scene
@@ -179,14 +185,40 @@ def _idle_gate(detect_fps: float, enabled: bool = True) -> DetectionGate:
     return gate
 
 
-def test_idle_camera_detects_at_detect_fps() -> None:
-    gate = _idle_gate(1.0)
-    decisions = []
-    for i in range(50):  # 5 s at 10 frames/s, nothing moves, nothing tracked
-        if i:
-            gate.observe(noisy(SCENE))
-        decisions.append(gate.should_detect(i / 10, tracking=False))
-    assert [i for i, d in enumerate(decisions) if d] == [0, 10, 20, 30, 40]
+def _looks(gate: DetectionGate, frames: list[Frame], start: int = 0) -> list[int]:
+    """Indices of the frames the gate has detected, as the tracker drives it (10 frames/s,
+    nothing tracked, the windows asked for on every detected frame)."""
+    looked = []
+    for i, frame in enumerate(frames, start):
+        gate.observe(frame)
+        if gate.should_detect(i / 10, tracking=False):
+            gate.windows(1280, 720, tracking=False, scale=0.5)
+            looked.append(i)
+    return looked
+
+
+def test_a_still_scene_is_looked_at_again_only_every_recheck_interval() -> None:
+    gate = DetectionGate(1.0)
+    frames = [SCENE] + [noisy(SCENE) for _ in range(249)]  # 25 s, nothing moves, nothing tracked
+    assert STILL_RECHECK_SECONDS == 10.0
+    assert _looks(gate, frames) == [0, 100, 200]
+
+
+def test_a_scene_that_moved_is_looked_at_whole_at_detect_fps_until_it_was_seen_still() -> None:
+    """A person who walked in and stopped (absorbed into the background) is looked for in the
+    whole frame at ``detect_fps`` once the motion ended, then the still scene rests."""
+    gate = DetectionGate(1.0)
+    walk = [SCENE] + [with_square(100 + 10 * i, 100) for i in range(1, 15)]  # 1.5 s of motion
+    stopped = with_square(240, 100)
+    still = [noisy(stopped) for _ in range(150)]  # 15 s standing still
+    looked = _looks(gate, walk + still)
+    assert looked[:15] == list(range(15))  # every moving frame (windows, or whole every 1 s)
+    after = [i for i in looked if i >= 15]
+    # The motion ended at frame 15: whole-frame looks continue at 1 a second while the square is
+    # being absorbed (the background still differs there), then every 10 s.
+    assert after[0] - 10 <= 15 and after == sorted(after)
+    quiet = [b - a for a, b in zip(after, after[1:], strict=False) if b - a > 10]
+    assert quiet and all(gap == 100 for gap in quiet), after
 
 
 def test_detect_fps_zero_detects_only_on_motion_or_tracks() -> None:
@@ -306,3 +338,26 @@ def test_gate_loses_no_face_track_on_real_faces(
     # the first 30; detect_fps 1 looks at frames 0, 10 and 20). After the first face vanishes its
     # lost track and then its fading ghost in the background keep the detector running.
     assert detected <= len(frames) - 25, detected
+
+
+def test_still_frames_are_flagged_and_a_cut_after_them_is_still_found(
+    backend: InferenceBackend, config: FaceTrackerConfig, data_dir: Path, tmp_path: Path
+) -> None:
+    """``FrameResult.still``: no motion on a frame nor the one before, nothing tracked (what lets a
+    recorder reuse the previous JPEG). A scene cut right after still frames, whose scoring the
+    tracker skips, still ends the tracks."""
+    frames = _clip(data_dir)
+    lib = FaceLibrary(tmp_path / "lib", backend.model_id, backend.embedding_dim)
+    tracker = FaceTracker(backend, lib, replace(config, motion_gate=True), fps=10)
+    still = [tracker.process(f, i, i / 10).still for i, f in enumerate(frames[:70])]
+    assert still[:2] == [False, False] and all(still[2:30]), still  # the first frame counts as moving
+    assert not any(still[31:70])  # the face slides in (and is then tracked)
+    assert tracker.tracks
+    for i in range(70, 100):  # the face gone, the street still again
+        tracker.process(frames[0], i, i / 10)
+    assert not tracker.tracks or all(t.last_frame < 99 for t in tracker.tracks.values())
+    other = np.ascontiguousarray(frames[0][::-1, ::-1])  # a different picture: a cut
+    cut = tracker.process(other, 100, 10.0)
+    assert cut.scene_cut and not cut.still
+    off = FaceTracker(backend, lib, replace(config, motion_gate=False), fps=10)
+    assert not any(off.process(f, i, i / 10).still for i, f in enumerate(frames[:10]))

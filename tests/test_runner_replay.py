@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,9 +109,10 @@ class FakeSource:
     height: int = 48
     corrupt_frames: int = 0
 
-    def frames(self) -> Iterator[tuple[int, float, Frame]]:
+    def frames(self, keep: Callable[[float], bool] | None = None) -> Iterator[tuple[int, float, Frame]]:
         for i in range(self.frames_left):
-            yield i, i / self.fps, np.zeros((48, 64, 3), np.uint8)
+            if keep is None or keep(i / self.fps):
+                yield i, i / self.fps, np.zeros((48, 64, 3), np.uint8)
 
     def close(self) -> None:
         pass

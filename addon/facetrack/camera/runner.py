@@ -138,8 +138,9 @@ class CameraRunner:
         backend / library / config: what the tracker is built from (one tracker per pass).
         sinks: attached sinks, called in this order.
         fps_cap: at most this many frames per second are processed (``None``: every frame).
-        realtime: play files at their own pace, as a camera would deliver them (``serve``);
-            ``False`` processes a file as fast as possible (``track``, ``find-faces``).
+        realtime: play files at their own pace, as a camera would deliver them (``serve``), decoded
+            on one thread (less CPU per frame); ``False`` processes a file as fast as possible
+            (``track``, ``find-faces``).
         stop: set to stop the runner (between frames, and while waiting to reopen).
         source_timeout: seconds a network source may take to deliver its first frame, then each
             next one, before it is given up and reopened.
@@ -206,7 +207,7 @@ class CameraRunner:
             InferenceUnavailableError: the backend cannot run at all.
         """
         try:
-            video = open_source(self.source, self.source_timeout, self.stop)
+            video = open_source(self.source, self.source_timeout, self.stop, 1 if self.realtime else 0)
             try:
                 summary = self.run_source(video)
             finally:
@@ -236,13 +237,18 @@ class CameraRunner:
         window: deque[float] = deque(maxlen=FPS_WINDOW)
         processed = frames = failed = 0
         next_ts = 0.0
-        for _, ts, image in video.frames():
+
+        def under_cap(ts: float) -> bool:
+            """Whether a frame at ``ts`` is processed; over the fps cap it is decoded, not kept."""
+            nonlocal next_ts
+            if ts + 1e-6 < next_ts:
+                return False
+            next_ts = max(next_ts + 1.0 / cap, ts) if cap else ts
+            return True
+
+        for _, ts, image in video.frames(under_cap if cap else None):
             if self.stop.is_set():
                 break
-            if cap:
-                if ts + 1e-6 < next_ts:
-                    continue  # over the fps cap: decoded, not processed
-                next_ts = max(next_ts + 1.0 / cap, ts)
             if self.realtime and not video.live:
                 ahead = ts - (time.monotonic() - started)
                 if ahead > 0 and self.stop.wait(ahead):
@@ -329,7 +335,7 @@ class CameraRunner:
             try:
                 # A network source opens and reads in its own ffmpeg process, with a deadline and
                 # watching ``stop``: a hanging camera delays neither the others nor shutdown.
-                video = open_source(self.source, self.source_timeout, self.stop)
+                video = open_source(self.source, self.source_timeout, self.stop, 1 if self.realtime else 0)
             except FaceTrackError as err:
                 if self.stop.is_set():
                     break

@@ -23,7 +23,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 import numpy as np
@@ -158,9 +158,10 @@ class StreamSource:
         self._log = log
         self._stop = stop
 
-    def frames(self) -> Iterator[tuple[int, float, Frame]]:
+    def frames(self, keep: Callable[[float], bool] | None = None) -> Iterator[tuple[int, float, Frame]]:
         """Yield ``(index, ts_seconds, frame_bgr)``: ``frame`` is ``(height, width, 3)`` uint8
         (a fresh array per frame), ``ts`` seconds since this call, ``index`` 0, 1, 2, ...
+        ``keep(ts)`` false: that frame is read and dropped (its buffer is reused).
 
         Ends when ffmpeg ends (stream dropped: :attr:`error` says why), when no frame arrives
         within :attr:`timeout` seconds (:attr:`error` says so), or within ``0.2`` s of the stop
@@ -172,8 +173,8 @@ class StreamSource:
         poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         start = time.monotonic()
         index = 0
+        buf = bytearray(size)
         while True:
-            buf = bytearray(size)
             view = memoryview(buf)
             got = 0
             deadline = time.monotonic() + self.timeout
@@ -198,8 +199,13 @@ class StreamSource:
                     self.error = f"stream {self.uri} ended{why}"
                     return
                 got += n
+            ts = time.monotonic() - start
+            if keep is not None and not keep(ts):
+                index += 1
+                continue
             frame = np.frombuffer(buf, dtype=np.uint8).reshape(self.height, self.width, 3)
-            yield index, time.monotonic() - start, frame
+            buf = bytearray(size)
+            yield index, ts, frame
             index += 1
 
     def close(self) -> None:

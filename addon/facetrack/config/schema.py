@@ -111,7 +111,8 @@ class FaceTrackerConfig:
     #: ``detect_fps`` times a second (:mod:`facetrack.track.motion`); off, on every frame.
     motion_gate: bool = True
     #: Detections per second when nothing moves and nothing is tracked (the gate's periodic
-    #: look, so a person standing still is found); 0: only on motion or tracks.
+    #: look, so a person who stopped is found), while something moved since the last whole-frame
+    #: detection (else every 10 s); 0: only on motion or tracks.
     detect_fps: float = 1.0
     video_source: str | int | None = None
     face_filters: FaceFilters = field(default_factory=FaceFilters)

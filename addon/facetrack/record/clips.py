@@ -85,6 +85,12 @@ MAX_PRE_ROLL_BYTES = 32 * 2**20
 #: JPEG quality (OpenCV's 0-100 scale) of the frames kept for pre-roll and queued as JPEG; the clip
 #: re-encodes them with H.264 at crf 23, which loses more than this.
 PRE_ROLL_JPEG_QUALITY = 85
+#: A still frame (no motion on it nor the frame before, nothing tracked: ``FrameResult.still``)
+#: enters the pre-roll as the previous frame's JPEG when that was encoded less than this many
+#: seconds (source time) before: encoding is most of an idle camera's recording cost (3.8 ms of
+#: CPU per 720p frame, as much as decoding it). What the motion check calls still differs by less
+#: than its pixel threshold; a clock burnt into the picture advances once a second meanwhile.
+STILL_REUSE_SECONDS = 1.0
 #: Clips recording at the same time per camera; further alerts join the newest clip.
 MAX_ACTIVE_CLIPS = 2
 #: Frames over which the processing rate is measured.
@@ -301,6 +307,7 @@ class ClipRecorder:
         self._ring: deque[_Frame] = deque(maxlen=self._ring_size())  # JPEG only
         self._ring_bytes = 0
         self._ring_trimmed = False
+        self._encoded_ts = 0.0  # source time of the last frame encoded for the pre-roll
         self._times: deque[float] = deque(maxlen=RATE_WINDOW)  # source times of the last frames (s)
         self._active: list[_Clip] = []
         self._encoders: list[threading.Thread] = []  # also those of ended clips still storing
@@ -345,9 +352,12 @@ class ClipRecorder:
 
     # ---- camera loop side (cheap) ----------------------------------------------------------------
 
-    def add_frame(self, index: int, ts: float, frame: Frame, faces: list[TrackedFace], fps: float) -> None:
+    def add_frame(
+        self, index: int, ts: float, frame: Frame, faces: list[TrackedFace], fps: float, still: bool = False
+    ) -> None:
         """Hand a processed frame over (a reference): to the pre-roll ring and to every clip
-        recording. ``fps``: the source's frame rate after the fps cap. Call it before
+        recording. ``fps``: the source's frame rate after the fps cap; ``still``: nothing changed
+        since the previous frame (see :data:`STILL_REUSE_SECONDS`). Call it before
         :meth:`start_clip` for that frame's alerts, so the alert's own frame is the last pre-roll
         frame."""
         item = _Frame(index, ts, frame, list(faces))
@@ -356,7 +366,7 @@ class ClipRecorder:
         self._times.append(ts)
         self._set_source_fps(fps)
         if self.pre_roll_seconds > 0:
-            self._keep_pre_roll(item)
+            self._keep_pre_roll(item, still)
         now = self.clock()
         for clip in list(self._active):
             self._feed(clip, item)
@@ -364,16 +374,23 @@ class ClipRecorder:
             if clip.remaining <= 0 or now >= clip.deadline:
                 self._end(clip)
 
-    def _keep_pre_roll(self, item: _Frame) -> None:
-        """Add ``item`` (as JPEG) to the pre-roll ring, within :data:`MAX_PRE_ROLL_BYTES`. A frame
-        that cannot be encoded is left out (logged)."""
-        try:
-            kept = item.as_jpeg()
-        except (ValueError, cv2.error) as exc:
-            _LOG.warning("camera %s: frame %d left out of the pre-roll: %s", self.camera, item.index, exc)
-            return
-        item.jpeg = kept.jpeg  # a clip queueing this frame as JPEG reuses it
+    def _keep_pre_roll(self, item: _Frame, still: bool = False) -> None:
+        """Add ``item`` (as JPEG) to the pre-roll ring, within :data:`MAX_PRE_ROLL_BYTES`; a still
+        frame may share the previous frame's JPEG (:data:`STILL_REUSE_SECONDS`). A frame that
+        cannot be encoded is left out (logged)."""
         ring = self._ring
+        last = ring[-1] if ring else None
+        fresh = 0 <= item.ts - self._encoded_ts < STILL_REUSE_SECONDS
+        if still and fresh and last is not None and last.jpeg is not None:
+            kept = _Frame(item.index, item.ts, None, item.faces, last.jpeg)
+        else:
+            try:
+                kept = item.as_jpeg()
+            except (ValueError, cv2.error) as exc:
+                _LOG.warning("camera %s: frame %d left out of the pre-roll: %s", self.camera, item.index, exc)
+                return
+            self._encoded_ts = item.ts
+        item.jpeg = kept.jpeg  # a clip queueing this frame as JPEG reuses it
         if len(ring) == ring.maxlen:
             self._ring_bytes -= ring[0].nbytes
         ring.append(kept)
@@ -796,7 +813,7 @@ class RecorderSink(FrameSink):
         self.recorder.source_opened(rate)
 
     def frame(self, f: ProcessedFrame) -> None:
-        self.recorder.add_frame(f.index, f.ts, f.frame, f.result.faces, f.rate)
+        self.recorder.add_frame(f.index, f.ts, f.frame, f.result.faces, f.rate, f.result.still)
 
     def closed(self) -> None:
         self.recorder.close()
