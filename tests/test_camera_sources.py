@@ -268,17 +268,35 @@ def test_frames_over_a_cap_are_skipped_undecoded_and_the_rest_are_the_same_pictu
         assert np.array_equal(a, b)
 
 
+def test_frames_without_their_picture_are_yielded_as_none(clip: Path) -> None:
+    """``frames(picture=...)``: a frame whose picture is not wanted keeps its index and time, with
+    ``None`` for the picture; the next wanted picture is the right one (decoding went on)."""
+    with open_source(str(clip)) as video:
+        every = list(video.frames())
+    with open_source(str(clip)) as video:
+        got = list(video.frames(picture=lambda ts: round(ts * 25) % 2 == 0))
+    assert [(i, t) for i, t, _ in got] == [(i, t) for i, t, _ in every]
+    assert all((f is None) == (i % 2 == 1) for i, _, f in got)
+    for (i, _, a), (_, _, b) in zip(got, every, strict=True):
+        if a is not None:
+            assert np.array_equal(a, b), i
+
+
 def test_a_stream_skips_what_keep_refuses(tmp_path: Path) -> None:
     ts_file = _make_clip(tmp_path / "clip.ts", 2.0, "ts")
     server = _http_server(ts_file.read_bytes(), None)
+    m = iter(range(10**6))
     try:
         with open_source(f"http://127.0.0.1:{server.server_address[1]}/clip.ts", timeout=60) as video:
-            got = list(video.frames(lambda ts, n=iter(range(10**6)): next(n) % 2 == 0))
+            n = iter(range(10**6))
+            got = list(video.frames(lambda ts: next(n) % 2 == 0, lambda ts: next(m) % 3 != 1))
     finally:
         server.shutdown()
     assert [i for i, _, _ in got] == list(range(0, 50, 2))  # 50 frames read, every other one kept
-    assert len({id(f) for _, _, f in got}) == len(got) and all(f.flags.writeable for _, _, f in got)
-    assert not np.array_equal(got[0][2], got[1][2])  # each its own buffer, not overwritten
+    pictures = [f for _, _, f in got if f is not None]
+    assert [f is None for _, _, f in got] == [k % 3 == 1 for k in range(25)]  # ... a third without picture
+    assert len({id(f) for f in pictures}) == len(pictures) and all(f.flags.writeable for f in pictures)
+    assert not np.array_equal(pictures[0], pictures[1])  # each its own buffer, not overwritten
 
 
 def test_a_stream_that_goes_silent_ends_after_its_timeout_or_on_stop(tmp_path: Path) -> None:

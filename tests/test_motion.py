@@ -9,6 +9,7 @@ the gated run skips the detector on the still frames.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -217,7 +218,7 @@ def test_a_scene_that_moved_is_looked_at_whole_at_detect_fps_until_it_was_seen_s
     # The motion ended at frame 15: whole-frame looks continue at 1 a second while the square is
     # being absorbed (the background still differs there), then every 10 s.
     assert after[0] - 10 <= 15 and after == sorted(after)
-    quiet = [b - a for a, b in zip(after, after[1:], strict=False) if b - a > 10]
+    quiet = [b - a for a, b in itertools.pairwise(after) if b - a > 10]
     assert quiet and all(gap == 100 for gap in quiet), after
 
 

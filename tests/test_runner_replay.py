@@ -109,7 +109,9 @@ class FakeSource:
     height: int = 48
     corrupt_frames: int = 0
 
-    def frames(self, keep: Callable[[float], bool] | None = None) -> Iterator[tuple[int, float, Frame]]:
+    def frames(
+        self, keep: Callable[[float], bool] | None = None, picture: Callable[[float], bool] | None = None
+    ) -> Iterator[tuple[int, float, Frame | None]]:
         for i in range(self.frames_left):
             if keep is None or keep(i / self.fps):
                 yield i, i / self.fps, np.zeros((48, 64, 3), np.uint8)

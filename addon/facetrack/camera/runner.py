@@ -37,6 +37,13 @@ _LOG = logging.getLogger(__name__)
 RECENT_TRACKS = 32
 #: Frames over which the processing rate (:attr:`CameraStatus.fps`) is measured.
 FPS_WINDOW = 50
+#: While nothing moves and nothing is tracked (``FrameResult.still``), only every this-many-th
+#: frame is converted and processed; the others are decoded (the codec needs them) and handed to
+#: the sinks as the previous picture again. The motion check then samples a still scene at half
+#: the camera's rate: a person walking in is seen at most one frame later. On an idle 720p
+#: camera at 10 frames/s this saves the BGR conversion (1.6 ms) and the motion check (1 ms) of
+#: every other frame.
+IDLE_STRIDE = 2
 #: Shortest pass over a replayed file, seconds: a shorter file waits before it replays.
 MIN_REPLAY_SECONDS = 1.0
 
@@ -246,7 +253,15 @@ class CameraRunner:
             next_ts = max(next_ts + 1.0 / cap, ts) if cap else ts
             return True
 
-        for _, ts, image in video.frames(under_cap if cap else None):
+        shown: Frame | None = None  # the last picture processed
+        still = False  # ... and nothing changed on it (FrameResult.still)
+        repeats = 0  # frames since, handed on as that picture again
+
+        def needs_picture(ts: float) -> bool:
+            """Whether a kept frame is converted and processed (see :data:`IDLE_STRIDE`)."""
+            return not still or repeats >= IDLE_STRIDE - 1
+
+        for _, ts, decoded in video.frames(under_cap if cap else None, needs_picture):
             if self.stop.is_set():
                 break
             if self.realtime and not video.live:
@@ -255,22 +270,31 @@ class CameraRunner:
                     break
             captured = time.time()
             index, processed = processed, processed + 1
-            try:
-                result = tracker.process(image, index, ts)
-            except InferenceUnavailableError:
-                raise
-            except Exception:  # one bad frame never stops a camera
-                failed += 1
-                status.failed_frames += 1
-                _LOG.exception("camera %s: frame %d failed; skipped", self.name, index)
-                continue
+            ended: list[Track] = []
+            if decoded is None:
+                if shown is None:  # cannot happen: the first frame is never still
+                    continue
+                image, result, repeats = shown, FrameResult([], [], 0, detected=False, still=True), repeats + 1
+            else:
+                image = decoded
+                try:
+                    result = tracker.process(image, index, ts)
+                except InferenceUnavailableError:
+                    raise
+                except Exception:  # one bad frame never stops a camera
+                    failed += 1
+                    status.failed_frames += 1
+                    still = False
+                    _LOG.exception("camera %s: frame %d failed; skipped", self.name, index)
+                    continue
+                shown, still, repeats, ended = image, result.still, 0, list(tracker.ended.values())
             frames += 1
             status.frames += 1
             status.faces = len(result.faces)
             window.append(time.monotonic())
             if len(window) > 1:
                 status.fps = (len(window) - 1) / max(window[-1] - window[0], 1e-6)
-            self._dispatch(ProcessedFrame(index, ts, captured, image, result, tracker.tracks, rate), tracker)
+            self._dispatch(ProcessedFrame(index, ts, captured, image, result, tracker.tracks, rate), ended)
             if self.max_frames is not None and frames >= self.max_frames:
                 break
         self._end(tracker)
@@ -279,8 +303,7 @@ class CameraRunner:
             frames, frames / elapsed if elapsed > 0 else 0.0, tracker.total_embeddings, tracker.total_tracks, failed
         )
 
-    def _dispatch(self, f: ProcessedFrame, tracker: FaceTracker) -> None:
-        ended = list(tracker.ended.values())
+    def _dispatch(self, f: ProcessedFrame, ended: list[Track]) -> None:
         try:
             for sink in self.sinks:
                 sink.frame(f)

@@ -45,7 +45,9 @@ class FrameSource(Protocol):
     corrupt_frames: int
     error: str | None
 
-    def frames(self, keep: Callable[[float], bool] | None = None) -> Iterator[tuple[int, float, Frame]]: ...
+    def frames(
+        self, keep: Callable[[float], bool] | None = None, picture: Callable[[float], bool] | None = None
+    ) -> Iterator[tuple[int, float, Frame | None]]: ...
 
     def close(self) -> None: ...
 
@@ -77,13 +79,17 @@ class VideoSource:
     corrupt_frames: int = 0
     error: str | None = None
 
-    def frames(self, keep: Callable[[float], bool] | None = None) -> Iterator[tuple[int, float, Frame]]:
+    def frames(
+        self, keep: Callable[[float], bool] | None = None, picture: Callable[[float], bool] | None = None
+    ) -> Iterator[tuple[int, float, Frame | None]]:
         """Yield ``(index, ts_seconds, frame_bgr)``; ``ts`` is the position in a file, or seconds
         since opening for a live source. Ends at the end of a file or after
         ``MAX_CONSECUTIVE_FAILURES`` failed reads of a stream.
 
         ``keep(ts)`` false: that frame is decoded (the codec needs it) but not converted to BGR
-        nor yielded (over a frame-rate cap: the conversion is 40 % of decoding a 720p frame)."""
+        nor yielded (over a frame-rate cap: the conversion is 40 % of decoding a 720p frame).
+        ``picture(ts)`` false (asked only of kept frames): it is yielded with ``None`` for its
+        picture, decoded but not converted (the caller shows the previous picture again)."""
         index = 0
         failures = 0
         start = time.monotonic()
@@ -93,6 +99,11 @@ class VideoSource:
                 ts = time.monotonic() - start if self.live else index / self.fps
                 if keep is not None and not keep(ts):
                     failures = 0
+                    index += 1
+                    continue
+                if picture is not None and not picture(ts):
+                    failures = 0
+                    yield index, ts, None
                     index += 1
                     continue
                 ok, frame = self.capture.retrieve()

@@ -158,10 +158,13 @@ class StreamSource:
         self._log = log
         self._stop = stop
 
-    def frames(self, keep: Callable[[float], bool] | None = None) -> Iterator[tuple[int, float, Frame]]:
+    def frames(
+        self, keep: Callable[[float], bool] | None = None, picture: Callable[[float], bool] | None = None
+    ) -> Iterator[tuple[int, float, Frame | None]]:
         """Yield ``(index, ts_seconds, frame_bgr)``: ``frame`` is ``(height, width, 3)`` uint8
         (a fresh array per frame), ``ts`` seconds since this call, ``index`` 0, 1, 2, ...
-        ``keep(ts)`` false: that frame is read and dropped (its buffer is reused).
+        ``keep(ts)`` false: that frame is read and dropped (its buffer is reused); ``picture(ts)``
+        false (asked only of kept frames): it is yielded with ``None`` for its picture.
 
         Ends when ffmpeg ends (stream dropped: :attr:`error` says why), when no frame arrives
         within :attr:`timeout` seconds (:attr:`error` says so), or within ``0.2`` s of the stop
@@ -201,6 +204,10 @@ class StreamSource:
                 got += n
             ts = time.monotonic() - start
             if keep is not None and not keep(ts):
+                index += 1
+                continue
+            if picture is not None and not picture(ts):
+                yield index, ts, None
                 index += 1
                 continue
             frame = np.frombuffer(buf, dtype=np.uint8).reshape(self.height, self.width, 3)
