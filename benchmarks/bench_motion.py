@@ -247,7 +247,8 @@ def worker_idle(spec: dict[str, Any]) -> dict[str, Any]:
     if gate == "decode":
         t0, c0 = time.perf_counter(), cpu_now()
         n = 0
-        with open_source(spec["video"]) as video:
+        threads = {"decode_threads": spec["threads"]} if spec.get("threads") is not None else {}
+        with open_source(spec["video"], **threads) as video:
             for _, ts, _ in video.frames():
                 ahead = ts - (time.perf_counter() - t0)
                 if ahead > 0:
@@ -375,7 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.idle_seconds > 0 and (not still.exists() or os.environ.get("BENCH_MOTION_REMAKE")):
         run_worker(__file__, {"kind": "still", "data": str(args.data), "out": str(still), "seconds": args.idle_seconds})
     idle: dict[str, Any] = {}
-    plan: list[tuple[str, Any, float | None, dict[str, str] | None]] = [("decode only", "decode", None, here_env)]
+    plan: list[tuple[str, Any, float | None, dict[str, str] | None]] = [
+        ("decode only", "decode", None, here_env),  # FFmpeg's threads (one per core), as `track` decodes
+        ("decode only, 1 thread", "decode", 1, here_env),  # as a real-time camera decodes a file
+    ]
     plan += [(f"gate on, detect_fps {f:g}", True, f, here_env) for f in args.idle_detect_fps]
     plan += [("gate off", False, None, here_env)]
     if before_env:
@@ -387,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
     for label, gate, dfps, env_, record in runs:
         spec = {"kind": "idle", "video": str(still), "gate": gate, "detect_fps": dfps, "record": record}
+        if gate == "decode":
+            spec.update(detect_fps=None, threads=dfps)
         idle[label] = run_worker(__file__, spec, env_)
         print(f"idle {label}: {idle[label]['cpu_pct']:.1f} % of a core", flush=True)
     load_end = os.getloadavg()[0]
