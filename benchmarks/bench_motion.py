@@ -2,8 +2,9 @@
 """Motion-gated detection (issue 16): recall with and without the gate, and an idle camera's CPU.
 
 1. Recall. Each shared clip (``facenet_pytorch/examples/video.mp4``, ``vtest.avi``, the three MOT
-   clips, and the clip ``compose_clip.py`` composes: enrolled people and strangers pasted over
-   vtest.avi) runs through ``facetrack.pipeline.run_pipeline`` (what ``facetrack track`` runs, every
+   clips, the clip ``compose_clip.py`` composes: enrolled people and strangers pasted over
+   vtest.avi, and ``stillfaces``: a still street where faces arrive, stand still, fade in and pop
+   in, the cases the gate and its idle stride must not miss) runs through ``facetrack.pipeline.run_pipeline`` (what ``facetrack track`` runs, every
    frame) twice in one worker process, ``motion_gate`` off then on (default ``detect_fps``), with a
    library of the dev people enrolled (the suggested split of ``shared/data/README.md``) so tracks
    get identities. Per run: frames, frames the detector ran on, tracks (``track_started``), named
@@ -231,6 +232,66 @@ def worker_still(spec: dict[str, Any]) -> dict[str, Any]:
     return {"video": str(out), "frames": frames}
 
 
+def worker_stillfaces(spec: dict[str, Any]) -> dict[str, Any]:
+    """Write the still-street clip with faces that arrive and stay (the gate's hard cases).
+
+    1280x720, 10 frames/s, 42 s, libx264, sensor-like noise (sigma 2) on every frame, over the
+    first vtest.avi frame; 150-px face chips from dlib's "johns" (the last photo of each, a query
+    image of the dev split, not an enrolled one): John Salley slides in (4-6.5 s), stands still
+    for 6 s (absorbed into the motion background after about 3 s), slides out; after 5 still
+    seconds John Savage fades in slowly (19-22 s: a few grey levels per frame) and stands 6 s,
+    then vanishes at once; John Schneider pops in (33 s) and stands until the end."""
+    import subprocess
+
+    import cv2
+    import numpy as np
+
+    data = Path(spec["data"])
+    cap = cv2.VideoCapture(str(data / CLIPS["vtest"]))
+    ok, first = cap.read()
+    cap.release()
+    if not ok:
+        raise RuntimeError("cannot read vtest.avi")
+    w, h = IDLE_SIZE
+    bg = cv2.resize(first, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    johns = data / "dlib/examples/johns"
+    chip = {
+        name: cv2.resize(cv2.imread(str(sorted((johns / name).iterdir())[-1])), (150, 150)).astype(np.float32)
+        for name in ("John_Salley", "John_Savage", "John_Schneider")
+    }
+    out = Path(spec["out"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{w}x{h}"]
+    cmd += ["-r", str(IDLE_FPS), "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23"]
+    cmd += ["-pix_fmt", "yuv420p", "-g", str(2 * IDLE_FPS), str(out)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    rng = np.random.default_rng(17)
+
+    def paste(f: Any, face: Any, x: int, y: int, alpha: float = 1.0) -> None:
+        x0, x1 = max(x, 0), min(x + 150, w)
+        if x1 > x0:
+            part = face[:, x0 - x : x1 - x]
+            f[y : y + 150, x0:x1] = alpha * part + (1 - alpha) * f[y : y + 150, x0:x1]
+
+    frames = 42 * IDLE_FPS
+    for i in range(frames):
+        t = i / IDLE_FPS
+        f = bg.copy()
+        if 4.0 <= t < 19.0:  # slides in to x=300 by 6.5 s, stands until 12.5 s, slides out by 15 s
+            x = -150 + 180 * min(t - 4.0, 2.5) if t < 12.5 else 300 - 200 * (t - 12.5)
+            paste(f, chip["John_Salley"], int(x), 250)
+        if 19.0 <= t < 28.0:
+            paste(f, chip["John_Savage"], 800, 200, min(1.0, (t - 19.0) / 3.0))
+        if t >= 33.0:
+            paste(f, chip["John_Schneider"], 550, 300)
+        proc.stdin.write(np.clip(f + rng.normal(0.0, 2.0, f.shape), 0, 255).astype(np.uint8).tobytes())
+    proc.stdin.close()
+    if proc.wait() != 0:
+        raise RuntimeError("ffmpeg failed")
+    return {"video": str(out), "frames": frames}
+
+
 def worker_idle(spec: dict[str, Any]) -> dict[str, Any]:
     """CPU of one camera on the still scene, real time; ``gate`` ``"decode"``: decoding only."""
     import resource
@@ -301,6 +362,7 @@ WORKERS = {
     "compose": worker_compose,
     "clip": worker_clip,
     "still": worker_still,
+    "stillfaces": worker_stillfaces,
     "idle": worker_idle,
 }
 
@@ -312,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DATA, help="shared/data folder")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench-motion"), help="library, clips")
-    ap.add_argument("--clips", default=",".join([*CLIPS, "composed"]), help="comma-separated clip keys")
+    ap.add_argument("--clips", default=",".join([*CLIPS, "composed", "stillfaces"]), help="comma-separated clip keys")
     ap.add_argument("--idle-seconds", type=float, default=60.0, help="length of each idle-camera run, s")
     ap.add_argument(
         "--idle-detect-fps",
@@ -349,6 +411,10 @@ def main(argv: list[str] | None = None) -> int:
             video = work / "composed" / "turned_clip.mp4"
             if not video.exists():
                 run_worker(__file__, {"kind": "compose", "out": str(work / "composed"), "data": str(args.data)})
+        elif key == "stillfaces":
+            video = work / "stillfaces_720p_10fps.mp4"
+            if not video.exists() or os.environ.get("BENCH_MOTION_REMAKE"):
+                run_worker(__file__, {"kind": "stillfaces", "out": str(video), "data": str(args.data)})
         else:
             video = args.data / CLIPS[key]
         res = run_worker(
