@@ -7,8 +7,10 @@ few busy ones, all 1280x720 played in real time with ``fps: 10``:
   too small to detect), upscaled to 720p;
 - idle, still scene: ``demo/background.jpg`` as a 720p video with light temporal noise (a real
   sensor is never perfectly still);
-- busy: the demo clip (``demo/compose.py``: enrolled people and a stranger walking by, alerts
-  with a clip each: cooldown 0).
+- busy: the demo clip (``demo/compose.py``: enrolled people and a stranger walking by).
+
+Alerts (each with its clip) as the app's defaults: ON_UNKNOWNS, cooldown 60 s; ``--stress-alerts``:
+every track of every camera alerts with a clip (ON_ALL, cooldown 0: two libx264 encoders per clip).
 
 For N = ``--start`` .. ``--max`` cameras (``--busy`` of them busy, the others alternating the two
 idle kinds), one ``facetrack serve`` per N (real Mosquitto on loopback, HTTP and local clips on):
@@ -87,15 +89,26 @@ def parse_options(items: list[str]) -> dict[str, object]:
     return out
 
 
+#: The app's default alert settings (addon/config.yaml).
+APP_ALERTS = {"alert_mode": "ON_UNKNOWNS", "alert_once": True, "cooldown_seconds": 60}
+
+
 def run_n(
-    work: Path, port: int, db: Path, cams: list[dict[str, object]], engine: Path | None, warmup: float, measure: float
+    work: Path,
+    port: int,
+    db: Path,
+    cams: list[dict[str, object]],
+    engine: Path | None,
+    warmup: float,
+    measure: float,
+    alerts: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """One ``facetrack serve`` with ``cams``: frames/s per camera, CPU, peak RSS."""
     from bench_service import start_engine, stop
     from mqtt_helpers import Subscriber
 
     sub = Subscriber(port).start()
-    proc = start_engine(work, port, db, cams, engine)
+    proc = start_engine(work, port, db, cams, engine, alerts=alerts)
     ps = psutil.Process(proc.pid)
     try:
         time.sleep(warmup)
@@ -113,6 +126,7 @@ def run_n(
             name = str(cam["name"])
             states = sub.find(f"{name}/state", lambda m, t0=t0: m.at >= t0 and m.payload["state"] == "online")
             fps[name] = float(states[-1].payload["fps"]) if states else 0.0
+        alerts_seen, clips = len(sub.find("/alert")), len(sub.find("/clip"))
     finally:
         stop(proc)
         sub.stop()
@@ -127,6 +141,8 @@ def run_n(
         "fps": fps,
         "cpu_percent": round(cpu, 1),
         "rss_mb": round(rss / 2**20),
+        "alerts": alerts_seen,
+        "clips": clips,
         "sustained": min(fps.values()) >= SUSTAINED_FPS,
     }
 
@@ -142,6 +158,7 @@ def main() -> int:
     ap.add_argument("--camera-option", action="append", default=[], help="KEY=VALUE (YAML) for every camera")
     ap.add_argument("--all", action="store_true", help="go on after the first N not sustained")
     ap.add_argument("--engine", type=Path, help="run this engine source tree (an addon folder) instead")
+    ap.add_argument("--stress-alerts", action="store_true", help="every track alerts with a clip (ON_ALL, cooldown 0)")
     ap.add_argument("--json")
     args = ap.parse_args()
     options = parse_options(args.camera_option)
@@ -171,12 +188,14 @@ def main() -> int:
         "engine": str(args.engine or ROOT / "addon"),
         "camera_options": options,
         "busy": args.busy,
+        "alerts": "ON_ALL, cooldown 0" if args.stress_alerts else APP_ALERTS,
     }
     rows: list[dict[str, object]] = []
     try:
         for n in range(args.start, args.max + 1, args.step):
             cams = camera_mix(n, min(args.busy, n), sources, options)
-            row = run_n(work, broker.port, db, cams, args.engine, args.warmup, args.measure)
+            alerts = None if args.stress_alerts else APP_ALERTS
+            row = run_n(work, broker.port, db, cams, args.engine, args.warmup, args.measure, alerts)
             rows.append(row)
             print({k: v for k, v in row.items() if k != "fps"}, flush=True)
             if not row["sustained"] and not args.all:

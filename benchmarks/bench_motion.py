@@ -4,8 +4,9 @@
 1. Recall. Each shared clip (``facenet_pytorch/examples/video.mp4``, ``vtest.avi``, the three MOT
    clips, the clip ``compose_clip.py`` composes: enrolled people and strangers pasted over
    vtest.avi, and ``stillfaces``: a still street where faces arrive, stand still, fade in and pop
-   in, the cases the gate and its idle stride must not miss) runs through ``facetrack.pipeline.run_pipeline`` (what ``facetrack track`` runs, every
-   frame) twice in one worker process, ``motion_gate`` off then on (default ``detect_fps``), with a
+   in, the cases the gate and its idle stride must not miss) runs through
+   ``facetrack.pipeline.run_pipeline`` (what ``facetrack track`` runs, every frame) twice in one
+   worker process, ``motion_gate`` off then on (default ``detect_fps``), with a
    library of the dev people enrolled (the suggested split of ``shared/data/README.md``) so tracks
    get identities. Per run: frames, frames the detector ran on, tracks (``track_started``), named
    tracks and the names, CPU ms per frame. Then the gated run's tracks are matched to the ungated

@@ -39,13 +39,15 @@ def start_engine(
     cameras: list[dict[str, object]],
     engine: Path | None = None,
     env: dict[str, str] | None = None,
+    alerts: dict[str, object] | None = None,
 ) -> subprocess.Popen[bytes]:
     """``facetrack serve`` on ``cameras``; ``engine``: run that engine source tree (its ``addon``
-    folder) instead of this checkout's; ``env``: extra environment variables (``MALLOC_ARENA_MAX``)."""
+    folder) instead of this checkout's; ``env``: extra environment variables (``MALLOC_ARENA_MAX``);
+    ``alerts``: the alert settings (default: every track alerts, with a clip: ON_ALL, cooldown 0)."""
     cfg = {
         "db_path": str(db),
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": f"bench-{port}"},
-        "alerts": {"alert_mode": "ON_ALL", "alert_once": True, "cooldown_seconds": 0},
+        "alerts": alerts if alerts is not None else {"alert_mode": "ON_ALL", "alert_once": True, "cooldown_seconds": 0},
         "reconnect_max_seconds": 2,
         "cameras": cameras,
         "http": {"host": "127.0.0.1", "port": 0},

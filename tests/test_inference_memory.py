@@ -73,3 +73,22 @@ def test_one_sface_network_shared_by_backends_and_threads(data_dir: Path) -> Non
     for r in results:
         assert r.shape == (2, 128)
         assert np.allclose(r, expected[0], atol=1e-5)
+
+
+def test_as_many_cameras_as_cores_run_opencv_on_one_thread_each() -> None:
+    """``backend_from_config(config, cameras)``: one camera keeps OpenCV's threads (a lone camera's
+    latency); a camera per core or more runs each forward pass on one thread."""
+    import os
+
+    from facetrack.config import parse_config
+    from facetrack.inference import backend_from_config
+
+    before = cv2.getNumThreads()
+    try:
+        cfg = parse_config({})
+        backend_from_config(cfg, cameras=1)
+        assert cv2.getNumThreads() == before
+        backend_from_config(cfg, cameras=os.cpu_count() or 1)
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)

@@ -247,8 +247,9 @@ class FaceTrackService:
     def _make_camera(self, cam: CameraConfig) -> Camera:
         """A camera's runner with its sinks, in their order on each frame: the live stream, the
         clip recorder, the MQTT reports, the alerts, the inbox, the gallery enrichment."""
+        backend = backend_from_config(cam.tracking, cameras=len(self.config.cameras))
         runner = CameraRunner(
-            cam.name, cam.source, backend_from_config(cam.tracking), self.library, cam.tracking,
+            cam.name, cam.source, backend, self.library, cam.tracking,
             fps_cap=cam.fps, realtime=True, stop=self.stop_event,
             source_timeout=self.config.source_timeout_seconds, reconnect_max_seconds=self.config.reconnect_max_seconds,
         )  # fmt: skip

@@ -3,16 +3,25 @@ imported only when chosen: the DeGirum PySDK is never loaded for the OpenCV defa
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from facetrack.inference.base import InferenceBackend
 
 
-def backend_from_config(config: Any) -> InferenceBackend:
-    """The backend a :class:`~facetrack.config.FaceTrackerConfig` names, with its detector settings."""
+def backend_from_config(config: Any, cameras: int = 1) -> InferenceBackend:
+    """The backend a :class:`~facetrack.config.FaceTrackerConfig` names, with its detector settings.
+
+    ``cameras``: how many cameras share the process. With at least one per core, OpenCV runs each
+    network on one thread: the cameras' own threads keep the cores busy, and a forward pass split
+    over 2 threads costs about 20 % more CPU (a busy 720p camera: 49 against 39-42 ms of CPU per
+    frame, benchmarks/README.md "Capacity").
+    """
     extra: dict[str, Any] = {}
     if config.backend == "degirum":
         extra["options"] = dict(getattr(config, "degirum", None) or {})
+    elif cameras >= (os.cpu_count() or 1):
+        extra["threads"] = 1
     return create_backend(
         config.backend,
         detector_input_size=config.detector_input_size,
