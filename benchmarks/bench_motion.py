@@ -201,27 +201,40 @@ def worker_clip(spec: dict[str, Any]) -> dict[str, Any]:
     return {"engine_path": str(Path(facetrack.__file__).parent), "runs": runs}
 
 
-def worker_still(spec: dict[str, Any]) -> dict[str, Any]:
-    """Write the idle camera's still-scene clip (1280x720, 10 frames/s, noisy, libx264)."""
-    import subprocess
-
+def _street(data: Path) -> Any:
+    """The first vtest.avi frame at :data:`IDLE_SIZE`, ``(720, 1280, 3) float32`` BGR."""
     import cv2
     import numpy as np
 
-    cap = cv2.VideoCapture(str(Path(spec["data"]) / CLIPS["vtest"]))
+    cap = cv2.VideoCapture(str(data / CLIPS["vtest"]))
     ok, first = cap.read()
     cap.release()
     if not ok:
         raise RuntimeError("cannot read vtest.avi")
-    w, h = IDLE_SIZE
-    base = cv2.resize(first, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
-    out = Path(spec["out"])
+    return cv2.resize(first, IDLE_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def _x264(out: Path) -> Any:
+    """An ffmpeg process encoding raw BGR frames of :data:`IDLE_SIZE` from its stdin to ``out``
+    (libx264, :data:`IDLE_FPS`, CRF 23)."""
+    import subprocess
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    frames = int(spec["seconds"] * IDLE_FPS)
+    w, h = IDLE_SIZE
     cmd = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{w}x{h}"]
     cmd += ["-r", str(IDLE_FPS), "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23"]
     cmd += ["-pix_fmt", "yuv420p", "-g", str(2 * IDLE_FPS), str(out)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE)
+
+
+def worker_still(spec: dict[str, Any]) -> dict[str, Any]:
+    """Write the idle camera's still-scene clip (1280x720, 10 frames/s, noisy, libx264)."""
+    import numpy as np
+
+    base = _street(Path(spec["data"]))
+    out = Path(spec["out"])
+    frames = int(spec["seconds"] * IDLE_FPS)
+    proc = _x264(out)
     assert proc.stdin is not None
     rng = np.random.default_rng(16)
     for _ in range(frames):
@@ -242,30 +255,19 @@ def worker_stillfaces(spec: dict[str, Any]) -> dict[str, Any]:
     for 6 s (absorbed into the motion background after about 3 s), slides out; after 5 still
     seconds John Savage fades in slowly (19-22 s: a few grey levels per frame) and stands 6 s,
     then vanishes at once; John Schneider pops in (33 s) and stands until the end."""
-    import subprocess
-
     import cv2
     import numpy as np
 
     data = Path(spec["data"])
-    cap = cv2.VideoCapture(str(data / CLIPS["vtest"]))
-    ok, first = cap.read()
-    cap.release()
-    if not ok:
-        raise RuntimeError("cannot read vtest.avi")
-    w, h = IDLE_SIZE
-    bg = cv2.resize(first, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    w = IDLE_SIZE[0]
+    bg = _street(data)
     johns = data / "dlib/examples/johns"
     chip = {
         name: cv2.resize(cv2.imread(str(sorted((johns / name).iterdir())[-1])), (150, 150)).astype(np.float32)
         for name in ("John_Salley", "John_Savage", "John_Schneider")
     }
     out = Path(spec["out"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{w}x{h}"]
-    cmd += ["-r", str(IDLE_FPS), "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23"]
-    cmd += ["-pix_fmt", "yuv420p", "-g", str(2 * IDLE_FPS), str(out)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+    proc = _x264(out)
     assert proc.stdin is not None
     rng = np.random.default_rng(17)
 
