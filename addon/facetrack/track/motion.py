@@ -296,7 +296,8 @@ class DetectionGate:
         self.detected = 0
 
     def observe(self, frame_bgr: Frame) -> None:
-        """Run the motion check on ``frame_bgr`` (``(H, W, 3) uint8``; every frame, in order)."""
+        """Run the motion check on ``frame_bgr`` (``(H, W, 3) uint8``; every processed frame, in
+        order: while nothing moves, the camera's idle stride processes every other frame)."""
         if self.enabled:
             self.motion.update(frame_bgr)
             self._moved = self._moved or self.motion.moving
