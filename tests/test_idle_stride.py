@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from facetrack.camera import runner as runner_module
 from facetrack.camera.runner import CameraRunner, FrameSink, ProcessedFrame
@@ -63,7 +64,9 @@ def _clip(path: Path, moving_from: int, frames: int = 60) -> Path:
     return path
 
 
-def _run(tmp_path: Path, clip: Path, **config: object) -> tuple[list[ProcessedFrame], int, int]:
+def _run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clip: Path, **config: object
+) -> tuple[list[ProcessedFrame], int, int]:
     backend = CountingNoFaces()
     lib = FaceLibrary(tmp_path / "db", backend.model_id, D)
     sink = Frames()
@@ -75,19 +78,18 @@ def _run(tmp_path: Path, clip: Path, **config: object) -> tuple[list[ProcessedFr
         processed.append(frame_index)
         return original(self, frame_bgr, frame_index, ts)
 
-    runner_module.FaceTracker.process = counting  # type: ignore[method-assign]
-    try:
-        summary = runner.run()
-    finally:
-        runner_module.FaceTracker.process = original  # type: ignore[method-assign]
+    monkeypatch.setattr(runner_module.FaceTracker, "process", counting)
+    summary = runner.run()
     assert summary.frames == len(sink.got)
     return sink.got, len(processed), backend.detected
 
 
-def test_a_still_camera_processes_every_other_frame_and_the_sinks_get_them_all(tmp_path: Path) -> None:
+def test_a_still_camera_processes_every_other_frame_and_the_sinks_get_them_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert runner_module.IDLE_STRIDE == 2
     clip = _clip(tmp_path / "still.avi", moving_from=10**6)
-    got, processed, detected = _run(tmp_path, clip)
+    got, processed, detected = _run(tmp_path, monkeypatch, clip)
     assert [f.index for f in got] == list(range(60))  # every frame reaches the sinks, in order
     assert [f.ts for f in got] == [i / 10 for i in range(60)]
     # Frames 0 and 1 are processed (the first counts as moving); then every other one.
@@ -100,15 +102,15 @@ def test_a_still_camera_processes_every_other_frame_and_the_sinks_get_them_all(t
     assert detected == 1  # nothing moved after the first look: no periodic detection within 6 s
 
 
-def test_motion_is_processed_at_most_one_frame_late(tmp_path: Path) -> None:
+def test_motion_is_processed_at_most_one_frame_late(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clip = _clip(tmp_path / "moves.avi", moving_from=31)
-    got, _, _ = _run(tmp_path, clip)
+    got, _, _ = _run(tmp_path, monkeypatch, clip)
     first = next(f.index for f in got if f.result.detected and f.index >= 31)
     assert first in (31, 32), first
     assert all(not f.result.still for f in got[33:])  # the square keeps moving: every frame processed
 
 
-def test_without_the_motion_gate_every_frame_is_processed(tmp_path: Path) -> None:
+def test_without_the_motion_gate_every_frame_is_processed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clip = _clip(tmp_path / "still.avi", moving_from=10**6, frames=20)
-    got, processed, detected = _run(tmp_path, clip, motion_gate=False)
+    got, processed, detected = _run(tmp_path, monkeypatch, clip, motion_gate=False)
     assert len(got) == processed == detected == 20

@@ -214,7 +214,7 @@ class CameraRunner:
             InferenceUnavailableError: the backend cannot run at all.
         """
         try:
-            video = open_source(self.source, self.source_timeout, self.stop, 1 if self.realtime else 0)
+            video = self._open()
             try:
                 summary = self.run_source(video)
             finally:
@@ -224,6 +224,10 @@ class CameraRunner:
         if summary.frames == 0 and summary.failed_frames == 0:
             raise VideoSourceError(f"no frame could be decoded from {video.uri}")
         return summary
+
+    def _open(self) -> FrameSource:
+        """Open the source; a file replayed in real time is decoded on one thread."""
+        return open_source(self.source, self.source_timeout, self.stop, 1 if self.realtime else 0)
 
     def run_source(self, video: FrameSource) -> RunSummary:
         """Process an opened source (see :meth:`run`); the caller closes it.
@@ -358,7 +362,7 @@ class CameraRunner:
             try:
                 # A network source opens and reads in its own ffmpeg process, with a deadline and
                 # watching ``stop``: a hanging camera delays neither the others nor shutdown.
-                video = open_source(self.source, self.source_timeout, self.stop, 1 if self.realtime else 0)
+                video = self._open()
             except FaceTrackError as err:
                 if self.stop.is_set():
                     break
