@@ -12,6 +12,7 @@
    tracks and the names, CPU ms per frame. Then the gated run's tracks are matched to the ungated
    run's (same start frame within ``START_TOLERANCE`` frames and IoU >= 0.5 of the first box):
    unmatched tracks on either side and tracks whose final identity differs are listed.
+   ``--motion-detect-fps 5`` runs each clip gated with that ``motion_detect_fps`` too.
 2. Idle camera. A still 1280x720 scene (the first vtest.avi frame, scaled, with sensor-like noise
    of sigma 2 grey levels added to every frame, libx264) at 10 frames/s, played in real time by a
    ``CameraRunner`` (as ``serve`` does) for ``--idle-seconds``; CPU % of one core (process user +
@@ -30,6 +31,7 @@ Usage::
 
     PYTHONPATH=addon .venv/bin/python benchmarks/bench_motion.py [--json OUT] [--before OLD/addon]
         [--clips video,vtest,...] [--idle-seconds 60] [--idle-detect-fps 1,0] [--record]
+        [--motion-detect-fps 5]
 
 Several minutes of one core (the ungated idle run alone is ``--idle-seconds`` of detection at
 10 frames/s).
@@ -167,7 +169,14 @@ def worker_clip(spec: dict[str, Any]) -> dict[str, Any]:
         db = Path(tmp) / "faces.lance"
         shutil.copytree(spec["db"], db)  # a private copy: the library is never written, but be safe
         for gate in spec["gates"]:
-            cfg = parse_config({"db_path": str(db), **({} if gate is None else {"motion_gate": gate})})
+            # a gate setting: None (the engine's defaults), a bool (motion_gate) or a number
+            # (motion_gate on with that motion_detect_fps)
+            keys: dict[str, Any] = {}
+            if isinstance(gate, bool):
+                keys = {"motion_gate": gate}
+            elif gate is not None:
+                keys = {"motion_gate": True, "motion_detect_fps": gate}
+            cfg = parse_config({"db_path": str(db), **keys})
             backend = _backend(cfg)
             lib = FaceLibrary(cfg.db_path, backend.model_id, backend.embedding_dim)
             events: list[dict[str, Any]] = []
@@ -385,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[1.0, 0.5, 0.0],
         help="detect_fps values of the gated idle runs (comma-separated)",
     )
+    ap.add_argument(
+        "--motion-detect-fps",
+        type=lambda v: [float(x) for x in v.split(",") if x],
+        default=[],
+        help="also run each recall clip gated with these motion_detect_fps values (comma-separated)",
+    )
     ap.add_argument("--before", type=Path, default=None, help="another engine tree (its addon folder)")
     ap.add_argument("--record", action="store_true", help="also run each idle camera with a clip recorder")
     ap.add_argument("--before-clips", action="store_true", help="also run the recall clips on --before")
@@ -420,9 +435,8 @@ def main(argv: list[str] | None = None) -> int:
                 run_worker(__file__, {"kind": "stillfaces", "out": str(video), "data": str(args.data)})
         else:
             video = args.data / CLIPS[key]
-        res = run_worker(
-            __file__, {"kind": "clip", "video": str(video), "db": str(db), "gates": [False, True]}, here_env
-        )
+        gates: list[Any] = [False, True, *args.motion_detect_fps]
+        res = run_worker(__file__, {"kind": "clip", "video": str(video), "db": str(db), "gates": gates}, here_env)
         runs = res["runs"]
         if before_env and args.before_clips:
             runs += [
@@ -432,11 +446,16 @@ def main(argv: list[str] | None = None) -> int:
                 )["runs"]
             ]
         cmp = compare(runs[0]["events"], runs[1]["events"])
-        clips_out[key] = {"video": str(video), "runs": runs, "gated_vs_ungated": cmp}
+        clips_out[key] = {
+            "video": str(video),
+            "runs": runs,
+            "gated_vs_ungated": cmp,
+            "vs_ungated": {_gate_label(r["gate"]): compare(runs[0]["events"], r["events"]) for r in runs[1:]},
+        }
         for r in runs:
             same = "-" if r["gate"] is False else _verdict(compare(runs[0]["events"], r["events"]))
             clip_rows.append(
-                [key, {False: "off", True: "on", "before": "before"}[r["gate"]], r["frames"], r["detected"],
+                [key, _gate_label(r["gate"]), r["frames"], r["detected"],
                  r["tracks"], len(r["named"]), r["cpu_ms_per_frame"], same]
             )  # fmt: skip
         print(f"{key}: done ({runs[1]['detected']}/{runs[1]['frames']} frames detected with the gate)", flush=True)
@@ -489,6 +508,12 @@ def main(argv: list[str] | None = None) -> int:
          "before": str(args.before) if args.before else None},
     )  # fmt: skip
     return 0
+
+
+def _gate_label(gate: Any) -> str:
+    if isinstance(gate, bool) or gate == "before":
+        return {False: "off", True: "on", "before": "before"}[gate]
+    return f"on, motion_detect_fps {gate:g}"
 
 
 def _verdict(c: dict[str, Any]) -> str:

@@ -26,6 +26,8 @@ from facetrack.inference.base import Detection, Frame
 from facetrack.library import FaceLibrary
 from facetrack.track import FaceTracker
 from facetrack.track.motion import (
+    FOUND_HOLD_SECONDS,
+    MOTION_DETECT_FPS,
     STILL_RECHECK_SECONDS,
     DetectionGate,
     MotionDetector,
@@ -132,12 +134,15 @@ def _same(a: Detection, b: Detection) -> bool:
 
 def test_periodic_whole_frame_look_while_things_move() -> None:
     gate = _idle_gate(1.0)
-    full = []
+    full, detected = [], []
     for i in range(30):  # 3 s of motion in a corner, nothing tracked
         gate.observe(with_square(100 + 10 * i, 100))
-        assert gate.should_detect(i / 10, tracking=False)
-        full.append(gate.windows(1280, 720, tracking=False, scale=0.5) is None)
-    assert [i for i, f in enumerate(full) if f] == [0, 10, 20]
+        if gate.should_detect(i / 10, tracking=False):
+            detected.append(i)
+            if gate.windows(1280, 720, tracking=False, scale=0.5) is None:
+                full.append(i)
+    assert detected == list(range(30))  # every moving frame (motion_detect_fps 0)
+    assert full == [0, 10, 20]
 
 
 def test_windowed_detection_sees_what_the_whole_frame_sees(backend: InferenceBackend, data_dir: Path) -> None:
@@ -222,6 +227,42 @@ def test_a_scene_that_moved_is_looked_at_whole_at_detect_fps_until_it_was_seen_s
     assert quiet and all(gap == 100 for gap in quiet), after
 
 
+def test_motion_without_a_track_is_detected_at_motion_detect_fps() -> None:
+    """With ``motion_detect_fps`` 5, while something moves and nothing is tracked, the detector
+    runs 5 times a second (every other frame at 10 frames/s), starting on the first moving frame
+    after a quiet one, even right after another detection; with a track alive, on every frame.
+    By default (0) on every moving frame."""
+    assert MOTION_DETECT_FPS == 0.0
+    gate = DetectionGate(1.0, motion_detect_fps=5.0)
+    still = [SCENE] + [noisy(SCENE) for _ in range(100)]  # looked at on frames 0 and 100
+    walk = [with_square(100 + 10 * i, 100) for i in range(1, 21)]  # moves from frame 101 on
+    looked = _looks(gate, still + walk)
+    assert looked == [0, 100, *range(101, 121, 2)], looked
+    assert all(gate.should_detect(12.1 + i / 10, tracking=True) for i in range(5))
+    assert _looks(DetectionGate(1.0), still + walk) == [0, 100, *range(101, 121)]
+
+
+def test_a_face_found_holds_the_detector_on_every_frame_for_a_second() -> None:
+    """With a ``motion_detect_fps``, the second after the detector found a face counts as tracked
+    (whole frame, every frame), whether or not ByteTrack kept the face; then the motion rate
+    applies again. Without one, every moving frame is detected anyway: no hold."""
+    gate = DetectionGate(1.0, motion_detect_fps=5.0)
+    gate.observe(SCENE)
+    assert gate.should_detect(0.0, tracking=False)
+    gate.found(0.0, 1)
+    assert FOUND_HOLD_SECONDS == 1.0
+    held = [gate.holding(i / 10) for i in range(15)]
+    assert held == [True] * 10 + [False] * 5
+    gate.found(2.0, 0)  # a look that found nothing does not extend the hold
+    assert not gate.holding(2.05)
+    gate.found(5.0, 2)
+    assert not gate.holding(4.9) and gate.holding(5.9) and not gate.holding(6.0)
+    assert not DetectionGate(1.0, enabled=False, motion_detect_fps=5.0).holding(0.0)
+    default = DetectionGate(1.0)
+    default.found(0.0, 3)
+    assert not default.holding(0.5)
+
+
 def test_detect_fps_zero_detects_only_on_motion_or_tracks() -> None:
     gate = _idle_gate(0.0)
     assert gate.should_detect(0.0, tracking=False)  # the first frame moved (nothing to compare)
@@ -259,6 +300,8 @@ def test_replayed_file_restarts_the_timer() -> None:
 def test_negative_detect_fps_is_refused() -> None:
     with pytest.raises(ValueError, match="detect_fps"):
         DetectionGate(-1.0)
+    with pytest.raises(ValueError, match="motion_detect_fps"):
+        DetectionGate(1.0, motion_detect_fps=-0.5)
 
 
 def test_config_keys() -> None:
@@ -267,6 +310,10 @@ def test_config_keys() -> None:
     assert (FaceTrackerConfig().motion_gate, FaceTrackerConfig().detect_fps) == (True, 1.0)
     with pytest.raises(ConfigError, match="detect_fps"):
         parse_config({"detect_fps": -1})
+    assert FaceTrackerConfig().motion_detect_fps == MOTION_DETECT_FPS
+    assert parse_config({"motion_detect_fps": 5}).motion_detect_fps == 5.0
+    with pytest.raises(ConfigError, match="motion_detect_fps"):
+        parse_config({"motion_detect_fps": -1})
 
 
 def test_camera_sets_detect_fps_beside_fps() -> None:
@@ -274,13 +321,14 @@ def test_camera_sets_detect_fps_beside_fps() -> None:
         {
             "detect_fps": 2,
             "cameras": [
-                {"name": "door", "source": "rtsp://h/a", "fps": 10, "detect_fps": 0.5},
+                {"name": "door", "source": "rtsp://h/a", "fps": 10, "detect_fps": 0.5, "motion_detect_fps": 5},
                 {"name": "yard", "source": "rtsp://h/b", "motion_gate": False},
             ],
         }
     )
     door, yard = svc.cameras
     assert (door.fps, door.tracking.detect_fps, door.tracking.motion_gate) == (10, 0.5, True)
+    assert (door.tracking.motion_detect_fps, yard.tracking.motion_detect_fps) == (5.0, MOTION_DETECT_FPS)
     assert (yard.tracking.detect_fps, yard.tracking.motion_gate) == (2.0, False)
 
 
@@ -331,14 +379,22 @@ def test_gate_loses_no_face_track_on_real_faces(
 ) -> None:
     frames = _clip(data_dir)
     ungated, all_frames = _run(frames, backend, replace(config, motion_gate=False), tmp_path / "off")
-    gated, detected = _run(frames, backend, replace(config, motion_gate=True), tmp_path / "on")
+    exact, detected_every = _run(frames, backend, replace(config, motion_gate=True), tmp_path / "every")
+    rated = replace(config, motion_gate=True, motion_detect_fps=5.0)
+    gated, detected = _run(frames, backend, rated, tmp_path / "on")
     assert all_frames == len(frames)
     assert len(ungated) == 2, ungated  # both faces tracked without the gate: the clip is sound
-    assert gated == ungated
+    # Detecting every moving frame (the default), the gate starts the same tracks on the same frames.
+    assert exact == ungated
+    # At motion_detect_fps 5 (every other moving frame at 10 frames/s while nothing is tracked),
+    # the same tracks, each starting at most one frame late.
+    assert len(gated) == len(ungated) and all(0 <= g - u <= 1 for g, u in zip(gated, ungated, strict=True)), gated
     # ... and the gate did skip the detector: on the still frames before the first face (27 of
     # the first 30; detect_fps 1 looks at frames 0, 10 and 20). After the first face vanishes its
-    # lost track and then its fading ghost in the background keep the detector running.
-    assert detected <= len(frames) - 25, detected
+    # lost track and then its fading ghost in the background keep the detector running, at most
+    # every other frame while nothing is tracked.
+    assert detected_every <= len(frames) - 25, detected_every
+    assert detected < detected_every, (detected, detected_every)
 
 
 def test_still_frames_are_flagged_and_a_cut_after_them_is_still_found(

@@ -114,6 +114,9 @@ class FaceTrackerConfig:
     #: look, so a person who stopped is found), while something moved since the last whole-frame
     #: detection (else every 10 s); 0: only on motion or tracks.
     detect_fps: float = 1.0
+    #: Detections per second while something moves and nothing is tracked; 0: every moving frame
+    #: (:data:`facetrack.track.motion.MOTION_DETECT_FPS`, which gives the trade-off).
+    motion_detect_fps: float = 0.0
     video_source: str | int | None = None
     face_filters: FaceFilters = field(default_factory=FaceFilters)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
@@ -220,6 +223,7 @@ CONFIG_SCHEMA = vol.Schema(
         vol.Optional("scene_cut_threshold"): _NONNEG,
         vol.Optional("motion_gate"): bool,
         vol.Optional("detect_fps"): vol.All(vol.Coerce(float), vol.Range(min=0.0, max=120.0)),
+        vol.Optional("motion_detect_fps"): vol.All(vol.Coerce(float), vol.Range(min=0.0, max=120.0)),
         vol.Optional("video_source"): vol.Any(None, str, int),
         vol.Optional("face_filters"): FACE_FILTERS_SCHEMA,
         vol.Optional("tracker"): TRACKER_SCHEMA,

@@ -236,8 +236,10 @@ class CameraConfig:
     ``fps`` caps the processing rate (frames/s; frames in between are decoded and dropped, as
     Frigate's detect fps); ``None`` processes every frame. Frame counts in the tracking config
     (``credence_count``, ``reid_expiration_frames``) then count processed frames. Of the processed
-    frames, the motion gate (``tracking.motion_gate``, ``tracking.detect_fps``) runs the face
-    detector only on those where something moved or a track is alive, plus ``detect_fps`` a second."""
+    frames, the motion gate (``tracking.motion_gate``, ``tracking.detect_fps``,
+    ``tracking.motion_detect_fps``) runs the face detector only on those where something moved (at
+    most ``motion_detect_fps`` a second while nothing is tracked, if set) or a track is alive, plus
+    ``detect_fps`` a second."""
 
     name: str
     source: str | int
@@ -285,6 +287,7 @@ CAMERA_OVERRIDES = (
     "scene_cut_threshold",
     "motion_gate",
     "detect_fps",
+    "motion_detect_fps",
     "face_filters",
     "tracker",
     "identity",

@@ -23,8 +23,8 @@ On top of it this module adds what face recognition needs:
   that track (same id), bridging occlusions ByteTrack's motion model cannot;
 - scene cuts end every track (:mod:`facetrack.track.scene`);
 - motion-gated detection (:mod:`facetrack.track.motion`): with no track alive the detector runs
-  only on frames where something moved (there only around what moved), and ``detect_fps`` times
-  a second;
+  only on frames where something moved (there only around what moved; at most
+  ``motion_detect_fps`` times a second if set), and ``detect_fps`` times a second;
 - a short gallery of recently ended tracks gives a returning person their identity back at once.
 """
 
@@ -163,8 +163,8 @@ class FrameResult:
     #: The face detector ran on this frame (the motion gate may skip it; see ``motion_gate``).
     detected: bool = True
     #: Nothing changed: the motion gate saw no motion on this frame nor the one before, and no
-    #: face is tracked (a recorder may reuse the previous frame's encoding; never true without
-    #: the gate).
+    #: face is tracked (nor held, see ``FOUND_HOLD_SECONDS``) (a recorder may reuse the previous
+    #: frame's encoding; never true without the gate).
     still: bool = False
 
 
@@ -210,7 +210,7 @@ class FaceTracker:
         self._ids = itertools.count(1)
         self._scene = SceneCutDetector(config.scene_cut_threshold)
         self._scene_ts = -1.0  # ts of the last frame scored for a scene cut
-        self.gate = DetectionGate(config.detect_fps, config.motion_gate)
+        self.gate = DetectionGate(config.detect_fps, config.motion_gate, motion_detect_fps=config.motion_detect_fps)
         self._tracks: dict[int, Track] = {}
         self._map: dict[int, int] = {}  # ByteTrack id -> our track id (ByteTrack ids restart on reset)
         self._recent: deque[_Ended] = deque(maxlen=64)
@@ -283,9 +283,12 @@ class FaceTracker:
 
         # Motion gate: skip the detector only when no track (confirmed, tentative or lost) exists,
         # so ByteTrack and the re-identification backoff see every frame while anything is tracked.
-        tracking = cut or bool(self._tracks) or bool(self._bytetrack.tracks)
+        # With a motion_detect_fps, a face found in the last second counts too (FOUND_HOLD_SECONDS).
+        tracking = cut or bool(self._tracks) or bool(self._bytetrack.tracks) or self.gate.holding(ts)
         detected = self.gate.should_detect(ts, tracking)
         detections = self._detect(frame_bgr, tracking) if detected else []
+        if detected:
+            self.gate.found(ts, len(detections))
         tracked = self._associate(detections)
 
         # Tracks ByteTrack has dropped (lost for longer than its buffer) have ended.
@@ -333,7 +336,7 @@ class FaceTracker:
         faces = [
             self._face(tid, t) for tid, t in self._tracks.items() if t.last_frame == frame_index and tid in on_screen
         ]
-        still = quiet and not detections and not self._tracks and not self._bytetrack.tracks
+        still = quiet and not tracking and not detections and not self._bytetrack.tracks
         return FrameResult(
             faces, events, self.total_embeddings - embeddings_before, cut, len(detections), detected, still
         )

@@ -76,6 +76,21 @@ WINDOW_GRID = 32
 #: (with ``detect_fps`` > 0): a slow change below the motion threshold (dusk) is still looked at,
 #: for 30 ms of a 720p detection every 10 s instead of every second (3 % of a core).
 STILL_RECHECK_SECONDS = 10.0
+#: Default ``motion_detect_fps``: 0, the detector runs on every frame that moves. A rate (e.g. 5,
+#: Frigate's default detect fps) lets one machine carry more cameras that watch people pass by:
+#: the first moving frame after a quiet one is still detected at once, and every frame is for
+#: :data:`FOUND_HOLD_SECONDS` after a face was found, but a face that first shows on a skipped
+#: frame is found up to ``1 / motion_detect_fps`` s later, and ByteTrack confirms a face that
+#: flickers around the detector's threshold (a face of 10-20 px) from other frames: on the
+#: 25-frames/s MOT17-13 clip, an 11-px face's track started 5 frames later at 5 detections/s
+#: (benchmarks/README.md, "Motion-gated detection"). Off by default so the gate loses nothing.
+MOTION_DETECT_FPS = 0.0
+#: With a ``motion_detect_fps``, seconds after the detector last found a face during which every
+#: frame is detected on the whole frame, as while a track lives: a small face far away flickers
+#: around the detector's threshold and ByteTrack confirms its track only after ``credence_count``
+#: detections; without the hold, frames skipped between its hits delayed a 19-px face's track by
+#: 5 frames on vtest.avi at 720p. One second: ByteTrack's default track buffer (30 frames at 30/s).
+FOUND_HOLD_SECONDS = 1.0
 #: Dilation kernel closing one-pixel gaps in the motion mask.
 _DILATE = np.ones((3, 3), np.uint8)
 
@@ -259,10 +274,14 @@ class DetectionGate:
 
     The detector runs on a frame when any of these holds:
 
-    (a) something moved (:class:`MotionDetector`);
+    (a) something moved (:class:`MotionDetector`); with a ``motion_detect_fps`` and nothing
+        tracked, the first moving frame after a quiet one, then at most ``motion_detect_fps``
+        frames a second;
     (b) the tracker holds a track, confirmed, tentative or lost-but-kept: ByteTrack's association
         and the re-identification backoff count frames, so while a track exists every frame is
-        detected, exactly as without the gate;
+        detected, exactly as without the gate; with a ``motion_detect_fps``, the same for
+        :data:`FOUND_HOLD_SECONDS` after the detector last found a face (:meth:`found`,
+        :meth:`holding`);
     (c) ``detect_fps`` says so: at most ``1 / detect_fps`` seconds pass between two detections
         even when nothing moves (a person who stopped, absorbed into the motion background, is
         still found), as long as something moved since the last whole-frame detection; a scene
@@ -279,17 +298,33 @@ class DetectionGate:
         detect_fps: detections per second when nothing moves and nothing is tracked (>= 0).
         enabled: the gate is on.
         motion: the motion detector (default: a new :class:`MotionDetector`).
+        motion_detect_fps: detections per second while something moves and nothing is tracked
+            (>= 0; 0, the default :data:`MOTION_DETECT_FPS`: every moving frame).
+
+    Raises:
+        ValueError: ``detect_fps`` or ``motion_detect_fps`` is negative.
     """
 
-    def __init__(self, detect_fps: float = 1.0, enabled: bool = True, motion: MotionDetector | None = None) -> None:
+    def __init__(
+        self,
+        detect_fps: float = 1.0,
+        enabled: bool = True,
+        motion: MotionDetector | None = None,
+        motion_detect_fps: float = MOTION_DETECT_FPS,
+    ) -> None:
         if detect_fps < 0:
             raise ValueError(f"detect_fps must be >= 0, got {detect_fps}")
+        if motion_detect_fps < 0:
+            raise ValueError(f"motion_detect_fps must be >= 0, got {motion_detect_fps}")
         self.detect_fps = detect_fps
+        self.motion_detect_fps = motion_detect_fps
         self.enabled = enabled
         self.motion = motion or MotionDetector()
         self._last_detect: float | None = None
         self._last_full: float | None = None
         self._moved = True  # something moved since the last whole-frame detection
+        self._quiet = False  # nothing moved on the frame before
+        self._last_found: float | None = None
         self._ts = 0.0
         #: Frames seen and frames detected since the gate was made (for statistics).
         self.frames = 0
@@ -316,9 +351,9 @@ class DetectionGate:
         due = (
             not self.enabled
             or tracking
-            or self.motion.moving
             or last is None
             or ts < last
+            or (self.motion.moving and (self._quiet or self._motion_due(ts, last)))
             or (
                 self.detect_fps > 0
                 and ts - last >= 1.0 / self.detect_fps - 1e-6
@@ -328,7 +363,25 @@ class DetectionGate:
         if due:
             self._last_detect = ts
             self.detected += 1
+        self._quiet = not self.motion.moving
         return due
+
+    def _motion_due(self, ts: float, last: float) -> bool:
+        rate = self.motion_detect_fps
+        return rate <= 0 or ts - last >= 1.0 / rate - 1e-6
+
+    def found(self, ts: float, faces: int) -> None:
+        """Note that the detector ran on the frame at ``ts`` (seconds) and found ``faces`` faces
+        (kept only with a ``motion_detect_fps``: it starts :meth:`holding`)."""
+        if faces and self.motion_detect_fps > 0:
+            self._last_found = ts
+
+    def holding(self, ts: float) -> bool:
+        """Whether the frame at ``ts`` (seconds) is within :data:`FOUND_HOLD_SECONDS` of the last
+        face found (with a ``motion_detect_fps``): the tracker then treats it as a frame with a
+        live track (every frame, the whole frame)."""
+        last = self._last_found
+        return self.enabled and last is not None and 0 <= ts - last < FOUND_HOLD_SECONDS
 
     def windows(self, width: int, height: int, tracking: bool, scale: float) -> list[Box] | None:
         """Where to detect on a frame :meth:`should_detect` allowed: the windows around what moved
