@@ -83,7 +83,7 @@ def _sample_options(config: dict[str, Any]) -> dict[str, Any]:
     options = json.loads(json.dumps(config["options"]))  # deep copy of the defaults
     options["cameras"] = [
         {"name": "front_door", "source": "rtsp://viewer:cam@192.168.1.20:554/stream1", "alert_mode": "ON_ALL",
-         "detector_input_size": 960},
+         "detector_input_size": 960, "motion_detect_fps": 5},
         {"name": "garden", "source": "/media/garden.mp4", "enabled": False},
     ]  # fmt: skip
     options["notification_urls"] = ["tgram://123456:ABC/987", "ntfy://ntfy.sh/facetrack"]
@@ -403,6 +403,7 @@ def test_mapping_is_accepted_by_the_service_parser(config: dict[str, Any]) -> No
     assert (garden.name, garden.source, garden.enabled) == ("garden", "/media/garden.mp4", False)
     assert front.tracking.detector_input_size == 960
     assert garden.tracking.detector_input_size == 640
+    assert (front.tracking.motion_detect_fps, garden.tracking.motion_detect_fps) == (5.0, 0.0)
     assert front.tracking.cosine_similarity_threshold == garden.tracking.cosine_similarity_threshold == 0.45
     assert front.tracking.credence_count == svc.defaults.credence_count == 3
     assert front.tracking.db_path == "/config/faces.lance"
