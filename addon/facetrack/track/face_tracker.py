@@ -163,8 +163,8 @@ class FrameResult:
     #: The face detector ran on this frame (the motion gate may skip it; see ``motion_gate``).
     detected: bool = True
     #: Nothing changed: the motion gate saw no motion on this frame nor the one before, and no
-    #: face is tracked (nor held, see ``FOUND_HOLD_SECONDS``) (a recorder may reuse the previous
-    #: frame's encoding; never true without the gate).
+    #: face is tracked nor held (``FOUND_HOLD_SECONDS``): a recorder may reuse the previous
+    #: frame's encoding. Never true without the gate.
     still: bool = False
 
 
