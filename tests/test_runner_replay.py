@@ -86,8 +86,10 @@ def _stop(runner: CameraRunner, worker: threading.Thread) -> None:
 
 def test_a_file_that_ends_replays_without_going_offline(tmp_path: Path) -> None:
     states = States()
-    runner, worker = _runner(tmp_path, str(_clip(tmp_path / "clip.avi")), states)
+    clip = str(_clip(tmp_path / "clip.avi"))
+    # Timed from before the thread starts: Thread.start() may return after its first pass began.
     started = time.monotonic()
+    runner, worker = _runner(tmp_path, clip, states)
     states.wait(passes=3)
     took = time.monotonic() - started
     _stop(runner, worker)
