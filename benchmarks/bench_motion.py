@@ -445,15 +445,10 @@ def main(argv: list[str] | None = None) -> int:
                     __file__, {"kind": "clip", "video": str(video), "db": str(db), "gates": [None]}, before_env
                 )["runs"]
             ]
-        cmp = compare(runs[0]["events"], runs[1]["events"])
-        clips_out[key] = {
-            "video": str(video),
-            "runs": runs,
-            "gated_vs_ungated": cmp,
-            "vs_ungated": {_gate_label(r["gate"]): compare(runs[0]["events"], r["events"]) for r in runs[1:]},
-        }
+        vs = {_gate_label(r["gate"]): compare(runs[0]["events"], r["events"]) for r in runs[1:]}
+        clips_out[key] = {"video": str(video), "runs": runs, "gated_vs_ungated": vs["on"], "vs_ungated": vs}
         for r in runs:
-            same = "-" if r["gate"] is False else _verdict(compare(runs[0]["events"], r["events"]))
+            same = "-" if r["gate"] is False else _verdict(vs[_gate_label(r["gate"])])
             clip_rows.append(
                 [key, _gate_label(r["gate"]), r["frames"], r["detected"],
                  r["tracks"], len(r["named"]), r["cpu_ms_per_frame"], same]

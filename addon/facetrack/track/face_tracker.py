@@ -336,7 +336,7 @@ class FaceTracker:
         faces = [
             self._face(tid, t) for tid, t in self._tracks.items() if t.last_frame == frame_index and tid in on_screen
         ]
-        still = quiet and not tracking and not detections and not self._bytetrack.tracks
+        still = quiet and not tracking and not detections  # (ByteTrack holds tracks only after a detection)
         return FrameResult(
             faces, events, self.total_embeddings - embeddings_before, cut, len(detections), detected, still
         )

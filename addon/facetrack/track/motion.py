@@ -269,6 +269,11 @@ def detect_in_windows(backend: InferenceBackend, frame_bgr: Frame, windows: list
     return out
 
 
+def _every(ts: float, last: float, rate: float) -> bool:
+    """At least ``1 / rate`` seconds passed from ``last`` to ``ts`` (never for ``rate`` 0)."""
+    return rate > 0 and ts - last >= 1.0 / rate - 1e-6
+
+
 class DetectionGate:
     """Whether the face detector runs on a frame: motion, live tracks, or the periodic timer.
 
@@ -353,22 +358,17 @@ class DetectionGate:
             or tracking
             or last is None
             or ts < last
-            or (self.motion.moving and (self._quiet or self._motion_due(ts, last)))
             or (
-                self.detect_fps > 0
-                and ts - last >= 1.0 / self.detect_fps - 1e-6
-                and (self._moved or ts - last >= STILL_RECHECK_SECONDS - 1e-6)
+                self.motion.moving
+                and (self._quiet or self.motion_detect_fps <= 0 or _every(ts, last, self.motion_detect_fps))
             )
+            or (_every(ts, last, self.detect_fps) and (self._moved or ts - last >= STILL_RECHECK_SECONDS - 1e-6))
         )
         if due:
             self._last_detect = ts
             self.detected += 1
         self._quiet = not self.motion.moving
         return due
-
-    def _motion_due(self, ts: float, last: float) -> bool:
-        rate = self.motion_detect_fps
-        return rate <= 0 or ts - last >= 1.0 / rate - 1e-6
 
     def found(self, ts: float, faces: int) -> None:
         """Note that the detector ran on the frame at ``ts`` (seconds) and found ``faces`` faces
@@ -390,7 +390,7 @@ class DetectionGate:
         The whole frame is also detected at least ``detect_fps`` times a second while things move
         (the periodic look for a person standing still outside the moving regions)."""
         ts, last = self._ts, self._last_full
-        full_due = last is None or ts < last or (self.detect_fps > 0 and ts - last >= 1.0 / self.detect_fps - 1e-6)
+        full_due = last is None or ts < last or _every(ts, last, self.detect_fps)
         wins = None
         if self.enabled and not tracking and self.motion.moving and not full_due:
             wins = detection_windows(self.motion.regions, width, height, scale)
